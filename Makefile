@@ -1,0 +1,58 @@
+# decaylab — thin wrappers over the CLI. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DECAYLAB := $(VENV)/bin/decaylab
+STUDY ?= studies/digits.yaml
+STORAGE ?= results
+RUN ?=
+OUT ?=
+# Exact pins: these wheels are the ones available on this kind of machine (x86_64, CPython 3.11);
+# override TORCH_PINS for another platform, e.g. TORCH_PINS="torch torchvision".
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: help install sweep report status test test-fast lint bench docs clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: STUDY=$(STUDY) STORAGE=$(STORAGE) RUN=<run dir> OUT=<report dir>"
+
+install: $(VENV)/.installed  ## create .venv and install decaylab with its dependencies
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+sweep: install  ## run STUDY (default: the embedded digits study) end to end, then write its report
+	$(DECAYLAB) sweep $(STUDY) --storage $(STORAGE) --report
+
+report: install  ## write the report of RUN (a run directory) into OUT (default reports/<study>)
+	@test -n "$(RUN)" || { echo "usage: make report RUN=results/<study> [OUT=reports/<name>]"; exit 2; }
+	$(DECAYLAB) report $(RUN) $(if $(OUT),--out $(OUT))
+
+status: install  ## show trial counts of RUN
+	@test -n "$(RUN)" || { echo "usage: make status RUN=results/<study>"; exit 2; }
+	$(DECAYLAB) status $(RUN)
+
+test: install  ## the whole test suite, slow tests included
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install  ## the suite without @pytest.mark.slow
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: install  ## benchmarks: ratios measured side by side (see BENCHMARKS.md)
+	$(PY) -m bench.run_all
+
+docs: install  ## regenerate the study-file reference in README.md
+	$(PY) -m orchestrator.docs README.md
+
+clean:  ## remove caches (not results)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
