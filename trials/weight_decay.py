@@ -1,0 +1,115 @@
+"""Fixed and adaptive weight decay, applied to the gradients between `backward()` and `step()`.
+
+Both arms add `λ·w` to `p.grad` (coupled decay, through SGD's momentum buffer, exactly like
+`torch.optim.SGD(weight_decay=λ)`), on the same parameter set, so they differ only in λ.
+AWD (Ghiasi, Shafahi & Ardekani, NeurIPS 2023, Algorithm 1) recomputes λ every step:
+
+    λ  = λ_awd · ‖g‖₂ / ‖w‖₂        (one global norm over all decayed parameters)
+    λ̄ ← avg·λ̄ + (1 − avg)·λ        (avg = 0.1: the NEW value gets weight 0.9)
+    g ← g + λ̄·w
+
+λ̄ stays a 0-d tensor on the parameters' device: no host synchronisation per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+def _with_grads(params: list[torch.nn.Parameter]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    pairs = [(p, p.grad) for p in params if p.grad is not None]
+    return [p.detach() for p, _ in pairs], [g for _, g in pairs]
+
+
+def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """‖concat(tensors)‖₂ as a 0-d tensor, computed in fp32 without concatenating."""
+    if not tensors:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32)))
+
+
+class FixedWeightDecay:
+    """Coupled L2 decay with a constant λ (bit-identical to `SGD(weight_decay=λ)`)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lam: float):
+        self.params = list(params)
+        self.lam = float(lam)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        self.lam_bar = torch.tensor(self.lam, device=device)
+        self.grad_norm = torch.zeros((), device=device)  # ‖g‖ before decay, for the logs
+
+    @torch.no_grad()
+    def apply(self) -> torch.Tensor:
+        weights, grads = _with_grads(self.params)
+        self.grad_norm = global_norm(grads)
+        if self.lam and grads:
+            torch._foreach_add_(grads, weights, alpha=self.lam)
+        return self.lam_bar
+
+    def state_dict(self) -> dict:
+        return {"lam": self.lam}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lam = float(state["lam"])
+        self.lam_bar.fill_(self.lam)
+
+
+class AdaptiveWeightDecay:
+    """Adaptive weight decay: keeps ‖λ̄w‖ / ‖g‖ ≈ λ_awd (Algorithm 1 of the paper)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lambda_awd: float, avg: float = 0.1):
+        self.params = list(params)
+        self.lambda_awd = float(lambda_awd)
+        self.avg = float(avg)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        self.lam_bar = torch.zeros((), device=device)
+        self.grad_norm = torch.zeros((), device=device)
+        self._buffers: list[torch.Tensor] = []  # λ̄·w on CPU, kept between steps (see `_scaled`)
+
+    @torch.no_grad()
+    def apply(self) -> torch.Tensor:
+        weights, grads = _with_grads(self.params)
+        if not grads:
+            return self.lam_bar
+        self.grad_norm = global_norm(grads)
+        # clamp: a zero weight norm (never in practice) must not make λ infinite
+        lam = self.lambda_awd * self.grad_norm / global_norm(weights).clamp_min(1e-12)
+        self.lam_bar.mul_(self.avg).add_(lam.to(self.lam_bar.dtype), alpha=1.0 - self.avg)
+        torch._foreach_add_(grads, self._scaled(weights))
+        return self.lam_bar
+
+    def _scaled(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """λ̄·w for every weight (λ̄ is a tensor, so `add_(w, alpha=λ̄)` is not available).
+
+        On CUDA one foreach launch into the caching allocator. On CPU a fresh copy of the model
+        page-faults every step, so the products go into buffers kept between steps (CPU foreach
+        ops loop over the tensors anyway); the values are the same either way.
+        """
+        if weights[0].device.type != "cpu":
+            return torch._foreach_mul(weights, self.lam_bar)
+        if [(b.shape, b.dtype) for b in self._buffers] != [(w.shape, w.dtype) for w in weights]:
+            self._buffers = [torch.empty_like(w) for w in weights]
+        for buffer, w in zip(self._buffers, weights, strict=True):
+            torch.mul(w, self.lam_bar, out=buffer)
+        return self._buffers
+
+    def state_dict(self) -> dict:
+        return {"lam_bar": self.lam_bar.detach().clone(), "lambda_awd": self.lambda_awd, "avg": self.avg}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lam_bar.copy_(state["lam_bar"])
+        self.lambda_awd = float(state["lambda_awd"])
+        self.avg = float(state["avg"])
+
+
+def make_weight_decay(kind: str, params: list[torch.nn.Parameter], lam: float | None,
+                      lambda_awd: float | None) -> FixedWeightDecay | AdaptiveWeightDecay:
+    if kind == "fixed":
+        return FixedWeightDecay(params, lam or 0.0)
+    if kind == "adaptive":
+        if lambda_awd is None:
+            raise ValueError("an adaptive arm needs lambda_awd")
+        return AdaptiveWeightDecay(params, lambda_awd)
+    raise ValueError(f"unknown weight-decay kind {kind!r}")
