@@ -1,0 +1,75 @@
+"""The live view of a sweep: one compact line, at most every few seconds and at each trial's end.
+
+    [03:12] 14/36 done · 2 running · 20 pending · 0 failed · best val robust: wd 0.612, awd 0.645 · ~5m40s left
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+@dataclass
+class Progress:
+    total: int  # trials this run will have finished at the end (including earlier runs)
+    already_done: int = 0  # finished in an earlier run of the same study
+    every: float = 10.0  # seconds between periodic lines
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    log: list[str] = field(default_factory=list)  # every line printed (the run's log)
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+    failed: int = 0
+    diverged: int = 0
+    running: set[str] = field(default_factory=set)
+    best: dict[str, float] = field(default_factory=dict)  # arm → best val robust accuracy seen
+    _last_print: float = 0.0
+
+    def result(self, trial: str, arm: str, val_robust: float) -> None:
+        self.running.add(trial)
+        if isinstance(val_robust, (int, float)) and math.isfinite(val_robust):
+            self.best[arm] = max(self.best.get(arm, -1.0), float(val_robust))
+        if time.monotonic() - self._last_print >= self.every:
+            self.print()
+
+    def finished(self, trial: str, status: str) -> None:
+        self.running.discard(trial)
+        if status == "failed":
+            self.failed += 1
+        else:
+            self.done += 1
+            self.diverged += status == "diverged"
+        self.print()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        done = self.already_done + self.done
+        pending = max(self.total - done - self.failed - len(self.running), 0)
+        parts = [f"[{clock(elapsed)}] {done}/{self.total} done", f"{len(self.running)} running",
+                 f"{pending} pending", f"{self.failed} failed"]
+        if self.diverged:
+            parts.append(f"{self.diverged} diverged")
+        if self.best:
+            parts.append("best val robust: " + ", ".join(f"{a} {v:.3f}" for a, v in sorted(self.best.items())))
+        if self.done:
+            remaining = self.total - done - self.failed
+            eta = elapsed / self.done * remaining  # trials finished this run set the pace
+            parts.append(f"~{clock(eta)} left" if remaining else "finishing")
+        return " · ".join(parts)
+
+    def say(self, text: str) -> None:
+        self.log.append(text)
+        print(text, file=self.stream, flush=True)
+
+    def print(self) -> None:
+        self._last_print = time.monotonic()
+        self.say(self.line())

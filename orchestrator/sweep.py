@@ -1,0 +1,255 @@
+"""Sweeps: plan the trials of a study, run what is not finished, keep the run directory tidy.
+
+One code path serves a new sweep, `resume` and "extend": the run directory keeps the
+resolved study (`study.yaml`); every driver run is a new Ray experiment `sweep-NNN` that
+submits only the trials not yet finished, and each unfinished trial continues from its
+most advanced checkpoint. A study whose shared settings changed is refused (its results
+would not be comparable); one whose grid grew just runs the new points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from analysis.schema import STATUSES
+from orchestrator import results
+from orchestrator.errors import RunError, UserError
+from orchestrator.progress import Progress, clock
+from orchestrator.spec import Study, expand_grid, study_from_dict
+from orchestrator.storage import RunDir, absolute
+
+STUDY_FILE = "study.yaml"
+SHARED = ("data", "model", "train", "attack", "eval")
+
+
+def run_dir_for(storage: str, study: Study) -> RunDir:
+    return RunDir(absolute(storage).rstrip("/") + "/" + study.name)
+
+
+def open_run(location: str, check_data: bool = True) -> tuple[RunDir, Study]:
+    """An existing run directory and its resolved study, or a clear error."""
+    run = RunDir(absolute(location))
+    if not run.exists():
+        raise UserError(location, "no such run directory", "give <storage>/<study name>, e.g. results/digits")
+    if not run.exists(STUDY_FILE):
+        raise UserError(location, "not a decaylab run directory (it has no study.yaml)",
+                        "give the directory `decaylab sweep` printed at its end")
+    return run, recorded_study(run, check_data)
+
+
+def recorded_study(run: RunDir, check_data: bool = True) -> Study:
+    """The resolved study kept in the run directory; a damaged study.yaml is a clear error."""
+    where = run.uri(STUDY_FILE)
+    fix = ("rewrite it from `resolved_study` in manifest.json, or delete it and rerun `decaylab sweep` "
+           "with the original study file and --storage")
+    try:
+        raw = yaml.safe_load(run.read_text(STUDY_FILE))  # written by yaml.safe_dump: read it back the same way
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(where, f"the run's study file cannot be read ({e})", fix) from None
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(where, f"the run's study file is damaged ({problem})", fix) from None
+    if not isinstance(raw, dict):
+        raise UserError(where, "the run's study file is damaged (not a mapping of keys)", fix)
+    return study_from_dict(raw, where, check_data)
+
+
+def check_writable(run: RunDir) -> None:
+    """Fail before Ray starts if the run directory cannot be written (permissions, full disk)."""
+    try:
+        run.makedirs()
+        run.write_atomic(b"ok\n", ".write_test")
+        run.delete(".write_test")
+    except OSError as e:
+        raise RunError(run.location, f"the storage directory is not writable ({e.strerror or e})",
+                       "choose another --storage, or free space / fix permissions") from None
+
+
+def shared_differences(old: Study, new: Study) -> list[str]:
+    """Dotted keys of shared settings that differ (the grid axes may differ: that is 'extend')."""
+    diffs = []
+
+    def walk(a, b, prefix):
+        if dataclasses.is_dataclass(a):
+            for f in dataclasses.fields(a):
+                if prefix == "data" and f.name == "label_noise":
+                    continue
+                walk(getattr(a, f.name), getattr(b, f.name), f"{prefix}.{f.name}")
+        elif a != b:
+            diffs.append(f"{prefix}: {a!r} → {b!r}")
+
+    for section in SHARED:
+        walk(getattr(old, section), getattr(new, section), section)
+    if old.search.kind != new.search.kind:
+        diffs.append(f"search.kind: {old.search.kind} → {new.search.kind}")
+    return diffs
+
+
+def prepare(run: RunDir, study: Study) -> None:
+    """Record the study in the run directory, refusing one whose shared settings changed."""
+    if run.exists(STUDY_FILE):
+        old = recorded_study(run)
+        diffs = shared_differences(old, study)
+        if diffs:
+            raise UserError(run.location, "this run directory holds study "
+                            f"{old.name!r} with other shared settings: " + "; ".join(diffs[:6]),
+                            "results would not be comparable: give the study a new `name`, or use "
+                            "another --storage (a grown grid of lr/seeds/λ is fine and runs only the new trials)")
+    run.write_atomic(yaml.safe_dump(study.to_dict(), sort_keys=False).encode(), STUDY_FILE)
+
+
+def manifest(run: RunDir, study: Study, planned: int, resources: dict | None) -> dict:
+    old = results.read_manifest(run) or {}
+    return {
+        "study": study.name, "run_dir": run.location, "search": study.search.kind,
+        "resolved_study": study.to_dict(), "trials_planned": planned,
+        "git_commit": git_commit(), "versions": versions(), "hardware": hardware(resources),
+        "started": old.get("started") or now(), "finished": None,
+        "experiments": old.get("experiments", []),
+    }
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("decaylab", "torch", "torchvision", "ray", "optuna", "pandas", "pyautoattack"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def hardware(resources: dict | None) -> dict:
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"machine": platform.machine(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "gpus": gpus, "cluster": resources or {}}
+
+
+def planned_trials(study: Study) -> int:
+    if study.search.kind == "grid":
+        return len(expand_grid(study))
+    seeds = study.search.seeds_per_trial or len(study.seeds)
+    return study.search.n_trials * len(study.methods) * seeds
+
+
+def decide_device(flag: str, address: str | None) -> None:
+    """Fail before Ray starts when a GPU is demanded on a machine that has none (local runs)."""
+    if flag == "gpu" and not (address or os.environ.get("RAY_ADDRESS")):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device gpu", "this machine has no CUDA GPU",
+                            "use --device cpu (or auto), or --address a Ray cluster with GPUs")
+
+
+def run_study(study: Study, run: RunDir, *, address: str | None, device: str, num_cpus: int | None = None,
+              dashboard: bool = False, restore_optuna: bool = False) -> int:
+    """Run every unfinished trial of `study` in `run`; returns the exit status (1 if any failed)."""
+    decide_device(device, address)
+    check_writable(run)
+    prepare(run, study)
+    scanner = results.Scanner(run)
+    planned = planned_trials(study)
+    finished = {tid for tid, s in scanner.latest().items() if s["status"] in results.FINISHED}
+    finished |= results.stopped_trials(run)
+    todo = []
+    if study.search.kind == "grid":
+        todo = [cfg for cfg in expand_grid(study) if cfg.trial_id not in finished]
+        if not todo:
+            results.export(scanner)
+            man = results.read_manifest(run)
+            if man is not None and man.get("finished") is None:  # killed after its last trial: complete now
+                man["finished"] = now()
+                results.write_manifest(run, man)
+            print(f"nothing to run: all {planned} trials of {study.name} are finished in {run.location}",
+                  file=sys.stderr)
+            return summarize(run, scanner)
+    from orchestrator import tune_backend as tb  # Ray starts only from here on
+
+    progress = Progress(total=planned, already_done=len(finished))
+    try:
+        resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
+        use = resolve_device(device, resources, study)
+        tb.check_gpu(resources, use)
+        experiment = results.next_experiment(run) if not restore_optuna else results.experiments(run)[-1]
+        man = manifest(run, study, planned, resources)
+        man["experiments"] = sorted({*man["experiments"], experiment})
+        results.write_manifest(run, man)
+        progress.say(f"{study.name}: {len(todo) or planned} trials to run ({planned} planned, "
+                     f"{len(finished)} already finished) on {describe(resources, use)} → {run.location}")
+        launch = tb.Launch(run, experiment, study, use, progress,
+                           entries=[{"trial_id": c.trial_id, "members": [c.to_dict()]} for c in todo])
+        if study.search.kind == "grid":
+            tb.run_grid(launch)
+        else:
+            tb.run_optuna(launch, restore=restore_optuna)
+    finally:
+        results.export(scanner)
+    man = results.read_manifest(run) or {}
+    man["finished"] = now()
+    results.write_manifest(run, man)
+    write_log(run, progress)
+    if study.search.kind == "optuna":
+        from orchestrator.optuna_export import write_best_grid
+
+        path = write_best_grid(run, study)
+        progress.say(f"best configurations as a grid study: {path}")
+    return summarize(run, scanner, progress)
+
+
+def resolve_device(flag: str, resources: dict, study: Study) -> str:
+    has_gpu = resources.get("GPU", 0) > 0
+    if flag == "gpu":
+        return "cuda"
+    if flag == "cpu":
+        return "cpu"
+    return "cuda" if has_gpu and study.resources.gpu > 0 else "cpu"
+
+
+def describe(resources: dict, device: str) -> str:
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    return f"{cpus:g} CPUs{f', {gpus:g} GPUs' if gpus else ''} ({device})"
+
+
+def write_log(run: RunDir, progress: Progress) -> None:
+    old = run.read_text("sweep.log") if run.exists("sweep.log") else ""
+    run.write_atomic((old + "\n".join(progress.log) + "\n").encode(), "sweep.log")
+
+
+def summarize(run: RunDir, scanner: results.Scanner, progress: Progress | None = None) -> int:
+    _, trials, _ = results.build_frames(scanner)
+    counts = trials["status"].value_counts().to_dict()
+    text = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
+    elapsed = f" in {clock(time.monotonic() - progress.started)}" if progress else ""
+    print(f"done{elapsed}: {text or 'no trials'} → {run.location}", file=sys.stderr)
+    if counts.get("failed"):
+        print(f"  {counts['failed']} trial(s) failed: see `decaylab status {run.location}`; "
+              f"`decaylab resume {run.location}` retries them", file=sys.stderr)
+        return 1
+    return 0

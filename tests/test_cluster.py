@@ -1,0 +1,92 @@
+"""A real two-node Ray cluster on this machine (head + worker started with `ray start` on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sweep_helpers import decaylab, write_study
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_env() -> dict:
+    # `ray start --head` enables token authentication; every process of the cluster uses the token
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+
+
+def start_node(*args: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--num-gpus=0",
+                             "--node-ip-address=127.0.0.1", *args], stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, env=ray_env(), start_new_session=True)
+
+
+def alive_nodes(address: str) -> int:
+    out = subprocess.run([RAY, "status", "--address", address], capture_output=True, text=True, env=ray_env(),
+                         timeout=60)
+    return out.stdout.count(" node_") if out.returncode == 0 else 0
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # graceful: `ray start --block` drains and stops its node
+        try:
+            proc.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    head = start_node("--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
+                      log=tmp_path / "head.log")
+    procs = [head]
+    try:
+        deadline = time.monotonic() + 90
+        while alive_nodes(address) < 1:
+            assert time.monotonic() < deadline and head.poll() is None, (tmp_path / "head.log").read_text()[-2000:]
+            time.sleep(1)
+        procs.append(start_node(f"--address={address}", log=tmp_path / "worker.log"))
+        while alive_nodes(address) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
+            time.sleep(1)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path):
+    study = write_study(tmp_path, lr=[0.05], train={"epochs": 3, "batch_size": 64})
+    out = decaylab("sweep", study, "--storage", tmp_path / "shared", "--address", two_node_cluster,
+                   env={"RAY_AUTH_MODE": "token"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "shared" / "tiny"
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert len(trials) == 4 and set(trials["status"]) == {"ok"}
+    assert len(pd.read_parquet(run / "epochs.parquet")) == 4 * 3
+    nodes = set()
+    for result in run.glob("sweep-000/*/result.json"):
+        nodes |= {json.loads(line)["node"] for line in result.read_text().splitlines() if line.strip()}
+    assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["hardware"]["cluster"]["CPU"] == 2.0
