@@ -1,0 +1,118 @@
+"""The fixed schema of decaylab's result files (DESIGN.md §5).
+
+Shared by the orchestrator (which writes the files) and the analysis (which reads them);
+this module imports neither torch nor Ray. Accuracies are fractions in [0, 1]; a value that
+does not apply (λ of an adaptive arm, λ_awd of a fixed arm, a metric not measured) is NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pandas as pd
+
+STATUSES: Final = ("ok", "diverged", "stopped", "failed", "running")  # stopped: early-stopped by ASHA (tuning)
+KINDS: Final = ("fixed", "adaptive")
+
+# Columns that identify a trial: equal values mean the same training run.
+TRIAL_KEY: Final = ("study", "trial_id")
+
+# The configuration of a trial, carried on every row.
+CONFIG_COLUMNS: Final[dict[str, str]] = {
+    "study": "string",
+    "trial_id": "string",
+    "method": "string",  # the arm's name in the study file, e.g. "wd" or "awd"
+    "kind": "string",  # "fixed" | "adaptive"
+    "lam": "float64",  # fixed λ; NaN for adaptive arms
+    "lambda_awd": "float64",  # AWD's λ_awd; NaN for fixed arms
+    "lr": "float64",  # peak learning rate
+    "seed": "int64",
+    "label_noise": "float64",  # configured symmetric label-noise rate of the training split
+}
+
+EPOCH_METRICS: Final[dict[str, str]] = {
+    "epoch": "int64",  # 1-based
+    "lr_now": "float64",  # learning rate after the epoch's last step
+    "train_loss": "float64",  # mean training loss on the adversarial examples
+    "train_clean_acc": "float64",  # eval mode, fixed subset of the training split
+    "train_robust_acc": "float64",  # on the training step's own adversarial examples
+    "val_clean_acc": "float64",
+    "val_robust_acc": "float64",
+    "test_clean_acc": "float64",
+    "test_robust_acc": "float64",
+    "weight_norm": "float64",  # ‖w‖₂ over the decayed parameters, end of epoch
+    "grad_norm": "float64",  # mean over the epoch's steps of ‖∇w CE‖₂ (decayed parameters)
+    "lambda_mean": "float64",  # effective weight decay λ̄ over the epoch (constant λ for fixed)
+    "lambda_min": "float64",
+    "lambda_max": "float64",
+    "noisy_fit_acc": "float64",  # fraction of label-flipped training examples predicted as their
+    # noisy label (memorisation); NaN without label noise
+    "epoch_seconds": "float64",
+    "status": "string",  # the trial's status (same on all of its rows)
+}
+
+EPOCH_COLUMNS: Final[dict[str, str]] = {**CONFIG_COLUMNS, **EPOCH_METRICS}
+
+TRIAL_METRICS: Final[dict[str, str]] = {
+    "status": "string",
+    "error": "string",  # last error message of a failed trial, else empty
+    "epochs": "int64",  # planned epochs
+    "epochs_done": "int64",
+    "best_epoch": "Int64",  # by val_robust_acc (first of ties); <NA> if none evaluated
+    "best_val_robust_acc": "float64",
+    "best_test_clean_acc": "float64",
+    "best_test_robust_acc": "float64",
+    "last_test_clean_acc": "float64",
+    "last_test_robust_acc": "float64",
+    "gap_robust": "float64",  # best_test_robust_acc − last_test_robust_acc
+    "autoattack_best": "float64",  # AutoAttack accuracy of the best checkpoint (NaN if not run)
+    "autoattack_last": "float64",
+    "weight_norm_last": "float64",
+    "label_noise_actual": "float64",  # exact fraction of training labels flipped
+    "train_seconds": "float64",
+}
+
+TRIAL_COLUMNS: Final[dict[str, str]] = {**CONFIG_COLUMNS, **TRIAL_METRICS}
+
+# Extra evaluations of kept checkpoints (`decaylab evaluate`, or a trial's final step):
+# one row per (trial, checkpoint, sparsity). Clean, FGSM, PGD and AutoAttack accuracy are
+# measured on the same seeded test examples so they can be checked against each other.
+EVAL_COLUMNS: Final[dict[str, str]] = {
+    **CONFIG_COLUMNS,
+    "checkpoint": "string",  # "best" | "last"
+    "epoch": "int64",  # the checkpoint's epoch
+    "sparsity": "float64",  # fraction of prunable weights zeroed (0 = unpruned)
+    "examples": "int64",
+    "clean_acc": "float64",
+    "fgsm_acc": "float64",
+    "pgd_acc": "float64",
+    "autoattack_acc": "float64",  # NaN when AutoAttack was not run for this row
+}
+
+
+def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Return `frame` with exactly `columns`, in order and with their dtypes.
+
+    A missing float column is filled with NaN and a missing string column with <NA>; a
+    missing integer column is an error (integers identify rows and are never optional).
+    """
+    out = {}
+    for name, dtype in columns.items():
+        if name in frame.columns:
+            out[name] = frame[name].astype(dtype)
+        elif dtype == "int64":
+            raise KeyError(f"result frame lacks the integer column {name!r}")
+        else:
+            out[name] = (
+                pd.Series(pd.NA, index=frame.index, dtype="object").astype(dtype)
+                if dtype in ("string", "Int64")
+                else pd.Series(float("nan"), index=frame.index)
+            )
+    return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+
+
+def setting_label(kind: str, lam: float, lambda_awd: float) -> str:
+    """A legend label naming the arm's hyperparameter, e.g. 'λ=5e-04' or 'λ_awd=0.022'."""
+    if kind == "fixed":
+        return f"λ={lam:.0e}" if lam else "λ=0"
+    return f"λ_awd={lambda_awd:g}"

@@ -1,0 +1,135 @@
+"""Tables as Markdown, CSV and LaTeX, and the number formats they share.
+
+A `Table` carries two frames: `data` (machine-readable, accuracies as fractions; written to
+CSV) and `display` (strings, accuracies as percentages with one decimal; written to Markdown
+and LaTeX), so a reader and a script each get the form they need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+INLINE_ROWS = 200  # longer tables are cut in report.md; the files keep every row
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+_LATEX_SYMBOLS = {
+    "λ": r"$\lambda$",
+    "±": r"$\pm$",
+    "‖": r"$\|$",
+    "−": "$-$",
+    "–": "--",
+    "×": r"$\times$",
+    "…": r"\dots{}",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # file stem under tables/
+    title: str
+    data: pd.DataFrame
+    display: pd.DataFrame
+    note: str = ""
+
+
+def fixed(value: float, digits: int = 1) -> str:
+    """`value` with `digits` decimals, never '-0.0' (a tiny negative gap reads as a real one)."""
+    return f"{round(value, digits) + 0.0:.{digits}f}"
+
+
+def pct(value: float) -> str:
+    """A fraction as a percentage with one decimal ('63.1'); '–' for NaN."""
+    return "–" if _missing(value) else fixed(100 * value)
+
+
+def pct_pm(mean: float, std: float) -> str:
+    """'63.1 ± 1.2' (percent); the ± part is dropped when std is NaN (a single seed)."""
+    if _missing(mean):
+        return "–"
+    return pct(mean) if _missing(std) else f"{pct(mean)} ± {fixed(100 * std)}"
+
+
+def num_pm(mean: float, std: float, digits: int = 2) -> str:
+    """'12.34 ± 0.56' for unitless numbers (weight norms, epochs)."""
+    if _missing(mean):
+        return "–"
+    return fixed(mean, digits) if _missing(std) else f"{fixed(mean, digits)} ± {fixed(std, digits)}"
+
+
+def signed_pct(value: float) -> str:
+    """A relative change as '+7.5%'; '–' for NaN."""
+    return "–" if _missing(value) else f"{100 * value:+.1f}%"
+
+
+def _missing(value: float) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def to_markdown(frame: pd.DataFrame, max_rows: int | None = None) -> str:
+    """A GitHub-flavoured Markdown table of `frame`'s cells as strings."""
+    shown = frame if max_rows is None else frame.head(max_rows)
+    cells = shown.astype(str).map(lambda cell: cell.replace("|", r"\|"))
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False, name=None)]
+    if max_rows is not None and len(frame) > max_rows:
+        lines.append(f"\n*{len(frame) - max_rows} more rows in the CSV file.*")
+    return "\n".join(lines)
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters and spell the Unicode symbols the tables use."""
+    out = "".join(_LATEX_SPECIALS.get(char, char) for char in str(text))
+    for symbol, latex in _LATEX_SYMBOLS.items():
+        out = out.replace(symbol, latex)
+    return out
+
+
+def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs table: one row per row of `frame`, every cell escaped."""
+    header = " & ".join(latex_escape(column) for column in frame.columns) + r" \\"
+    body = [" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in frame.astype(str).values]
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{latex_escape(caption)}}}",
+            rf"\label{{tab:{label}}}",
+            r"\begin{tabular}{" + "l" * min(frame.shape[1], 2) + "r" * max(frame.shape[1] - 2, 0) + "}",
+            r"\toprule",
+            header,
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
+
+
+def write_table(table: Table, tables_dir: Path) -> list[Path]:
+    """Write `<name>.md`, `.csv` and `.tex` under `tables_dir`; return their paths."""
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    md = tables_dir / f"{table.name}.md"
+    csv = tables_dir / f"{table.name}.csv"
+    tex = tables_dir / f"{table.name}.tex"
+    md.write_text(f"**{table.title}**\n\n{to_markdown(table.display)}\n")
+    table.data.to_csv(csv, index=False, float_format="%.6g", lineterminator="\n")
+    label = table.name.replace("_", "-")
+    tex.write_text(to_latex(table.display, table.title, label))
+    return [md, csv, tex]
