@@ -1,0 +1,125 @@
+"""What the benchmarks share: side-by-side timing, synthetic 32×32 data, trial configs, closing lines.
+
+Every ratio is measured in one process with its two variants interleaved (A B B A A B …) and
+summarised by medians, so a machine that other jobs load at the same time slows both variants
+alike. Times are taken on two clocks: wall time, and the CPU time of this process. With one
+intra-op thread (how a `resources.cpu: 1` trial runs) the CPU clock does not count the time
+the process waited for a core that another job held, so ratios from it are what an idle
+machine would show; the benchmarks print both and close on the CPU-time ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from trials import data as data_mod
+from trials.config import AttackConfig, AttackSpec, DataConfig, ModelConfig, TrainConfig, TrialConfig
+
+CIFAR_INFO = data_mod.DATASETS["cifar10"][0]  # 3×32×32, 10 classes, crop pad 4, flips
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    cpu: float
+
+
+def timed(fn: Callable[[], object]) -> Timing:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[Timing]]:
+    """Run the variants in turn, `repeats` rounds after `warmup` untimed ones; the order of each
+    round is the reverse of the one before, so drift in the machine's load hits them evenly."""
+    names = list(variants)
+    for _ in range(warmup):
+        for name in names:
+            variants[name]()
+    out: dict[str, list[Timing]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            out[name].append(timed(variants[name]))
+    return out
+
+
+def median(times: list[Timing], clock: str = "cpu") -> float:
+    return statistics.median(getattr(t, clock) for t in times)
+
+
+def paired_ratio(a: list[Timing], b: list[Timing], clock: str = "cpu") -> float:
+    """Median over rounds of a/b: each round's two runs saw the same machine state."""
+    return statistics.median(getattr(x, clock) / getattr(y, clock) for x, y in zip(a, b, strict=True))
+
+
+def one_thread() -> None:
+    """One intra-op thread, as a `resources.cpu: 1` trial runs (and what keeps the CPU clock honest)."""
+    torch.set_num_threads(1)
+
+
+def machine_line() -> str:
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average {load}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} intra-op thread(s)")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def closing(name: str, value: float, fmt: str = ".3f") -> None:
+    """The last line of every benchmark, parsed by bench.run_all."""
+    print(f"{name}: {value:{fmt}}", flush=True)
+
+
+# ------------------------------------------------------------------------------ trial inputs
+
+
+def synthetic_data(n: int, info: data_mod.DatasetInfo = CIFAR_INFO, seed: int = 0,
+                   device: torch.device | str = "cpu") -> data_mod.TrialData:
+    """Random uint8 images with random labels: for timing, the values do not matter."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, info.channels, info.size, info.size), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, info.classes, (n,), generator=g)
+    split = data_mod.Split(x.to(device), y.to(device))
+    return data_mod.TrialData(info=info, train=split, val=split.take(64), test=split.take(64),
+                              noisy=torch.zeros(n, dtype=torch.bool, device=device), clean_train_labels=split.y,
+                              label_noise_actual=0.0)
+
+
+def trial(*, arch: str, dataset: str, batch_size: int, steps: int, eps: float, step_size: float | None = None,
+          kind: str = "fixed", value: float = 5e-4, lr: float = 0.05, epochs: int = 1,
+          compile_model: bool = False) -> TrialConfig:
+    """A one-trial config built directly (no study file: synthetic data needs no dataset root)."""
+    attack = AttackSpec(kind="pgd", eps=eps, steps=steps, step_size=step_size)
+    return TrialConfig(
+        study="bench", method="wd" if kind == "fixed" else "awd", kind=kind,
+        lam=value if kind == "fixed" else None, lambda_awd=value if kind == "adaptive" else None,
+        lr=lr, seed=0, label_noise=0.0, data=DataConfig(dataset=dataset),
+        model=ModelConfig(arch=arch), train=TrainConfig(epochs=epochs, batch_size=batch_size, compile=compile_model),
+        attack=AttackConfig(train=attack))
+
+
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """FLOPs of one forward pass of `x` as torch counts them (2 per multiply-add of convs and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return float(counter.get_total_flops())
