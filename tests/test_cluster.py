@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +19,9 @@ from sweep_helpers import decaylab, write_study
 pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).with_name("ray"))
+# `ray start --head` enables token authentication and every process of the cluster must present the
+# token; the test makes its own rather than depend on a ~/.ray/auth_token left on the machine
+TOKEN_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
 def free_port() -> int:
@@ -27,8 +31,7 @@ def free_port() -> int:
 
 
 def ray_env() -> dict:
-    # `ray start --head` enables token authentication; every process of the cluster uses the token
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **TOKEN_ENV}
 
 
 def start_node(*args: str, log: Path) -> subprocess.Popen:
@@ -78,7 +81,7 @@ def two_node_cluster(tmp_path):
 def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path):
     study = write_study(tmp_path, lr=[0.05], train={"epochs": 3, "batch_size": 64})
     out = decaylab("sweep", study, "--storage", tmp_path / "shared", "--address", two_node_cluster,
-                   env={"RAY_AUTH_MODE": "token"})
+                   env=TOKEN_ENV)
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "shared" / "tiny"
     trials = pd.read_parquet(run / "trials.parquet")
