@@ -22,10 +22,11 @@ from trial_helpers import (
 from analysis.schema import EPOCH_COLUMNS, EVAL_COLUMNS, STATUSES, conform
 from trials import data as data_mod
 from trials import train as train_mod
-from trials.config import PruningConfig
+from trials.config import PruningConfig, resolved_train_attack
 from trials.evaluation import evaluate_weights, prune_global, sanity_problems
-from trials.models import build_model, prunable_weights
-from trials.train import build_trainer, lr_factor, run_trial, train_epoch
+from trials.models import build_model, decayed_parameters, prunable_weights
+from trials.train import build_trainer, lr_factor, run_trial, train_epoch, train_step
+from trials.weight_decay import make_weight_decay
 
 EVAL_METRICS = ("val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "train_clean_acc")
 ACCURACIES = (*EVAL_METRICS, "train_robust_acc", "noisy_fit_acc")
@@ -219,6 +220,22 @@ def test_train_epoch_reads_the_host_once(kind, value):
     with count_host_reads() as counts:
         train_epoch(trainer)
     assert counts == {"tolist": 1}, f"host reads in train_epoch: {dict(counts)} (only the epoch-end read)"
+
+
+@pytest.mark.parametrize(("kind", "value"), [("fixed", 5e-3), ("adaptive", 0.05)])
+def test_a_training_step_makes_no_host_read(kind, value):
+    config = small_trial_config(kind=kind, value=value)
+    trainer = build_trainer(config, "cpu")
+    model = trainer.model.train()
+    wd = make_weight_decay(kind, decayed_parameters(model, config.train.decay), config.lam, config.lambda_awd)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x, y = data_mod.to_float(trainer.data.train.x[:32]), trainer.data.train.y[:32]
+    before = [p.detach().clone() for p in model.parameters()]
+    with count_host_reads() as counts:
+        for _ in range(2):  # the second step also runs AWD's running average
+            train_step(model, optimizer, wd, x, y, resolved_train_attack(config), 0.05)
+    assert counts == {}, f"host reads in a training step: {dict(counts)}"
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)), "it trained"
 
 
 # -------------------------------------------------------------------------- lr schedule
