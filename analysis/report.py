@@ -122,7 +122,9 @@ def _header(a: Analysis, w: ReportWriter) -> None:
         facts.append(f"started {run.manifest.get('started', '?')}, finished {finished}")
     if train:
         facts.append(f"{train.get('epochs', '?')} epochs, {train.get('schedule', '?')} lr schedule")
-    if attack:
+    if attack and attack.get("kind") == "none":
+        facts.append("natural training (no training attack)")
+    elif attack:
         facts.append(f"training attack {attack.get('kind', '?')}-{attack.get('steps', '?')}, ε={attack.get('eps')}")
     arms = ", ".join(f"{arm} ({kind})" for arm, kind in a.outcomes[["method", "kind"]].drop_duplicates().values)
     facts.append(f"arms: {arms or 'none yet'}")

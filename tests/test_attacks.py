@@ -6,15 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from trial_helpers import single_thread, trained_trial
+from trial_helpers import single_thread, small_cnn, trained_trial
 
 from trials import data as data_mod
 from trials.attacks import attack_batch, fgsm, fgsm_rs, pgd
-from trials.config import ModelConfig
-from trials.data import DATASETS
 from trials.models import build_model
 
-DIGITS = DATASETS["digits"][0]
 TOL = 1e-6  # float rounding of the projection (x + δ).clamp(0, 1) − x
 
 
@@ -22,11 +19,6 @@ TOL = 1e-6  # float rounding of the projection (x + δ).clamp(0, 1) − x
 def _one_thread():
     with single_thread():
         yield
-
-
-def small_cnn(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return build_model(ModelConfig(arch="small_cnn"), DIGITS)
 
 
 def batch(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,26 +9,17 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from trial_helpers import count_host_reads, single_thread, small_trial_config
+from trial_helpers import count_host_reads, single_thread, small_cnn, small_trial_config
 
-from trials.config import ModelConfig
-from trials.data import DATASETS
-from trials.models import build_model, decayed_parameters
+from trials.models import decayed_parameters
 from trials.train import build_trainer
 from trials.weight_decay import AdaptiveWeightDecay, FixedWeightDecay
-
-DIGITS = DATASETS["digits"][0]
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
     with single_thread():
         yield
-
-
-def small_cnn(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return build_model(ModelConfig(arch="small_cnn"), DIGITS)
 
 
 def fill_grads(params: list[nn.Parameter], gen: torch.Generator, scale: float = 1.0) -> list[torch.Tensor]:

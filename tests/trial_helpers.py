@@ -16,11 +16,15 @@ import numpy as np
 import torch
 
 from orchestrator.spec import expand_grid, study_from_dict
-from trials.config import TrialConfig
+from trials.config import ModelConfig, TrialConfig
+from trials.data import DATASETS
+from trials.models import build_model
 from trials.train import run_trial
 
 # Tensor methods that copy a value to the host (a device synchronisation on an accelerator).
 HOST_READS = ("item", "cpu", "tolist", "numpy", "__float__", "__bool__", "__int__", "__index__")
+
+DIGITS = DATASETS["digits"][0]
 
 # The small adversarial-training setting of the end-to-end tests (digits are 8x8 in [0, 1]).
 TRAIN_ATTACK = {"kind": "pgd", "eps": 0.2, "steps": 3, "step_size": 0.1}
@@ -133,3 +137,9 @@ def rows_equal(a: list[dict], b: list[dict], ignore: tuple[str, ...] = ("epoch_s
             if not same_value(ra[key], rb[key]):
                 problems.append(f"epoch {ra.get('epoch')}: {key} {ra[key]!r} != {rb[key]!r}")
     return problems
+
+
+def small_cnn(seed: int = 0) -> torch.nn.Module:
+    """The digits-sized network, seeded."""
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(arch="small_cnn"), DIGITS)
