@@ -8,6 +8,7 @@ trial, so the message alone says where to look.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,43 @@ class Run:
         return dict((self.manifest or {}).get("resolved_study") or {})
 
 
+SNAPSHOT_ATTEMPTS = 20
+
+
 def load_run(run_dir: str | Path) -> Run:
-    """Read `run_dir`; `evaluations.parquet` and `manifest.json` may be absent."""
+    """Read `run_dir`; `evaluations.parquet` and `manifest.json` may be absent.
+
+    A running sweep replaces the files atomically (temp file + rename), one after the other, so
+    each file is always whole but two reads could straddle an export. The files' identities
+    (inode, size, mtime) are compared before and after the read, and the read is repeated until
+    no file was replaced meanwhile: the frames returned are always from one export.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"{run_dir}: not a directory; pass the run directory <storage>/<study name>")
+    paths = [run_dir / name for name in (EPOCHS_FILE, TRIALS_FILE, EVALUATIONS_FILE, MANIFEST_FILE)]
+    for _ in range(SNAPSHOT_ATTEMPTS):
+        before = _identities(paths)
+        run = _read_run(run_dir)
+        if _identities(paths) == before:
+            return run
+        time.sleep(0.05)  # an export is under way: let it land
+    raise ResultsError(f"{run_dir}: the result files kept changing during {SNAPSHOT_ATTEMPTS} reads; try again")
+
+
+def _identities(paths: list[Path]) -> list[tuple[int, int, int] | None]:
+    out = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            out.append(None)
+        else:
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _read_run(run_dir: Path) -> Run:
     epochs = read_table(run_dir / EPOCHS_FILE, schema.EPOCH_COLUMNS)
     trials = read_table(run_dir / TRIALS_FILE, schema.TRIAL_COLUMNS)
     evals_path = run_dir / EVALUATIONS_FILE
