@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -158,8 +159,33 @@ def planned_trials(study: Study) -> int:
     return study.search.n_trials * len(study.methods) * seeds
 
 
+ADDRESS_TIMEOUT_S = 10.0
+
+
+def check_address(address: str | None) -> None:
+    """Fail at once, before anything is written, when no Ray cluster answers at a `host:port`
+    address: Ray itself keeps retrying the connection for minutes. `auto` and `local` are Ray's
+    to resolve (a missing `auto` cluster fails quickly there)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"--address {address}", "not a Ray address",
+                        "give host:port of the head node (e.g. 10.0.0.5:6379), `auto`, or ray://host:10001")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as err:
+        raise RunError(f"--address {address}", f"no Ray cluster answers there ({err.strerror or err})",
+                       f"check the address with `ray status --address {target}`, or start the head node "
+                       "with `ray start --head`") from None
+
+
 def decide_device(flag: str, address: str | None) -> None:
-    """Fail before Ray starts when a GPU is demanded on a machine that has none (local runs)."""
+    """Fail before Ray starts when the cluster address does not answer, or when a GPU is demanded
+    on a machine that has none (local runs)."""
+    check_address(address)
     if flag == "gpu" and not (address or os.environ.get("RAY_ADDRESS")):
         import torch
 

@@ -151,6 +151,12 @@ CASES = {
                                          ["{tmp}/afile/storage/bad", "not writable"],
                                          {"study.yaml": study_text(), "afile": "x"}, "another --storage"),
     # ------------------------------------------------------------------ command lines
+    "address-nobody-answers": Case(["sweep", "{tmp}/study.yaml", "--storage", "{tmp}/storage", "--address",
+                                    "127.0.0.1:1"], 1, ["--address 127.0.0.1:1", "no Ray cluster answers there"],
+                                   {"study.yaml": study_text()}, "ray status --address 127.0.0.1:1"),
+    "address-malformed": Case(["sweep", "{tmp}/study.yaml", "--storage", "{tmp}/storage", "--address", "headnode"],
+                              2, ["--address headnode", "not a Ray address"], {"study.yaml": study_text()},
+                              "host:port"),
     "set-without-equals": Case(["validate", "{tmp}/study.yaml", "--set", "train.epochs"], 2,
                                ["--set train.epochs: expected key=value"], {"study.yaml": study_text()},
                                "e.g. --set train.epochs=5"),
