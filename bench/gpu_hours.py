@@ -31,7 +31,7 @@ from bench.common import forward_flops
 from orchestrator.spec import expand_grid, parse_yaml, study_from_dict
 from trials import data as data_mod
 from trials.config import TrialConfig, resolved_eval_attack, resolved_train_attack
-from trials.evaluation import sparsities
+from trials.evaluation import final_examples, sparsities
 from trials.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,10 +63,9 @@ def trial_flops(cfg: TrialConfig, gflop: float) -> float:
     test = ev.test_examples or test_full
     train_eval = ev.train_examples or n_val
     per_epoch_eval = (val + test) * (2 * k_eval + 2) + train_eval
-    final_examples = min(ev.autoattack.examples if ev.autoattack.enabled else ev.pruning.examples or test_full,
-                         test_full)
-    final = 2 * final_examples * (len(sparsities(cfg)) * (1 + 3 + 2 * k_eval + 1)
-                                  + (AA_FORWARD_EQUIVALENTS if ev.autoattack.enabled else 0))
+    per_final_image = len(sparsities(cfg)) * (1 + 3 + 2 * k_eval + 1) \
+        + (AA_FORWARD_EQUIVALENTS if ev.autoattack.enabled else 0)
+    final = 2 * final_examples(cfg, test_full) * per_final_image  # best and last weights
     forwards = cfg.train.epochs * n_train * per_train_image + evaluations * per_epoch_eval + final
     return forwards * gflop * 1e9
 
