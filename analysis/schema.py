@@ -1,8 +1,10 @@
-"""The fixed schema of decaylab's result files (DESIGN.md §5).
+"""The fixed schema of decaylab's result files.
 
 Shared by the orchestrator (which writes the files) and the analysis (which reads them);
 this module imports neither torch nor Ray. Accuracies are fractions in [0, 1]; a value that
-does not apply (λ of an adaptive arm, λ_awd of a fixed arm, a metric not measured) is NaN.
+does not apply (a hyperparameter of another arm's kind, a metric not measured) is NaN (<NA>
+for text). Every arm's hyperparameters have one column each, named as in `trials.arms`
+(`lam` is the study file's `lambda`, spelled as a Python name).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from typing import Final
 
 import pandas as pd
 
+from trials import arms
+
 STATUSES: Final = ("ok", "diverged", "stopped", "failed", "running")  # stopped: early-stopped by ASHA (tuning)
-KINDS: Final = ("fixed", "adaptive")
+KINDS: Final = arms.KINDS
+HYPERPARAMETER_COLUMNS: Final[dict[str, str]] = arms.hyperparameter_columns()
 
 # Columns that identify a trial: equal values mean the same training run.
 TRIAL_KEY: Final = ("study", "trial_id")
@@ -22,9 +27,9 @@ CONFIG_COLUMNS: Final[dict[str, str]] = {
     "study": "string",
     "trial_id": "string",
     "method": "string",  # the arm's name in the study file, e.g. "wd" or "awd"
-    "kind": "string",  # "fixed" | "adaptive"
-    "lam": "float64",  # fixed λ; NaN for adaptive arms
-    "lambda_awd": "float64",  # AWD's λ_awd; NaN for fixed arms
+    "kind": "string",  # the arm's kind: fixed, adaptive, decoupled, rescale, windowed, softad
+    "setting": "string",  # the arm's hyperparameters as a readable label, e.g. "λ=0.0005" or "θ=0.5, σ=1"
+    **HYPERPARAMETER_COLUMNS,  # lam, lambda_awd, start, stop, theta, sigma, granularity: NaN where not the arm's
     "lr": "float64",  # peak learning rate
     "seed": "int64",
     "label_noise": "float64",  # configured symmetric label-noise rate of the training split
@@ -42,9 +47,10 @@ EPOCH_METRICS: Final[dict[str, str]] = {
     "test_robust_acc": "float64",
     "weight_norm": "float64",  # ‖w‖₂ over the decayed parameters, end of epoch
     "grad_norm": "float64",  # mean over the epoch's steps of ‖∇w CE‖₂ (decayed parameters)
-    "lambda_mean": "float64",  # effective weight decay λ̄ over the epoch (constant λ for fixed)
-    "lambda_min": "float64",
+    "lambda_mean": "float64",  # the arm's effective decay coefficient per step, over the epoch: λ (fixed),
+    "lambda_min": "float64",  # λ̄ (adaptive), lr_t/lr_0·λ (decoupled), λ or 0 (windowed), 0 (rescale, softad)
     "lambda_max": "float64",
+    "prescale_norm": "float64",  # rescale: ‖w‖ of the scale-invariant weights before rescaling; else NaN
     "noisy_fit_acc": "float64",  # fraction of label-flipped training examples predicted as their
     # noisy label (memorisation); NaN without label noise
     "epoch_seconds": "float64",
@@ -58,9 +64,11 @@ TRIAL_METRICS: Final[dict[str, str]] = {
     "error": "string",  # last error message of a failed trial, else empty
     "epochs": "int64",  # planned epochs
     "epochs_done": "int64",
-    "best_epoch": "Int64",  # by val_robust_acc (first of ties); <NA> if none evaluated
+    "best_epoch": "Int64",  # by val_robust_acc (first of ties); <NA> if none evaluated (trials.selection)
     "best_val_robust_acc": "float64",
-    "best_test_clean_acc": "float64",
+    "best_val_clean_acc": "float64",
+    "score": "float64",  # what selection averages over seeds: best val robust acc, 0.0 if diverged, else NaN
+    "best_test_clean_acc": "float64",  # per-epoch test accuracies (eval.test_examples) at the best epoch
     "best_test_robust_acc": "float64",
     "last_test_clean_acc": "float64",
     "last_test_robust_acc": "float64",
@@ -109,10 +117,3 @@ def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
                 else pd.Series(float("nan"), index=frame.index)
             )
     return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
-
-
-def setting_label(kind: str, lam: float, lambda_awd: float) -> str:
-    """A legend label naming the arm's hyperparameter, e.g. 'λ=5e-04' or 'λ_awd=0.022'."""
-    if kind == "fixed":
-        return f"λ={lam:.0e}" if lam else "λ=0"
-    return f"λ_awd={lambda_awd:g}"

@@ -70,14 +70,43 @@ def frozen_weights(model: nn.Module):
             p.requires_grad_(True)
 
 
+def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, step_size: float, steps: int,
+                  generator: torch.Generator | None = None,
+                  autocast: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
+    """TRADES' inner maximisation (Zhang et al. 2019): PGD on KL(p(x) ‖ p(x + δ)) from δ = 0.001·N(0, I),
+    with the model in eval mode (its mode is restored afterwards). Returns detached inputs."""
+    ctx = autocast or contextlib.nullcontext()
+    was_training = model.training
+    model.eval()
+    x = x.detach()
+    with torch.no_grad(), ctx:
+        p_clean = F.softmax(model(x).float(), dim=1)
+    delta = 0.001 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        with torch.enable_grad(), ctx:
+            kl = F.kl_div(F.log_softmax(model(x + delta).float(), dim=1), p_clean, reduction="sum")
+        (grad,) = torch.autograd.grad(kl, delta)
+        with torch.no_grad():
+            delta = (delta + step_size * grad.sign()).clamp(-eps, eps)
+            delta = (x + delta).clamp(0, 1) - x
+    model.train(was_training)
+    return (x + delta).detach()
+
+
 def attack_batch(kind: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                  step_size: float, steps: int, random_start: bool = True,
                  generator: torch.Generator | None = None,
-                 autocast: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
-    """Dispatch on the configured attack kind; `none` returns the clean inputs."""
+                 autocast: contextlib.AbstractContextManager | None = None, freeze: bool = True) -> torch.Tensor:
+    """Dispatch on the configured attack kind; `none` returns the clean inputs.
+
+    `freeze` stops the weights from requiring grad during the attack (less memory); a compiled
+    model is attacked unfrozen (toggling requires_grad would recompile it), which computes the
+    same thing, since the attack differentiates only w.r.t. δ.
+    """
     if kind == "none":
         return x
-    with frozen_weights(model):
+    with frozen_weights(model) if freeze else contextlib.nullcontext():
         if kind == "pgd":
             return pgd(model, x, y, eps=eps, step_size=step_size, steps=steps, random_start=random_start,
                        generator=generator, autocast=autocast)

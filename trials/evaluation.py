@@ -1,9 +1,13 @@
-"""Final evaluations of a trial's best and last weights: FGSM/PGD/AutoAttack and pruning.
+"""Evaluation: the one loop that counts correct predictions, per-epoch and final.
 
-All accuracies of one row are measured on the same seeded test examples, so they can be
-checked against each other (AutoAttack ≤ PGD ≤ FGSM ≤ clean); violations are logged as
-signs of gradient masking or a broken attack. AutoAttack is the official implementation
-(`pyautoattack`), never a re-implementation.
+`correct_counts` is the only evaluation loop: the per-epoch validation/test accuracies
+(`trials.train.evaluate_epoch`) and the final evaluation of a trial's best and last weights
+both call it. The final evaluation measures clean, FGSM, the study's evaluation attack
+(`pgd_acc`: PGD, or FGSM from a random start for `attack.eval.kind: fgsm_rs`) and AutoAttack on
+the same seeded test examples, entirely in fp32 (examples crafted and scored in the same
+precision), so the orderings AutoAttack ≤ PGD ≤ FGSM ≤ clean can be checked; violations are
+logged as signs of gradient masking or a broken attack. AutoAttack is the official
+implementation (`pyautoattack`), never a re-implementation.
 """
 
 from __future__ import annotations
@@ -12,25 +16,54 @@ import contextlib
 import copy
 import logging
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from trials import data as data_mod
-from trials.attacks import fgsm, frozen_weights, pgd
-from trials.config import AttackSpec, TrialConfig, resolved_eval_attack
+from trials.attacks import attack_batch, frozen_weights
+from trials.config import Attack, TrialConfig, resolved_eval_attack
 from trials.models import prunable_weights
 
 if TYPE_CHECKING:
     from trials.train import Trainer
 
 log = logging.getLogger("decaylab.evaluation")
+FINAL_SEED_OFFSET = 11  # the final evaluation's attack stream: split_seed + 11, the same for every trial
+
+
+def correct_counts(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack | None], *, batch_size: int,
+                   autocast: contextlib.AbstractContextManager | None = None, channels_last: bool = False,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Correct predictions on `split` under each attack (None = clean inputs), as a device tensor.
+
+    The model must be in eval mode (BatchNorm's running statistics). Nothing is read on the host.
+    """
+    if model.training:
+        raise RuntimeError("evaluation needs the model in eval mode (BatchNorm running statistics)")
+    ctx = autocast or contextlib.nullcontext()
+    counts = torch.zeros(len(attacks), dtype=torch.long, device=split.y.device)
+    for start in range(0, len(split), batch_size):
+        x = data_mod.to_float(split.x[start:start + batch_size], channels_last)
+        y = split.y[start:start + batch_size]
+        for i, attack in enumerate(attacks):
+            if attack is not None and attack.kind != "none":
+                x_in = attack_batch(attack.kind, model, x, y, eps=attack.eps, step_size=attack.step_size,
+                                    steps=attack.steps, random_start=attack.random_start, generator=generator,
+                                    autocast=ctx)
+            else:
+                x_in = x
+            with torch.inference_mode(), ctx:
+                counts[i] += (model(x_in).argmax(1) == y).sum()
+    return counts
 
 
 def final_examples(cfg: TrialConfig, test_size: int) -> int:
-    """How many test examples the final evaluations use (the same for every trial of a study)."""
-    n = cfg.eval.autoattack.examples if cfg.eval.autoattack.enabled else cfg.eval.pruning.examples or test_size
+    """How many test examples the final evaluation uses (the same for every trial of a study)."""
+    ev = cfg.eval
+    n = ev.final_examples or (ev.autoattack.examples if ev.autoattack.enabled else test_size)
     return min(n, test_size)
 
 
@@ -58,25 +91,6 @@ def prune_global(model: nn.Module, sparsity: float) -> int:
     return k
 
 
-def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    with torch.inference_mode():
-        return int((model(x).argmax(1) == y).sum())
-
-
-def _robust_correct(model, x, y, attack: AttackSpec, bs: int, autocast, gen) -> tuple[int, int, int]:
-    """(clean, fgsm, pgd) correct counts, batched."""
-    clean = fg = pg = 0
-    for s in range(0, len(y), bs):
-        xb, yb = x[s:s + bs], y[s:s + bs]
-        clean += _correct(model, xb, yb)
-        with frozen_weights(model):
-            fg += _correct(model, fgsm(model, xb, yb, eps=attack.eps, autocast=autocast), yb)
-            adv = pgd(model, xb, yb, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
-                      random_start=attack.random_start, generator=gen, autocast=autocast)
-            pg += _correct(model, adv, yb)
-    return clean, fg, pg
-
-
 def autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: TrialConfig,
                        device: torch.device) -> int:
     from pyautoattack import AutoAttack
@@ -89,32 +103,36 @@ def autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     # a perturbation outside the ε-ball or the image box would make the number meaningless
     if (x_adv - x).abs().max() > eps + 1e-5 or x_adv.min() < 0 or x_adv.max() > 1:
         raise RuntimeError("AutoAttack returned inputs outside the ε-ball or [0, 1]")
-    return _correct(model, x_adv, y)
+    with torch.inference_mode():
+        return int((model(x_adv).argmax(1) == y).sum())
 
 
 def evaluate_weights(cfg: TrialConfig, model: nn.Module, state: dict, data: data_mod.TrialData,
-                     which: str, epoch: int, device: torch.device,
-                     autocast: contextlib.AbstractContextManager | None = None) -> list[dict]:
-    """Rows (schema EVAL_COLUMNS) for weights `state` at every configured sparsity."""
+                     which: str, epoch: int, device: torch.device) -> list[dict]:
+    """Rows (schema EVAL_COLUMNS) for weights `state` at every configured sparsity, in fp32."""
     attack = resolved_eval_attack(cfg)
+    robust = attack.kind != "none" and attack.eps > 0
     n = final_examples(cfg, len(data.test))
-    x = data_mod.to_float(data.test.x[:n])
-    y = data.test.y[:n]
-    net = copy.deepcopy(model)
+    examples = data.test.take(n)
+    fgsm = Attack("pgd", attack.eps, 1, attack.eps, random_start=False)  # one step of size ε from x
+    attacks = [None, fgsm, attack] if robust else [None]
+    net = copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)
     rows = []
     for s in sparsities(cfg):
         net.load_state_dict(state)
         net.eval()
         prune_global(net, s)
-        gen = torch.Generator(device).manual_seed(cfg.data.split_seed + 11)
-        clean, fg, pg = _robust_correct(net, x, y, attack, cfg.eval.batch_size,
-                                        autocast or contextlib.nullcontext(), gen)
+        split = examples.take(cfg.eval.pruning.examples) if s > 0 else examples
+        gen = torch.Generator(device).manual_seed(cfg.data.split_seed + FINAL_SEED_OFFSET)
+        counts = correct_counts(net, split, attacks, batch_size=cfg.eval.batch_size, generator=gen).tolist()
+        k = len(split)
+        accs = [c / k for c in counts] + [math.nan] * (3 - len(counts))
         aa = math.nan
-        if cfg.eval.autoattack.enabled and s == 0.0:
-            aa = autoattack_correct(net, x, y, attack.eps, cfg, device) / n
-        row = cfg.key_columns() | {"checkpoint": which, "epoch": epoch, "sparsity": s, "examples": n,
-                               "clean_acc": clean / n, "fgsm_acc": fg / n, "pgd_acc": pg / n,
-                               "autoattack_acc": aa}
+        if robust and cfg.eval.autoattack.enabled and s == 0.0:
+            aa = autoattack_correct(net, data_mod.to_float(split.x), split.y, attack.eps, cfg, device) / k
+        row = cfg.key_columns() | {"checkpoint": which, "epoch": epoch, "sparsity": s, "examples": k,
+                                   "clean_acc": accs[0], "fgsm_acc": accs[1], "pgd_acc": accs[2],
+                                   "autoattack_acc": aa}
         for warning in sanity_problems(row):
             log.warning("%s (%s checkpoint, sparsity %g): %s", cfg.trial_id, which, s, warning)
         rows.append(row)
@@ -134,14 +152,8 @@ def sanity_problems(row: dict) -> list[str]:
 
 def final_evaluations(tr: Trainer, best: dict | None) -> list[dict]:
     """Evaluate the last weights and the best (by val robust accuracy) weights of a finished trial."""
-    attack = resolved_eval_attack(tr.config)
-    if attack.kind == "none" or not attack.eps:
-        return []  # natural evaluation only: nothing to check robustness against
     last_state = copy.deepcopy(tr.model.state_dict())
-    rows = evaluate_weights(tr.config, tr.model, last_state, tr.data, "last", tr.epoch, tr.device,
-                            tr.autocast)
+    rows = evaluate_weights(tr.config, tr.model, last_state, tr.data, "last", tr.epoch, tr.device)
     if best is not None:
-        rows += evaluate_weights(tr.config, tr.model, best["model"], tr.data, "best", best["epoch"],
-                                 tr.device, tr.autocast)
-    tr.model.load_state_dict(last_state)
+        rows += evaluate_weights(tr.config, tr.model, best["model"], tr.data, "best", best["epoch"], tr.device)
     return rows

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trials.config import ModelConfig
-from trials.data import DatasetInfo
+from trials.datasets import DatasetInfo
 
 
 class Normalize(nn.Module):

@@ -1,9 +1,10 @@
 """One trial: adversarial training of one model under one configuration, one row per epoch.
 
 `run_trial(config, report)` calls `report(row, state)` after every epoch; `state` is a
-complete checkpoint (model, optimizer, λ̄, RNG, epoch, rows so far) that `run_trial(config,
-report, state=...)` resumes from bit-identically on CPU. The training step never reads a
-tensor on the host: metrics accumulate on the device and are read once per epoch.
+complete checkpoint (model, optimizer, the arm's state, RNG, epoch, best weights) whose size
+does not grow with the epochs, and `run_trial(config, report, state=...)` resumes from it
+bit-identically on CPU. The training step never reads a tensor on the host: metrics
+accumulate on the device and are read once per epoch.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trials import arms, selection
 from trials import data as data_mod
-from trials.attacks import attack_batch
-from trials.config import AttackSpec, TrialConfig, resolved_eval_attack, resolved_train_attack
-from trials.evaluation import final_evaluations
+from trials.arms.base import Hooks, global_norm
+from trials.attacks import attack_batch, trades_attack
+from trials.config import Attack, TrialConfig, resolved_eval_attack, resolved_train_attack
+from trials.evaluation import correct_counts, final_evaluations
 from trials.models import build_model, decayed_parameters
-from trials.weight_decay import AdaptiveWeightDecay, FixedWeightDecay, global_norm, make_weight_decay
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 Report = Callable[[dict, dict], None]
+EVAL_SEED_OFFSET = 7  # per-epoch evaluation's attack stream: split_seed + 7, every epoch and arm alike
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -56,6 +59,12 @@ def lr_factor(cfg: TrialConfig, step: int, total: int) -> float:
     return 1.0
 
 
+def arm_hooks(config: TrialConfig, model: nn.Module) -> Hooks:
+    """The arm of `config` acting on `model`'s decayed parameters (or the model, for `rescale`)."""
+    target = model if arms.takes_model(config.kind) else decayed_parameters(model, config.train.decay)
+    return arms.build(config.kind, target, **config.params)
+
+
 @dataclass
 class Trainer:
     """The live objects of a trial; `state_dict()` is its checkpoint."""
@@ -66,14 +75,14 @@ class Trainer:
     model: nn.Module
     step_model: nn.Module  # the (optionally compiled) callable used in the hot loop
     optimizer: torch.optim.Optimizer
-    weight_decay: FixedWeightDecay | AdaptiveWeightDecay
+    arm: Hooks
     data_gen: torch.Generator
     attack_gen: torch.Generator
     autocast: contextlib.AbstractContextManager
     channels_last: bool
     steps_per_epoch: int
     epoch: int = 0
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # rows trained by this process (not checkpointed)
     best: dict | None = None  # {"epoch", "val_robust_acc", "model"} of the best epoch so far
     train_seconds: float = 0.0
     status: str = "running"  # running → ok | diverged
@@ -84,25 +93,26 @@ class Trainer:
         return self.status != "running" or self.epoch >= self.config.train.epochs
 
     def state_dict(self) -> dict:
+        best = self.best or {}
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
             "trial_id": self.config.trial_id,
             "status": self.status,
             "epoch": self.epoch,
-            "rows": list(self.rows),
             "evaluations": list(self.evaluations),
             "label_noise_actual": self.data.label_noise_actual,
             "train_seconds": self.train_seconds,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "weight_decay": self.weight_decay.state_dict(),
+            "arm": self.arm.state_dict(),
             "rng": {"data": self.data_gen.get_state(), "attack": self.attack_gen.get_state(),
                     "torch": torch.get_rng_state()},
             # the best epoch's weights travel in every checkpoint, so one file holds both the
-            # latest state (to resume) and the best model (to evaluate)
-            "best_epoch": self.best["epoch"] if self.best else 0,
-            "best_model": self.best["model"] if self.best else None,
+            # latest state (to resume) and the best model (to evaluate and export)
+            "best_epoch": best.get("epoch", 0),
+            "best_val_robust_acc": best.get("val_robust_acc", math.nan),
+            "best_model": best.get("model"),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -112,13 +122,18 @@ class Trainer:
             raise ValueError(f"checkpoint of trial {state['trial_id']} given to {self.config.trial_id}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.weight_decay.load_state_dict(state["weight_decay"])
+        self.arm.load_state_dict(state["arm"])
         self.data_gen.set_state(state["rng"]["data"])
         self.attack_gen.set_state(state["rng"]["attack"])
         torch.set_rng_state(state["rng"]["torch"])
         self.epoch = int(state["epoch"])
-        self.rows = list(state["rows"])
         self.train_seconds = float(state["train_seconds"])
+        self.status = str(state["status"])
+        self.evaluations = list(state["evaluations"])
+        self.best = None
+        if state["best_epoch"]:
+            self.best = {"epoch": int(state["best_epoch"]), "val_robust_acc": float(state["best_val_robust_acc"]),
+                         "model": state["best_model"]}
 
 
 def build_trainer(config: TrialConfig, device: torch.device | str | None = None,
@@ -134,13 +149,12 @@ def build_trainer(config: TrialConfig, device: torch.device | str | None = None,
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.train.momentum,
                                 nesterov=config.train.nesterov, weight_decay=0.0)
-    wd = make_weight_decay(config.kind, decayed_parameters(model, config.train.decay), config.lam,
-                           config.lambda_awd)
+    hooks = arm_hooks(config, model)
     data_gen = torch.Generator(device).manual_seed(config.seed)  # data order and augmentation
     attack_gen = torch.Generator(device).manual_seed(config.seed + 1_000_003)  # PGD random starts
     step_model = torch.compile(model) if config.train.compile else model
     steps = math.ceil(len(data.train) / config.train.batch_size)
-    return Trainer(config, device, data, model, step_model, optimizer, wd, data_gen, attack_gen,
+    return Trainer(config, device, data, model, step_model, optimizer, hooks, data_gen, attack_gen,
                    autocast_for(config.train.precision, device), channels_last, steps)
 
 
@@ -150,99 +164,110 @@ def build_trainer(config: TrialConfig, device: torch.device | str | None = None,
 class StepResult(NamedTuple):
     """What one training step leaves on the device (read by nobody until the epoch ends)."""
 
-    loss: torch.Tensor  # mean cross-entropy on the adversarial batch, before the update
+    loss: torch.Tensor  # mean per-example training loss (CE or TRADES), before the update
     correct: torch.Tensor  # adversarial examples classified correctly, before the update
-    grad_norm: torch.Tensor  # ‖g‖ of the decayed parameters before the decay was added
-    lam_bar: torch.Tensor  # the λ̄ applied at this step
+    grad_norm: torch.Tensor  # ‖g‖ of the decayed parameters before any decay was added
+    stats: dict[str, torch.Tensor]  # the arm's per-step values (Hooks.step_stats)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
-               weight_decay: FixedWeightDecay | AdaptiveWeightDecay, x: torch.Tensor, y: torch.Tensor,
-               attack: AttackSpec, lr: float, *, generator: torch.Generator | None = None,
-               autocast: contextlib.AbstractContextManager | None = None) -> StepResult:
-    """One adversarial training step: attack, forward/backward on x_adv, weight decay, SGD step.
+def per_example_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, *,
+                     generator: torch.Generator | None, autocast: contextlib.AbstractContextManager,
+                     freeze: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-example training losses, logits on the adversarial inputs) in the model's current mode.
 
-    Runs in the model's current mode (`train_epoch` sets train mode). Nothing is read on the host.
+    ce: cross-entropy on x_adv (the attack maximises CE). trades: CE on x plus β·KL(p(x) ‖ p(x_adv)),
+    x_adv maximising the KL in eval mode (Zhang et al. 2019).
     """
-    autocast = autocast or contextlib.nullcontext()
+    if attack.objective == "trades":
+        x_adv = trades_attack(model, x, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                              generator=generator, autocast=autocast)
+        with autocast:  # two forwards, as TRADES does: each batch gets its own BatchNorm statistics
+            logits_clean, logits_adv = model(x).float(), model(x_adv).float()
+        kl = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits_clean, 1), reduction="none").sum(1)
+        return F.cross_entropy(logits_clean, y, reduction="none") + attack.beta * kl, logits_adv
     x_adv = attack_batch(attack.kind, model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
-                         random_start=attack.random_start, generator=generator, autocast=autocast)
+                         random_start=attack.random_start, generator=generator, autocast=autocast, freeze=freeze)
     with autocast:
         logits = model(x_adv)
-        loss = F.cross_entropy(logits, y)
+    return F.cross_entropy(logits.float(), y, reduction="none"), logits
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, arm: Hooks, x: torch.Tensor, y: torch.Tensor,
+               attack: Attack, lr: float, lr_factor: float = 1.0, *, generator: torch.Generator | None = None,
+               autocast: contextlib.AbstractContextManager | None = None, freeze: bool = True) -> StepResult:
+    """One adversarial training step: attack, per-example losses, the arm's loss, backward, the arm's
+    gradient hook, SGD step, the arm's parameter hook. Runs in the model's current mode (`train_epoch`
+    sets train mode). Nothing is read on the host."""
+    per_example, logits = per_example_loss(model, x, y, attack, generator=generator,
+                                           autocast=autocast or contextlib.nullcontext(), freeze=freeze)
+    loss = arm.loss(per_example)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    lam_bar = weight_decay.apply()
+    arm.apply()
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
+    arm.after_step(lr_factor)
     correct = (logits.detach().argmax(1) == y).sum()
-    return StepResult(loss.detach(), correct, weight_decay.grad_norm, lam_bar)
+    return StepResult(per_example.detach().mean(), correct, arm.grad_norm, arm.step_stats())
+
+
+class _Accumulator:
+    """Per-epoch sums (and min/max of the decay coefficient) of the step results, on the device."""
+
+    def __init__(self, device: torch.device):
+        zero = torch.zeros((), device=device)
+        self.loss, self.grad_norm, self.correct = zero.clone(), zero.clone(), zero.clone().long()
+        self.sums: dict[str, torch.Tensor] = {}
+        self.lam_min = torch.full((), math.inf, device=device)
+        self.lam_max = torch.full((), -math.inf, device=device)
+
+    @torch.no_grad()
+    def add(self, out: StepResult, batch: int) -> None:
+        self.loss += out.loss.float() * batch
+        self.correct += out.correct
+        self.grad_norm += out.grad_norm
+        for name, value in out.stats.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value.float().clone()
+        lam = out.stats["lambda"]
+        torch.minimum(self.lam_min, lam, out=self.lam_min)
+        torch.maximum(self.lam_max, lam, out=self.lam_max)
+
+    def read(self, n: int, steps: int) -> dict[str, float]:
+        """The epoch's one host synchronisation."""
+        names = sorted(self.sums)
+        values = torch.stack([self.loss / n, self.correct.float() / n, self.grad_norm / steps,
+                              self.lam_min, self.lam_max, *(self.sums[k] / steps for k in names)]).tolist()
+        out = dict(zip(("train_loss", "train_robust_acc", "grad_norm", "lambda_min", "lambda_max"), values,
+                       strict=False))
+        out |= {("lambda_mean" if k == "lambda" else k): v for k, v in zip(names, values[5:], strict=True)}
+        return out
 
 
 def train_epoch(tr: Trainer) -> dict[str, float]:
     """One epoch of adversarial training. One host read, at the end."""
     cfg, data = tr.config, tr.data
     attack = resolved_train_attack(cfg)
-    bs, n, dev = cfg.train.batch_size, len(data.train), tr.device
+    bs, n = cfg.train.batch_size, len(data.train)
     total = tr.steps_per_epoch * cfg.train.epochs
     step0 = tr.epoch * tr.steps_per_epoch
     pad, flip = (data.info.pad, data.info.flip) if cfg.data.augment else (0, False)
-    loss_sum = torch.zeros((), device=dev)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    grad_norm_sum = torch.zeros((), device=dev)
-    lam_sum = torch.zeros((), device=dev)
-    lam_min = torch.full((), math.inf, device=dev)
-    lam_max = torch.full((), -math.inf, device=dev)
+    acc = _Accumulator(tr.device)
+    tr.arm.set_progress(tr.epoch / cfg.train.epochs)
     tr.model.train()
-    order = torch.randperm(n, generator=tr.data_gen, device=dev)
-    lr_now = cfg.lr
+    order = torch.randperm(n, generator=tr.data_gen, device=tr.device)
+    factor = 1.0
     for i in range(tr.steps_per_epoch):
         idx = order[i * bs:(i + 1) * bs]
         xb = data.train.x[idx]
         if pad or flip:
             xb = data_mod.augment(xb, pad, flip, tr.data_gen)
         x, y = data_mod.to_float(xb, tr.channels_last), data.train.y[idx]
-        lr_now = cfg.lr * lr_factor(cfg, step0 + i, total)
-        out = train_step(tr.step_model, tr.optimizer, tr.weight_decay, x, y, attack, lr_now,
-                         generator=tr.attack_gen, autocast=tr.autocast)
-        with torch.no_grad():
-            loss_sum += out.loss.float() * y.shape[0]
-            correct += out.correct
-            grad_norm_sum += out.grad_norm
-            lam_sum += out.lam_bar
-            torch.minimum(lam_min, out.lam_bar, out=lam_min)
-            torch.maximum(lam_max, out.lam_bar, out=lam_max)
-    k = tr.steps_per_epoch
-    # the epoch's one host synchronisation
-    vals = torch.stack([loss_sum / n, correct.float() / n, grad_norm_sum / k, lam_sum / k, lam_min,
-                        lam_max]).tolist()
-    return dict(zip(("train_loss", "train_robust_acc", "grad_norm", "lambda_mean", "lambda_min",
-                     "lambda_max"), vals, strict=True)) | {"lr_now": lr_now}
-
-
-def accuracy(model: nn.Module, split: data_mod.Split, attack: AttackSpec | None, batch_size: int,
-             autocast: contextlib.AbstractContextManager, channels_last: bool,
-             generator: torch.Generator | None = None, labels: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(clean, robust) correct counts on `split` as device tensors; robust is 0 without attack."""
-    if model.training:
-        raise RuntimeError("evaluation needs the model in eval mode (BatchNorm running statistics)")
-    y_all = split.y if labels is None else labels
-    clean = torch.zeros((), dtype=torch.long, device=split.y.device)
-    robust = torch.zeros((), dtype=torch.long, device=split.y.device)
-    for start in range(0, len(split), batch_size):
-        x = data_mod.to_float(split.x[start:start + batch_size], channels_last)
-        y = y_all[start:start + batch_size]
-        with torch.inference_mode(), autocast:
-            clean += (model(x).argmax(1) == y).sum()
-        if attack is not None and attack.kind != "none":
-            x_adv = attack_batch(attack.kind if attack.kind != "fgsm_rs" else "pgd", model, x, y,
-                                 eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
-                                 random_start=attack.random_start, generator=generator, autocast=autocast)
-            with torch.inference_mode(), autocast:
-                robust += (model(x_adv).argmax(1) == y).sum()
-    return clean, robust
+        factor = lr_factor(cfg, step0 + i, total)
+        out = train_step(tr.step_model, tr.optimizer, tr.arm, x, y, attack, cfg.lr * factor, factor,
+                         generator=tr.attack_gen, autocast=tr.autocast, freeze=not cfg.train.compile)
+        acc.add(out, y.shape[0])
+    return acc.read(n, tr.steps_per_epoch) | {"lr_now": cfg.lr * factor}
 
 
 def evaluate_epoch(tr: Trainer) -> dict[str, float]:
@@ -250,26 +275,23 @@ def evaluate_epoch(tr: Trainer) -> dict[str, float]:
     cfg, data, ev = tr.config, tr.data, tr.config.eval
     attack = resolved_eval_attack(cfg)
     # one fixed stream for evaluation: every epoch and every arm sees the same random starts
-    gen = torch.Generator(tr.device).manual_seed(cfg.data.split_seed + 7)
+    gen = torch.Generator(tr.device).manual_seed(cfg.data.split_seed + EVAL_SEED_OFFSET)
     tr.model.eval()
     val = data.val.take(ev.val_examples)
     test = data.test.take(ev.test_examples)
     train_sub = data.train.take(ev.train_examples if ev.train_examples is not None else len(data.val))
-    args = (ev.batch_size, tr.autocast, tr.channels_last)
-    counts = [*accuracy(tr.model, val, attack, *args, generator=gen),
-              *accuracy(tr.model, test, attack, *args, generator=gen),
-              accuracy(tr.model, train_sub, None, *args)[0]]
+    kw = {"batch_size": ev.batch_size, "autocast": tr.autocast, "channels_last": tr.channels_last, "generator": gen}
+    counts = [correct_counts(tr.model, val, [None, attack], **kw), correct_counts(tr.model, test, [None, attack], **kw),
+              correct_counts(tr.model, train_sub, [None], **kw)]
     sizes = [len(val), len(val), len(test), len(test), len(train_sub)]
     n_noisy = int(data.noisy.sum()) if cfg.label_noise else 0
     if n_noisy:
         idx = data.noisy.nonzero().squeeze(1)
-        noisy = data_mod.Split(data.train.x[idx], data.train.y[idx])
-        counts.append(accuracy(tr.model, noisy, None, *args)[0])
+        counts.append(correct_counts(tr.model, data_mod.Split(data.train.x[idx], data.train.y[idx]), [None], **kw))
         sizes.append(n_noisy)
-    values = (torch.stack(counts).double() / torch.tensor(sizes, dtype=torch.double,
-                                                          device=tr.device)).tolist()
-    out = dict(zip(("val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc",
-                    "train_clean_acc"), values[:5], strict=True))
+    values = (torch.cat(counts).double() / torch.tensor(sizes, dtype=torch.double, device=tr.device)).tolist()
+    out = dict(zip(("val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "train_clean_acc"),
+                   values[:5], strict=True))
     out["noisy_fit_acc"] = values[5] if n_noisy else math.nan
     if attack.kind == "none":
         out["val_robust_acc"], out["test_robust_acc"] = out["val_clean_acc"], out["test_clean_acc"]
@@ -278,6 +300,7 @@ def evaluate_epoch(tr: Trainer) -> dict[str, float]:
 
 NAN_EVAL = dict.fromkeys(("val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc",
                           "train_clean_acc", "noisy_fit_acc"), math.nan)
+ARM_COLUMNS = ("lambda_mean", "lambda_min", "lambda_max", "prescale_norm")  # NaN where an arm logs nothing
 
 
 def start_trial(config: TrialConfig, state: dict | None = None,
@@ -286,9 +309,6 @@ def start_trial(config: TrialConfig, state: dict | None = None,
     tr = build_trainer(config, device)
     if state is not None:
         tr.load_state_dict(state)
-        tr.best = _best_from_rows(state)
-        tr.status = state.get("status", "running")
-        tr.evaluations = list(state.get("evaluations") or [])
     return tr
 
 
@@ -310,13 +330,13 @@ def step(tr: Trainer) -> tuple[dict, dict]:
     weight_norm = global_norm([p.detach() for p in decayed_parameters(tr.model, config.train.decay)])
     seconds = time.perf_counter() - start  # the final evaluations below are not part of the epoch
     tr.train_seconds += seconds
+    _track_best(tr, evals["val_robust_acc"])
     if last and tr.status == "running":
         tr.status = "ok"
-        tr.evaluations = final_evaluations(tr, _best_candidate(tr, evals))
-    row = config.key_columns() | metrics | evals | {
+        tr.evaluations = final_evaluations(tr, tr.best)
+    row: dict[str, Any] = config.key_columns() | dict.fromkeys(ARM_COLUMNS, math.nan) | metrics | evals | {
         "epoch": tr.epoch, "weight_norm": float(weight_norm), "epoch_seconds": seconds, "status": tr.status}
     tr.rows.append(row)
-    _track_best(tr, row)
     return row, tr.state_dict()
 
 
@@ -333,25 +353,7 @@ def run_trial(config: TrialConfig, report: Report, state: dict | None = None,
     return tr.state_dict()
 
 
-def _improves(tr: Trainer, val: float) -> bool:
-    return math.isfinite(val) and (tr.best is None or val > tr.best["val_robust_acc"])
-
-
-def _track_best(tr: Trainer, row: dict) -> None:
-    if _improves(tr, row["val_robust_acc"]):
-        tr.best = {"epoch": row["epoch"], "val_robust_acc": row["val_robust_acc"],
+def _track_best(tr: Trainer, val_robust_acc: float) -> None:
+    if selection.improves(val_robust_acc, tr.best["val_robust_acc"] if tr.best else None):
+        tr.best = {"epoch": tr.epoch, "val_robust_acc": val_robust_acc,
                    "model": copy.deepcopy(tr.model.state_dict())}
-
-
-def _best_candidate(tr: Trainer, evals: dict) -> dict | None:
-    """The best weights including the epoch just finished (which may itself be the best)."""
-    if _improves(tr, evals["val_robust_acc"]):
-        return {"epoch": tr.epoch, "val_robust_acc": evals["val_robust_acc"], "model": tr.model.state_dict()}
-    return tr.best
-
-
-def _best_from_rows(state: dict) -> dict | None:
-    if not state.get("best_epoch"):
-        return None
-    val = next(r["val_robust_acc"] for r in state["rows"] if r["epoch"] == state["best_epoch"])
-    return {"epoch": state["best_epoch"], "val_robust_acc": val, "model": state["best_model"]}

@@ -8,7 +8,8 @@ AWD (Ghiasi, Shafahi & Ardekani, NeurIPS 2023, Algorithm 1) recomputes λ every 
     λ̄ ← avg·λ̄ + (1 − avg)·λ        (avg = 0.1: the NEW value gets weight 0.9)
     g ← g + λ̄·w
 
-λ̄ stays a 0-d tensor on the parameters' device: no host synchronisation per step.
+λ̄ stays a 0-d tensor on the parameters' device: no host synchronisation per step. Both are
+the step hooks of the `fixed` and `adaptive` arms (`trials.arms`); they keep this public form.
 """
 
 from __future__ import annotations
@@ -17,28 +18,23 @@ from collections.abc import Iterable
 
 import torch
 
+from trials.arms.base import Hooks, global_norm
+
+__all__ = ["AdaptiveWeightDecay", "FixedWeightDecay", "global_norm"]
+
 
 def _with_grads(params: list[torch.nn.Parameter]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     pairs = [(p, p.grad) for p in params if p.grad is not None]
     return [p.detach() for p, _ in pairs], [g for _, g in pairs]
 
 
-def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """‖concat(tensors)‖₂ as a 0-d tensor, computed in fp32 without concatenating."""
-    if not tensors:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32)))
-
-
-class FixedWeightDecay:
+class FixedWeightDecay(Hooks):
     """Coupled L2 decay with a constant λ (bit-identical to `SGD(weight_decay=λ)`)."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lam: float):
-        self.params = list(params)
+        super().__init__(params)
         self.lam = float(lam)
-        device = self.params[0].device if self.params else torch.device("cpu")
-        self.lam_bar = torch.tensor(self.lam, device=device)
-        self.grad_norm = torch.zeros((), device=device)  # ‖g‖ before decay, for the logs
+        self.lam_bar = self.coefficient.fill_(self.lam)  # ‖g‖ before decay goes to `grad_norm`
 
     @torch.no_grad()
     def apply(self) -> torch.Tensor:
@@ -56,16 +52,14 @@ class FixedWeightDecay:
         self.lam_bar.fill_(self.lam)
 
 
-class AdaptiveWeightDecay:
+class AdaptiveWeightDecay(Hooks):
     """Adaptive weight decay: keeps ‖λ̄w‖ / ‖g‖ ≈ λ_awd (Algorithm 1 of the paper)."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lambda_awd: float, avg: float = 0.1):
-        self.params = list(params)
+        super().__init__(params)
         self.lambda_awd = float(lambda_awd)
         self.avg = float(avg)
-        device = self.params[0].device if self.params else torch.device("cpu")
-        self.lam_bar = torch.zeros((), device=device)
-        self.grad_norm = torch.zeros((), device=device)
+        self.lam_bar = self.coefficient
         self._buffers: list[torch.Tensor] = []  # λ̄·w on CPU, kept between steps (see `_scaled`)
 
     @torch.no_grad()
@@ -102,14 +96,3 @@ class AdaptiveWeightDecay:
         self.lam_bar.copy_(state["lam_bar"])
         self.lambda_awd = float(state["lambda_awd"])
         self.avg = float(state["avg"])
-
-
-def make_weight_decay(kind: str, params: list[torch.nn.Parameter], lam: float | None,
-                      lambda_awd: float | None) -> FixedWeightDecay | AdaptiveWeightDecay:
-    if kind == "fixed":
-        return FixedWeightDecay(params, lam or 0.0)
-    if kind == "adaptive":
-        if lambda_awd is None:
-            raise ValueError("an adaptive arm needs lambda_awd")
-        return AdaptiveWeightDecay(params, lambda_awd)
-    raise ValueError(f"unknown weight-decay kind {kind!r}")
