@@ -127,14 +127,11 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from orchestrator import results
     from orchestrator.sweep import open_run, run_study
 
     run, study = open_run(args.run_dir)
-    man = results.read_manifest(run) or {}
-    restore = study.search.kind == "optuna" and man.get("finished") is None and bool(results.experiments(run))
     status = run_study(study, run, address=args.address, device=args.device, num_cpus=args.num_cpus,
-                       dashboard=args.dashboard, restore_optuna=restore)
+                       dashboard=args.dashboard)
     return _maybe_report(args, run.location, status)
 
 

@@ -1,6 +1,8 @@
-"""The live view of a sweep: one compact line, at most every few seconds and at each trial's end.
+"""The live view of a sweep: one compact line every 10 s (whether or not a trial reported) and at
+each trial's end, with every running trial's epoch.
 
-    [03:12] 14/36 done · 2 running · 20 pending · 0 failed · best val robust: wd 0.612, awd 0.645 · ~5m40s left
+    [3m12s] 14/36 done · 2 running (awd-0.02-lr0.1-s0 12/25, wd-0-lr0.3-s1 3/25) · 20 pending · 0 failed
+    · best val robust: awd 0.645, wd 0.612 · ~5m40s left
 """
 
 from __future__ import annotations
@@ -30,19 +32,24 @@ class Progress:
     done: int = 0
     failed: int = 0
     diverged: int = 0
-    running: set[str] = field(default_factory=set)
+    running: dict[str, tuple[int, int]] = field(default_factory=dict)  # trial → (epoch, epochs)
     best: dict[str, float] = field(default_factory=dict)  # arm → best val robust accuracy seen
-    _last_print: float = 0.0
+    sink: TextIO | None = None  # the run's sweep.log, appended line by line
+    _last_print: float = field(default_factory=time.monotonic)
 
-    def result(self, trial: str, arm: str, val_robust: float) -> None:
-        self.running.add(trial)
+    def result(self, trial: str, arm: str, val_robust: float, epoch: int = 0, epochs: int = 0) -> None:
+        self.running[trial] = (int(epoch), int(epochs))
         if isinstance(val_robust, (int, float)) and math.isfinite(val_robust):
             self.best[arm] = max(self.best.get(arm, -1.0), float(val_robust))
+        self.tick()
+
+    def tick(self) -> None:
+        """Print the line if the last one is `every` seconds old (called often by the driver)."""
         if time.monotonic() - self._last_print >= self.every:
             self.print()
 
     def finished(self, trial: str, status: str) -> None:
-        self.running.discard(trial)
+        self.running.pop(trial, None)
         if status == "failed":
             self.failed += 1
         else:
@@ -54,7 +61,10 @@ class Progress:
         elapsed = time.monotonic() - self.started
         done = self.already_done + self.done
         pending = max(self.total - done - self.failed - len(self.running), 0)
-        parts = [f"[{clock(elapsed)}] {done}/{self.total} done", f"{len(self.running)} running",
+        epochs = ", ".join(f"{t} {e}/{n}" for t, (e, n) in sorted(self.running.items())[:4] if n)
+        more = f", +{len(self.running) - 4}" if len(self.running) > 4 and epochs else ""
+        parts = [f"[{clock(elapsed)}] {done}/{self.total} done",
+                 f"{len(self.running)} running" + (f" ({epochs}{more})" if epochs else ""),
                  f"{pending} pending", f"{self.failed} failed"]
         if self.diverged:
             parts.append(f"{self.diverged} diverged")
@@ -69,6 +79,9 @@ class Progress:
     def say(self, text: str) -> None:
         self.log.append(text)
         print(text, file=self.stream, flush=True)
+        if self.sink is not None:
+            self.sink.write(text + "\n")
+            self.sink.flush()
 
     def print(self) -> None:
         self._last_print = time.monotonic()

@@ -3,16 +3,19 @@
 One code path serves a new sweep, `resume` and "extend": the run directory keeps the
 resolved study (`study.yaml`); every driver run is a new Ray experiment `sweep-NNN` that
 submits only the trials not yet finished, and each unfinished trial continues from its
-most advanced checkpoint. A study whose shared settings changed is refused (its results
-would not be comparable); one whose grid grew just runs the new points.
+newest readable checkpoint in its own record (`trials/<trial_id>/`). A study whose shared
+settings changed is refused (its results would not be comparable); one whose grid grew just
+runs the new points.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime as dt
+import io
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -22,14 +25,15 @@ from pathlib import Path
 import yaml
 
 from analysis.schema import STATUSES
-from orchestrator import results
+from orchestrator import records, results
 from orchestrator.errors import RunError, UserError
 from orchestrator.progress import Progress, clock
 from orchestrator.spec import Study, expand_grid, study_from_dict
 from orchestrator.storage import RunDir, absolute
+from trials.config import SHARED_SECTIONS
 
 STUDY_FILE = "study.yaml"
-SHARED = ("data", "model", "train", "attack", "eval")
+EXPERIMENT = re.compile(r"sweep-(\d{3,})$")
 
 
 def run_dir_for(storage: str, study: Study) -> RunDir:
@@ -80,16 +84,17 @@ def shared_differences(old: Study, new: Study) -> list[str]:
     diffs = []
 
     def walk(a, b, prefix):
-        if dataclasses.is_dataclass(a):
-            for f in dataclasses.fields(a):
-                if prefix == "data" and f.name == "label_noise":
+        if isinstance(a, dict):
+            for key in a:
+                if prefix == "data" and key == "label_noise":
                     continue
-                walk(getattr(a, f.name), getattr(b, f.name), f"{prefix}.{f.name}")
+                walk(a[key], b.get(key), f"{prefix}.{key}")
         elif a != b:
             diffs.append(f"{prefix}: {a!r} → {b!r}")
 
-    for section in SHARED:
-        walk(getattr(old, section), getattr(new, section), section)
+    old_d, new_d = old.to_dict(), new.to_dict()
+    for section in SHARED_SECTIONS:
+        walk(old_d[section], new_d[section], section)
     if old.search.kind != new.search.kind:
         diffs.append(f"search.kind: {old.search.kind} → {new.search.kind}")
     return diffs
@@ -159,6 +164,15 @@ def planned_trials(study: Study) -> int:
     return study.search.n_trials * len(study.methods) * seeds
 
 
+def experiments(run: RunDir) -> list[str]:
+    return sorted(n for n in run.listdir() if EXPERIMENT.match(n))
+
+
+def next_experiment(run: RunDir) -> str:
+    numbers = [int(EXPERIMENT.match(n).group(1)) for n in experiments(run)]
+    return f"sweep-{max(numbers, default=-1) + 1:03d}"
+
+
 ADDRESS_TIMEOUT_S = 10.0
 
 
@@ -195,58 +209,55 @@ def decide_device(flag: str, address: str | None) -> None:
 
 
 def run_study(study: Study, run: RunDir, *, address: str | None, device: str, num_cpus: int | None = None,
-              dashboard: bool = False, restore_optuna: bool = False) -> int:
+              dashboard: bool = False) -> int:
     """Run every unfinished trial of `study` in `run`; returns the exit status (1 if any failed)."""
     decide_device(device, address)
     check_writable(run)
     prepare(run, study)
-    scanner = results.Scanner(run)
     planned = planned_trials(study)
-    finished = {tid for tid, s in scanner.latest().items() if s["status"] in results.FINISHED}
-    finished |= results.stopped_trials(run)
+    finished = results.finished_trials(run)
     todo = []
     if study.search.kind == "grid":
         todo = [cfg for cfg in expand_grid(study) if cfg.trial_id not in finished]
         if not todo:
-            results.export(scanner)
+            results.consolidate(run)
             man = results.read_manifest(run)
             if man is not None and man.get("finished") is None:  # killed after its last trial: complete now
                 man["finished"] = now()
                 results.write_manifest(run, man)
             print(f"nothing to run: all {planned} trials of {study.name} are finished in {run.location}",
                   file=sys.stderr)
-            return summarize(run, scanner)
+            return summarize(run)
     from orchestrator import tune_backend as tb  # Ray starts only from here on
 
-    progress = Progress(total=planned, already_done=len(finished))
-    try:
-        resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
-        use = resolve_device(device, resources, study)
-        tb.check_gpu(resources, use)
-        experiment = results.next_experiment(run) if not restore_optuna else results.experiments(run)[-1]
-        man = manifest(run, study, planned, resources)
-        man["experiments"] = sorted({*man["experiments"], experiment})
+    with open_log(run) as sink:
+        progress = Progress(total=planned, already_done=len(finished), sink=sink)
+        try:
+            resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
+            use = resolve_device(device, resources, study)
+            tb.check_gpu(resources, use)
+            experiment = next_experiment(run)
+            man = manifest(run, study, planned, resources)
+            man["experiments"] = sorted({*man["experiments"], experiment})
+            results.write_manifest(run, man)
+            progress.say(f"{study.name}: {len(todo) or planned - len(finished)} trials to run ({planned} planned, "
+                         f"{len(finished)} already finished) on {describe(resources, use)} → {run.location}")
+            launch = tb.Launch(run, experiment, study, use, progress,
+                               entries=[{"trial_id": c.trial_id, "members": [c.to_dict()]} for c in todo])
+            if study.search.kind == "grid":
+                tb.run_grid(launch)
+            else:
+                tb.run_optuna(launch, resumed=bool(records.trial_ids(run)))
+        finally:
+            results.consolidate(run)
+        man = results.read_manifest(run) or {}
+        man["finished"] = now()
         results.write_manifest(run, man)
-        progress.say(f"{study.name}: {len(todo) or planned} trials to run ({planned} planned, "
-                     f"{len(finished)} already finished) on {describe(resources, use)} → {run.location}")
-        launch = tb.Launch(run, experiment, study, use, progress,
-                           entries=[{"trial_id": c.trial_id, "members": [c.to_dict()]} for c in todo])
-        if study.search.kind == "grid":
-            tb.run_grid(launch)
-        else:
-            tb.run_optuna(launch, restore=restore_optuna)
-    finally:
-        results.export(scanner)
-    man = results.read_manifest(run) or {}
-    man["finished"] = now()
-    results.write_manifest(run, man)
-    write_log(run, progress)
-    if study.search.kind == "optuna":
-        from orchestrator.optuna_export import write_best_grid
+        if study.search.kind == "optuna":
+            from orchestrator.optuna_stage import write_best_grid
 
-        path = write_best_grid(run, study)
-        progress.say(f"best configurations as a grid study: {path}")
-    return summarize(run, scanner, progress)
+            progress.say(f"best configurations as a grid study: {write_best_grid(run, study)}")
+        return summarize(run, progress)  # inside the log's block: its last line is the summary
 
 
 def resolve_device(flag: str, resources: dict, study: Study) -> str:
@@ -263,19 +274,32 @@ def describe(resources: dict, device: str) -> str:
     return f"{cpus:g} CPUs{f', {gpus:g} GPUs' if gpus else ''} ({device})"
 
 
-def write_log(run: RunDir, progress: Progress) -> None:
-    old = run.read_text("sweep.log") if run.exists("sweep.log") else ""
-    run.write_atomic((old + "\n".join(progress.log) + "\n").encode(), "sweep.log")
+@contextlib.contextmanager
+def open_log(run: RunDir):
+    """`RUN_DIR/sweep.log`, appended line by line as the sweep goes (local run directories); on object
+    storage, where nothing can be appended, the lines are written once at the end."""
+    if run.local:
+        with open(run.join("sweep.log"), "a", encoding="utf-8") as f:
+            yield f
+        return
+    buffer = io.StringIO()
+    try:
+        yield buffer
+    finally:
+        old = run.read_text("sweep.log") if run.exists("sweep.log") else ""
+        run.write_atomic((old + buffer.getvalue()).encode(), "sweep.log")
 
 
-def summarize(run: RunDir, scanner: results.Scanner, progress: Progress | None = None) -> int:
-    _, trials, _ = results.build_frames(scanner)
-    counts = trials["status"].value_counts().to_dict()
+def summarize(run: RunDir, progress: Progress | None = None) -> int:
+    counts: dict[str, int] = {}
+    for state in results.trial_states(run).values():
+        counts[state["status"]] = counts.get(state["status"], 0) + 1
     text = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
     elapsed = f" in {clock(time.monotonic() - progress.started)}" if progress else ""
-    print(f"done{elapsed}: {text or 'no trials'} → {run.location}", file=sys.stderr)
+    say = progress.say if progress else (lambda line: print(line, file=sys.stderr))
+    say(f"done{elapsed}: {text or 'no trials'} → {run.location}")
     if counts.get("failed"):
-        print(f"  {counts['failed']} trial(s) failed: see `decaylab status {run.location}`; "
-              f"`decaylab resume {run.location}` retries them", file=sys.stderr)
+        say(f"  {counts['failed']} trial(s) failed: see `decaylab status {run.location}`; "
+            f"`decaylab resume {run.location}` retries them")
         return 1
     return 0

@@ -1,4 +1,9 @@
-"""`decaylab train`: one trial in this process (no Ray), a line per epoch, rows to parquet."""
+"""`decaylab train`: one trial in this process (no Ray), a line per epoch.
+
+The output directory is a run directory of a one-trial study (study.yaml, manifest.json, the
+trial's record and the three result files), so `decaylab status`, `report`, `evaluate` and
+`export` work on it as on a sweep's.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,13 @@ import math
 import sys
 from pathlib import Path
 
-import pandas as pd
+import yaml
 
-from analysis.schema import EPOCH_COLUMNS, EVAL_COLUMNS, conform
-from orchestrator.checkpoints import write_checkpoint_dir
+from orchestrator import records, results
 from orchestrator.errors import UserError
 from orchestrator.spec import single_trial
-from orchestrator.storage import write_atomic_local
-from trials.data import DataError
+from orchestrator.storage import RunDir
+from trials.datasets import DataError
 
 
 def fmt(v: float, spec: str = ".3f") -> str:
@@ -30,37 +34,36 @@ def epoch_line(row: dict, epochs: int) -> str:
 
 
 def train_one(study_path: str, sets: list[str], out: str | None, device: str) -> int:
+    from orchestrator.sweep import manifest, now
     from trials.train import run_trial
 
-    cfg = single_trial(study_path, sets)
-    out_dir = Path(out or Path("results") / "train" / cfg.trial_id).resolve()
-    rows: list[dict] = []
-    print(f"trial {cfg.trial_id}: {cfg.model.arch} on {cfg.data.dataset}, {cfg.train.epochs} epochs → {out_dir}",
+    study, cfg = single_trial(study_path, sets)
+    run = RunDir(str(Path(out or Path("results") / "train" / cfg.trial_id).resolve()))
+    run.makedirs()
+    run.write_atomic(yaml.safe_dump(study.to_dict(), sort_keys=False).encode(), "study.yaml")
+    man = manifest(run, study, 1, None)
+    results.write_manifest(run, man)
+    print(f"trial {cfg.trial_id}: {cfg.model.arch} on {cfg.data.dataset}, {cfg.train.epochs} epochs → {run.location}",
           file=sys.stderr)
 
     def report(row: dict, state: dict) -> None:
-        rows.append(row)
         print(epoch_line(row, cfg.train.epochs), flush=True)
-        write_atomic_local(out_dir / "epochs.parquet",
-                           _parquet(conform(pd.DataFrame(rows), EPOCH_COLUMNS)))
-        write_checkpoint_dir(state, out_dir / "last")
+        records.write_epoch_row(run, cfg.trial_id, row)
+        records.write_checkpoint(run, cfg.trial_id, state)
 
+    state, _ = records.load_checkpoint(run, cfg.trial_id)
     try:
-        final = run_trial(cfg, report, device={"auto": None, "cpu": "cpu", "gpu": "cuda"}[device])
+        final = run_trial(cfg, report, state=state, device={"auto": None, "cpu": "cpu", "gpu": "cuda"}[device])
     except DataError as e:
         raise UserError(study_path, str(e)) from None
-    if final["evaluations"]:
-        write_atomic_local(out_dir / "evaluations.parquet",
-                           _parquet(conform(pd.DataFrame(final["evaluations"]), EVAL_COLUMNS)))
-        for r in final["evaluations"]:
-            print(f"final ({r['checkpoint']}, epoch {r['epoch']}, {r['examples']} test examples): clean "
-                  f"{fmt(r['clean_acc'])} · FGSM {fmt(r['fgsm_acc'])} · PGD {fmt(r['pgd_acc'])} · "
-                  f"AutoAttack {fmt(r['autoattack_acc'])}")
-    print(f"{final['status']}: {len(rows)} epoch rows → {out_dir / 'epochs.parquet'}", file=sys.stderr)
+    records.write_result(run, final)
+    results.export_trial(run, cfg.trial_id)
+    results.consolidate(run)
+    results.write_manifest(run, {**man, "finished": now()})
+    for r in final["evaluations"]:
+        print(f"final ({r['checkpoint']}, epoch {r['epoch']}, {r['examples']} test examples, fp32): clean "
+              f"{fmt(r['clean_acc'])} · FGSM {fmt(r['fgsm_acc'])} · PGD {fmt(r['pgd_acc'])} · "
+              f"AutoAttack {fmt(r['autoattack_acc'])}")
+    print(f"{final['status']}: {final['epoch']} epochs → {run.location} (`decaylab report {run.location}`)",
+          file=sys.stderr)
     return 0 if final["status"] == "ok" else 1
-
-
-def _parquet(frame: pd.DataFrame) -> bytes:
-    from orchestrator.results import parquet_bytes
-
-    return parquet_bytes(frame)

@@ -1,10 +1,10 @@
 """Everything that touches Ray Tune (the only module that imports `ray.tune`).
 
-A Ray trial trains one or more *member* trials in lockstep (one for the grid comparison;
-one per seed for an Optuna configuration) and reports once per epoch with a checkpoint
-directory holding one sub-directory per member. A trial starts from Tune's own checkpoint
-on a retry, else from the most advanced checkpoint of the same trial left by an earlier
-sweep of this run directory, so `resume` and `extend` never redo finished epochs.
+A Ray trial trains one or more *member* trials in lockstep (one for the grid comparison; one
+per seed for an Optuna configuration) and reports once per epoch. Each member keeps its own
+record in the run directory (`orchestrator.records`): its rows, checkpoints and result. A
+member starts from its newest readable checkpoint there — on a Ray retry, on `resume` and on
+"extend" alike — so Ray's own checkpoints and pickled experiment state are never needed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +26,14 @@ import torch
 from ray import tune
 from ray.tune.error import TuneError
 
-from orchestrator import faults, results
-from orchestrator.checkpoints import load_first_good, write_checkpoint_dir
+from orchestrator import faults, optuna_stage, records, results
 from orchestrator.errors import UserError
 from orchestrator.progress import Progress
-from orchestrator.spec import Study, study_from_dict, trial_config
+from orchestrator.spec import Study, study_from_dict
 from orchestrator.storage import RunDir
 from trials.config import TrialConfig
 from trials.evaluation import sanity_problems
-from trials.train import start_trial, step
+from trials.train import Trainer, start_trial, step
 
 log = logging.getLogger("decaylab.sweep")
 # passed to every worker, also on remote nodes (which do not inherit this process's environment)
@@ -83,69 +81,58 @@ def members_of(params: dict) -> list[TrialConfig]:
     """The member trials of a Ray trial, from its config (a grid entry or an Optuna sample)."""
     if "entry" in params:
         return [TrialConfig.from_dict(m) for m in params["entry"]["members"]]
-    study = study_from_dict(params["study"], "optuna trial")
-    arm = study.arm(params["method"])
-    value = float(params[f"{arm.name}.{arm.param}"])
-    seeds = study.seeds[: study.search.seeds_per_trial or len(study.seeds)]
-    # Optuna tunes on the first label-noise level; a noise grid belongs to the grid comparison
-    return [trial_config(study, arm, value, float(params["lr"]), seed, study.data.label_noise[0])
-            for seed in seeds]
+    study = study_from_dict(params["study"], "optuna trial", check_data=False)
+    return optuna_stage.members(study, params)
 
 
-def initial_state(run: RunDir, cfg: TrialConfig, ray_trial_dir: str | None) -> tuple[dict | None, str]:
-    """Most advanced loadable checkpoint of this member (Tune's own trial dir, then earlier sweeps),
-    and a warning for the user when newer checkpoints could not be loaded ("" when none)."""
-    scanner = results.Scanner(run)
-    found = []
-    if ray_trial_dir:
-        found += scanner.candidates(ray_trial_dir, cfg.trial_id, every_checkpoint=True).get(cfg.trial_id, [])
-    found += scanner.candidates(cfg.trial_id, cfg.trial_id, every_checkpoint=True).get(cfg.trial_id, [])
-    found.sort(key=lambda t: (t[0], t[1]), reverse=True)
-    paths = [c[2] for c in found]
-    loaded = load_first_good(run, paths)
-    if loaded is None:
-        return None, f"no checkpoint of {cfg.trial_id} is readable: it restarts from epoch 0" if paths else ""
-    state, parts = loaded
-    if parts == paths[0]:
-        return state, ""
-    return state, (f"checkpoint {'/'.join(paths[0])} is unreadable: {cfg.trial_id} resumes from an earlier one "
-                   f"(epoch {state['epoch']})")
+def resume(run: RunDir, cfg: TrialConfig, device: str) -> tuple[Trainer, str]:
+    """A member's trainer at its newest readable checkpoint, and a warning when one was skipped."""
+    state, warning = records.load_checkpoint(run, cfg.trial_id)
+    trainer = start_trial(cfg, state, device)
+    if trainer.finished and records.read_result(run, cfg.trial_id) is None:
+        records.write_result(run, trainer.state_dict())  # the process died between checkpoint and result
+    return trainer, warning
 
 
-def objective(rows: list[dict]) -> float:
-    """Mean val robust accuracy of the members' latest epochs; a diverged member counts 0."""
-    vals = [r["val_robust_acc"] if math.isfinite(r["val_robust_acc"]) else 0.0 for r in rows]
-    return sum(vals) / len(vals)
+def evaluations_done(tr: Trainer) -> int:
+    """Evaluated epochs so far (every `eval.every`-th and the last): ASHA's time axis."""
+    every, epochs = tr.config.eval.every, tr.config.train.epochs
+    return tr.epoch // every + (tr.epoch == epochs and epochs % every != 0)
+
+
+def member_objective(tr: Trainer) -> float:
+    """Best val robust accuracy so far (the selection rule's score, 0 once diverged, NaN before any)."""
+    if tr.status == "diverged":
+        return 0.0
+    return tr.best["val_robust_acc"] if tr.best else math.nan
 
 
 def trainable(params: dict) -> None:
-    """The Ray Tune function trainable: train the members, report every epoch with a checkpoint."""
+    """The Ray Tune function trainable: train the members, report every epoch."""
     members = members_of(params)
     torch.set_num_threads(params["threads"])
     run = RunDir(params["run_dir"])
-    ctx = tune.get_context()
-    ray_dir = Path(ctx.get_trial_dir()).name if tune.get_checkpoint() is not None else None
-    starts = [initial_state(run, cfg, ray_dir) for cfg in members]
-    trainers = [start_trial(cfg, state, params["device"]) for cfg, (state, _) in zip(members, starts, strict=True)]
-    warning = "; ".join(w for _, w in starts if w)  # shown by the driver with the first result
-    latest = [tr.rows[-1] if tr.rows else None for tr in trainers]
+    started = [resume(run, cfg, params["device"]) for cfg in members]
+    trainers = [tr for tr, _ in started]
+    warning = "; ".join(w for _, w in started if w)  # shown by the driver with the first result
     reported = False
     while not all(tr.finished for tr in trainers) or not reported:
-        for i, tr in enumerate(trainers):
+        for tr in trainers:
             if not tr.finished:
-                latest[i], _ = step(tr)
-        rows = [r for r in latest if r is not None]
-        if not rows:
-            raise RuntimeError(f"trial {members[0].trial_id} produced no epoch (train.epochs is 0?)")
-        metrics = {"objective": objective(rows), "epoch": max(r["epoch"] for r in rows),
-                   "method": rows[0]["method"], "node": ray.get_runtime_context().get_node_id(),
-                   "val_robust_acc": rows[0]["val_robust_acc"], "warning": warning,
+                row, state = step(tr)
+                records.write_epoch_row(run, tr.config.trial_id, row)  # the row first, then its checkpoint
+                records.write_checkpoint(run, tr.config.trial_id, state)
+                if tr.finished:
+                    records.write_result(run, state)
+        objectives = [member_objective(tr) for tr in trainers]
+        finite = [v for v in objectives if not math.isnan(v)]
+        metrics = {"objective": sum(finite) / len(finite) if len(finite) == len(objectives) else math.nan,
+                   "epoch": max(tr.epoch for tr in trainers), "evaluations": min(map(evaluations_done, trainers)),
+                   "epochs": trainers[0].config.train.epochs, "method": members[0].method,
+                   "node": ray.get_runtime_context().get_node_id(), "warning": warning,
                    "status": "running" if not all(tr.finished for tr in trainers) else
                    ("ok" if all(tr.status == "ok" for tr in trainers) else "diverged")}
-        with tempfile.TemporaryDirectory() as d:
-            for tr in trainers:
-                write_checkpoint_dir(tr.state_dict(), Path(d) / tr.config.trial_id)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        tune.report(metrics)
         reported, warning = True, ""
         for tr in trainers:
             faults.maybe_fail(tr.config.trial_id, tr.epoch)
@@ -155,25 +142,29 @@ def trainable(params: dict) -> None:
 
 
 class SweepCallback(tune.Callback):
-    """Driver side: live progress, failed-trial records, and tidy results after each trial."""
+    """Driver side: live progress, failed-trial records, and each ended trial's result parts."""
 
     def __init__(self, run: RunDir, progress: Progress):
         self.run = run
         self.progress = progress
-        self.scanner = results.Scanner(run)
 
     def __getstate__(self) -> dict:  # pickled with the experiment state: keep it light
-        return {"run": self.run, "progress": None, "scanner": results.Scanner(self.run)}
+        return {"run": self.run, "progress": None}
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.progress:
+            self.progress.tick()
 
     def on_trial_start(self, iteration, trials, trial, **info):
         for cfg in members_of(trial.config):
-            results.clear_error(self.run, cfg.trial_id)
+            records.clear_error(self.run, cfg.trial_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.progress and result.get("warning"):
             self.progress.say(f"warning: {result['warning']}")
         if self.progress:
-            self.progress.result(trial.trial_id, result.get("method", "?"), result.get("objective", math.nan))
+            self.progress.result(trial_label(trial), result.get("method", "?"), result.get("objective", math.nan),
+                                 result.get("epoch", 0), result.get("epochs", 0))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = trial.last_result.get("status", "ok")
@@ -182,32 +173,32 @@ class SweepCallback(tune.Callback):
         elif status == "running":  # ended without finishing: the tuning scheduler (ASHA) stopped it
             status = "stopped"
             for cfg in members_of(trial.config):
-                results.record_stopped(self.run, cfg.trial_id)
-        self._warn_sanity(trial)
+                records.record_stopped(self.run, cfg.trial_id, cfg.to_dict())
         self._finish(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         message = _error_message(trial)
         for cfg in members_of(trial.config):
-            results.record_error(self.run, cfg.trial_id, message, cfg.to_dict(), cfg.key_columns())
+            records.record_error(self.run, cfg.trial_id, message, cfg.to_dict())
         if self.progress:
             where = f" (traceback: {trial.error_file})" if trial.error_file else ""
             self.progress.say(f"trial {trial_label(trial)} failed: {message}{where}")
         self._finish(trial, "failed")
 
     def _finish(self, trial, status: str) -> None:
-        results.export(self.scanner)
-        if self.progress:
-            self.progress.finished(trial.trial_id, status)
-
-    def _warn_sanity(self, trial) -> None:
         for cfg in members_of(trial.config):
-            summary = self.scanner.latest().get(cfg.trial_id)
-            for row in (summary or {}).get("evaluations", []):
-                for problem in sanity_problems(row):
-                    msg = f"warning: {cfg.trial_id} ({row['checkpoint']}, sparsity {row['sparsity']:g}): {problem}"
-                    if self.progress:
-                        self.progress.say(msg)
+            results.export_trial(self.run, cfg.trial_id)
+            self._warn_sanity(cfg.trial_id)
+        if self.progress:
+            self.progress.finished(trial_label(trial), status)
+
+    def _warn_sanity(self, trial_id: str) -> None:
+        result = records.read_result(self.run, trial_id)
+        for row in (result or {}).get("evaluations", []):
+            for problem in sanity_problems(row):
+                if self.progress:
+                    self.progress.say(f"warning: {trial_id} ({row['checkpoint']}, sparsity {row['sparsity']:g}): "
+                                      f"{problem}")
 
 
 def trial_label(trial) -> str:
@@ -259,8 +250,6 @@ def _run_config(launch: Launch, callbacks: list) -> tune.RunConfig:
     return tune.RunConfig(
         name=launch.experiment, storage_path=launch.run.location, verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=launch.study.resources.max_failures),
-        # the two newest checkpoints: a corrupted latest one falls back to the one before
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
 
 
@@ -293,83 +282,35 @@ def run_grid(launch: Launch) -> None:
     _fit(tuner)
 
 
-class OptunaSpace:
-    """Define-by-run space (picklable: Tune saves the searcher). The arm is fixed by the trial
-    number, so each arm gets exactly n_trials; its own parameter (λ or λ_awd) and lr are
-    suggested, and parameters of other arms are never suggested (a conditional space)."""
-
-    def __init__(self, study: Study):
-        self.study = study
-
-    def __call__(self, trial) -> dict:
-        arms, space = self.study.methods, self.study.search.space
-        arm = arms[trial.number % len(arms)]
-        name = f"{arm.name}.{arm.param}"
-        _suggest(trial, name, space.get(name), arm.values)
-        _suggest(trial, "lr", space.get("lr"), self.study.lr)
-        return {"method": arm.name}
-
-
-def optuna_space(study: Study) -> OptunaSpace:
-    return OptunaSpace(study)
-
-
-def _suggest(trial, name: str, rng, choices: tuple[float, ...]) -> None:
-    if rng is not None:
-        trial.suggest_float(name, rng.low, rng.high, log=rng.log)
-    else:
-        trial.suggest_categorical(name, list(choices))
-
-
-def make_sampler(study: Study):
-    import optuna
-
-    s = study.search
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
-                "random": lambda: optuna.samplers.RandomSampler(seed=s.seed),
-                "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
-                "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed)}
-    return samplers[s.sampler]()
-
-
-def run_optuna(launch: Launch, restore: bool = False) -> None:
-    """The tuning stage: Optuna proposes (arm, λ or λ_awd, lr); each is trained on its seeds."""
+def run_optuna(launch: Launch, resumed: bool = False) -> None:
+    """The tuning stage: Optuna proposes (arm, its hyperparameters, lr); each is trained on its seeds."""
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     study = launch.study
-    path = launch.run.uri(launch.experiment)
-    trainable_fn = tune.with_resources(trainable, _resources(study, launch.device))
-    callbacks = [SweepCallback(launch.run, launch.progress)]
-    if restore:
-        tuner = tune.Tuner.restore(path, trainable_fn, resume_errored=True)
-        tuner._local_tuner._run_config.callbacks = callbacks  # callbacks are not restored (RunConfig docs)
-        _fit(tuner)
+    if resumed:
+        storage, name, samples = optuna_stage.continued_study(launch.run, study)
+    else:
+        storage = optuna_stage.journal(study) if study.search.storage else None
+        name, samples = (study.name if storage else None), optuna_stage.planned(study)
+    if samples == 0:
         return
-    storage = None
-    if study.search.storage:
-        import optuna
-
-        storage = optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(Path(study.search.storage).expanduser())))
-    search = OptunaSearch(space=optuna_space(study), metric="objective", mode="max",
-                          sampler=make_sampler(study), storage=storage,
-                          study_name=study.name if storage else None)
+    search = OptunaSearch(space=optuna_stage.OptunaSpace(study), metric="objective", mode="max",
+                          sampler=optuna_stage.make_sampler(study), storage=storage, study_name=name)
     scheduler = None
     if study.search.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="training_iteration", metric="objective", mode="max",
-                                  max_t=study.train.epochs,
+        evaluations = -(-study.train.epochs // study.eval.every)
+        scheduler = ASHAScheduler(time_attr="evaluations", metric="objective", mode="max", max_t=evaluations,
                                   grace_period=study.search.grace_period,
                                   reduction_factor=study.search.reduction_factor)
     tuner = tune.Tuner(
-        trainable_fn,
+        tune.with_resources(trainable, _resources(study, launch.device)),
         param_space={**_constants(launch), "study": study.to_dict()},
         tune_config=tune.TuneConfig(
-            search_alg=search, scheduler=scheduler,
-            num_samples=study.search.n_trials * len(study.methods), reuse_actors=True,
+            search_alg=search, scheduler=scheduler, num_samples=samples, reuse_actors=True,
             max_concurrent_trials=study.resources.max_concurrent,
             trial_dirname_creator=lambda t: f"optuna-{t.trial_id}"),
-        run_config=_run_config(launch, callbacks),
+        run_config=_run_config(launch, [SweepCallback(launch.run, launch.progress)]),
     )
     _fit(tuner)
 
@@ -378,7 +319,6 @@ def check_gpu(resources: dict, device: str) -> None:
     if device == "cuda" and resources.get("GPU", 0) <= 0:
         raise UserError("--device gpu", "the Ray cluster has no GPU (trials would wait forever)",
                         "run with --device cpu, or connect to a cluster with GPUs (--address)")
-
 
 
 def run_tasks(fn, arg_list: list[tuple], resources: dict, on_done) -> None:

@@ -1,0 +1,216 @@
+"""decaylab's own record of each trial, under `RUN_DIR/trials/<trial_id>/` — the source of truth.
+
+    epoch-0001.json …      one row per epoch, written once by the trial before its checkpoint
+    checkpoint-0007.pt     the trial's state (`weights_only` loadable: tensors and plain data, never
+                           code); the two newest are kept while it runs, the final one afterwards
+    result.json            written when the trial ends on its own (ok / diverged): every row, the
+                           final evaluations and the summary; the epoch files are then removed
+    error.json             a failed trial's last error (the driver writes it)
+    stopped.json           cut short by the tuning stage's scheduler (ASHA)
+    evaluation.json        rows of `decaylab evaluate`, which replace the trial's own final evaluations
+
+Every write is atomic (temp file + rename, or one PUT on object stores), every size is
+independent of the other trials, and a checkpoint's size does not grow with the epochs. A
+trial resumes from its newest readable checkpoint, on a Ray retry as on `decaylab resume`;
+Ray's own checkpoints and pickles are never read. Names read back from disk are validated
+before they are used in a path.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from typing import Any
+
+import torch
+
+from orchestrator.storage import RunDir
+
+TRIALS = "trials"
+RESULT, ERROR, STOPPED, EVALUATION = "result.json", "error.json", "stopped.json", "evaluation.json"
+EPOCH_FILE = re.compile(r"epoch-(\d{4,})\.json$")
+CHECKPOINT_FILE = re.compile(r"checkpoint-(\d{4,})\.pt$")
+KEEP_CHECKPOINTS = 2
+# a trial id: an arm name, then values and tags joined by '-' (exact floats use digits . e + -)
+TRIAL_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_.+=,]+)+")
+
+log = logging.getLogger("decaylab.records")
+
+
+class DamagedRecord(ValueError):
+    """A file of a trial's record cannot be used; the message names it."""
+
+
+def valid_trial_id(name: Any) -> bool:
+    return isinstance(name, str) and len(name) <= 200 and TRIAL_ID.fullmatch(name) is not None
+
+
+def check_trial_id(name: Any, where: str) -> str:
+    if not valid_trial_id(name):
+        raise DamagedRecord(f"{where}: {str(name)[:80]!r} is not a decaylab trial id")
+    return name
+
+
+def trial_ids(run: RunDir) -> list[str]:
+    """Trials that have a record (the valid names under trials/; anything else is ignored)."""
+    return [name for name in run.listdir(TRIALS) if valid_trial_id(name)]
+
+
+def _path(trial_id: str, name: str) -> tuple[str, str, str]:
+    return TRIALS, check_trial_id(trial_id, "trial id"), name
+
+
+# ------------------------------------------------------------------------------- rows
+
+
+def write_epoch_row(run: RunDir, trial_id: str, row: dict) -> None:
+    run.write_atomic(json.dumps(row).encode(), *_path(trial_id, f"epoch-{int(row['epoch']):04d}.json"))
+
+
+def epoch_files(run: RunDir, trial_id: str) -> dict[int, str]:
+    names = run.listdir(TRIALS, check_trial_id(trial_id, "trial id"))
+    return {int(m.group(1)): name for name in names if (m := EPOCH_FILE.fullmatch(name))}
+
+
+def read_epoch_rows(run: RunDir, trial_id: str) -> list[dict]:
+    """The epoch rows of a trial that has not ended yet (a damaged one ends the list: later epochs are
+    redone from a checkpoint before it)."""
+    rows = []
+    for epoch, name in sorted(epoch_files(run, trial_id).items()):
+        row = read_json(run, TRIALS, trial_id, name)
+        if not isinstance(row, dict) or row.get("epoch") != epoch:
+            break
+        rows.append(row)
+    return rows
+
+
+def drop_rows_after(run: RunDir, trial_id: str, epoch: int) -> None:
+    """Remove rows of epochs after `epoch` (left by a process that died before checkpointing them)."""
+    for e, name in epoch_files(run, trial_id).items():
+        if e > epoch:
+            run.delete(TRIALS, trial_id, name)
+
+
+# -------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_files(run: RunDir, trial_id: str) -> list[tuple[int, str]]:
+    """(epoch, file name) of a trial's checkpoints, newest first."""
+    found = [(int(m.group(1)), name) for name in run.listdir(TRIALS, check_trial_id(trial_id, "trial id"))
+             if (m := CHECKPOINT_FILE.fullmatch(name))]
+    return sorted(found, reverse=True)
+
+
+def write_checkpoint(run: RunDir, trial_id: str, state: dict, keep: int = KEEP_CHECKPOINTS) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    run.write_atomic(buf.getvalue(), *_path(trial_id, f"checkpoint-{int(state['epoch']):04d}.pt"))
+    for _, name in checkpoint_files(run, trial_id)[keep:]:
+        run.delete(TRIALS, trial_id, name)
+
+
+def load_state_bytes(data: bytes) -> dict:
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not {"trial_id", "epoch", "status", "config"} <= set(state):
+        raise DamagedRecord("not a decaylab checkpoint (keys missing)")
+    return state
+
+
+def load_checkpoint(run: RunDir, trial_id: str) -> tuple[dict | None, str]:
+    """The newest readable checkpoint of a trial, and a warning for the user when a newer one was
+    unreadable ("" when none was). Rows of later epochs are dropped: they are redone from it."""
+    files = checkpoint_files(run, trial_id)
+    problems = []
+    for epoch, name in files:
+        try:
+            state = load_state_bytes(run.read_bytes(TRIALS, trial_id, name))
+            if state["trial_id"] != trial_id or int(state["epoch"]) != epoch:
+                raise DamagedRecord(f"it holds trial {state['trial_id']!r} epoch {state['epoch']!r}")
+        except Exception as e:  # a truncated, corrupted or foreign file: fall back to the one before
+            problems.append(f"{TRIALS}/{trial_id}/{name} is unreadable ({type(e).__name__}: {str(e)[:120]})")
+            log.warning("%s", problems[-1])
+            continue
+        drop_rows_after(run, trial_id, epoch)
+        warning = f"{problems[0]}: {trial_id} resumes from epoch {epoch}" if problems else ""
+        return state, warning
+    drop_rows_after(run, trial_id, 0)
+    return None, (f"{'; '.join(problems)}: {trial_id} restarts from epoch 0" if problems else "")
+
+
+# ------------------------------------------------------------------------------ results
+
+
+def write_result(run: RunDir, state: dict) -> dict:
+    """The record of a trial that ended on its own: every row (from the epoch files), the final
+    evaluations and the summary. Then the epoch files and all but the final checkpoint go."""
+    trial_id = state["trial_id"]
+    rows = [r for r in read_epoch_rows(run, trial_id) if r["epoch"] <= int(state["epoch"])]
+    result = {"trial_id": trial_id, "status": state["status"], "epoch": int(state["epoch"]), "rows": rows,
+              "evaluations": state["evaluations"], "label_noise_actual": state["label_noise_actual"],
+              "train_seconds": state["train_seconds"], "config": state["config"]}
+    run.write_atomic(json.dumps(result).encode(), *_path(trial_id, RESULT))
+    for name in epoch_files(run, trial_id).values():
+        run.delete(TRIALS, trial_id, name)
+    for _, name in checkpoint_files(run, trial_id)[1:]:
+        run.delete(TRIALS, trial_id, name)
+    return result
+
+
+def read_json(run: RunDir, *parts: str) -> Any:
+    """A JSON file's content; DamagedRecord naming the file when it is unreadable."""
+    try:
+        return json.loads(run.read_bytes(*parts))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DamagedRecord(f"{'/'.join(parts)}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
+
+
+def read_result(run: RunDir, trial_id: str) -> dict | None:
+    """A finished trial's result.json, checked; None when the trial has not ended."""
+    if not run.exists(*_path(trial_id, RESULT)):
+        return None
+    result = read_json(run, TRIALS, trial_id, RESULT)
+    where = f"{TRIALS}/{trial_id}/{RESULT}"
+    if not isinstance(result, dict) or result.get("trial_id") != trial_id:
+        raise DamagedRecord(f"{where}: not the result of trial {trial_id}")
+    if result.get("status") not in ("ok", "diverged") or not isinstance(result.get("rows"), list):
+        raise DamagedRecord(f"{where}: no valid status and rows")
+    return result
+
+
+def record_error(run: RunDir, trial_id: str, message: str, config: dict) -> None:
+    rec = {"trial_id": trial_id, "error": message, "config": config}
+    run.write_atomic(json.dumps(rec, default=str).encode(), *_path(trial_id, ERROR))
+
+
+def read_error(run: RunDir, trial_id: str) -> dict | None:
+    rec = read_json(run, TRIALS, trial_id, ERROR)
+    if rec is not None and (not isinstance(rec, dict) or not isinstance(rec.get("error"), str)):
+        raise DamagedRecord(f"{TRIALS}/{trial_id}/{ERROR}: not an error record")
+    return rec
+
+
+def clear_error(run: RunDir, trial_id: str) -> None:
+    run.delete(*_path(trial_id, ERROR))
+
+
+def record_stopped(run: RunDir, trial_id: str, config: dict) -> None:
+    run.write_atomic(json.dumps({"trial_id": trial_id, "config": config}).encode(), *_path(trial_id, STOPPED))
+
+
+def is_stopped(run: RunDir, trial_id: str) -> bool:
+    return run.exists(*_path(trial_id, STOPPED))
+
+
+def write_evaluation(run: RunDir, trial_id: str, record: dict) -> None:
+    run.write_atomic(json.dumps(record, default=str).encode(), *_path(trial_id, EVALUATION))
+
+
+def read_evaluation(run: RunDir, trial_id: str) -> dict | None:
+    rec = read_json(run, TRIALS, trial_id, EVALUATION)
+    if rec is not None and (not isinstance(rec, dict) or not isinstance(rec.get("rows"), list)):
+        raise DamagedRecord(f"{TRIALS}/{trial_id}/{EVALUATION}: not an evaluation record")
+    return rec
