@@ -134,9 +134,22 @@ def test_label_noise_flips_exactly_round_rate_n_training_labels(rate):
     assert torch.equal(d.train.x, clean.train.x), "noise changes labels, not images"
     assert bool((d.train.y[d.noisy] != d.clean_train_labels[d.noisy]).all())
     assert d.train.y.min() >= 0 and d.train.y.max() < 10
+    assert torch.equal(d.test.y, clean.test.y), "test labels changed"
     for split in ("val", "test"):
-        assert torch.equal(getattr(d, split).y, getattr(clean, split).y), f"{split} labels changed"
         assert torch.equal(getattr(d, split).x, getattr(clean, split).x)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.4])
+def test_validation_labels_get_the_training_rate_of_noise_unless_clean_is_asked(rate):
+    """Selection on noisy validation labels is what a user without the true labels does (the default)."""
+    clean, same, oracle = load(), load(label_noise=rate), load(label_noise=rate, val_label_noise="clean")
+    n_val = len(clean.val)
+    flipped = same.val.y != clean.val.y
+    assert int(flipped.sum()) == round(rate * n_val)
+    assert bool((same.val.y >= 0).all() and (same.val.y < 10).all())
+    assert torch.equal(oracle.val.y, clean.val.y), "val_label_noise: clean keeps the true labels"
+    assert torch.equal(same.val.x, clean.val.x) and torch.equal(same.train.y, oracle.train.y)
+    assert not torch.equal(flipped, same.noisy[:n_val]), "the validation noise is its own draw"
 
 
 def test_no_label_noise_flips_nothing():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import optuna
 import pandas as pd
 import pytest
@@ -9,8 +11,8 @@ import yaml
 from sweep_helpers import decaylab, write_study
 
 from orchestrator.errors import UserError
+from orchestrator.optuna_stage import OptunaSpace, make_sampler
 from orchestrator.spec import expand_grid, load_study, study_from_dict
-from orchestrator.tune_backend import make_sampler, optuna_space
 
 OPTUNA = {
     "name": "tune",
@@ -25,7 +27,7 @@ OPTUNA = {
 
 def sample(study, n: int) -> list[dict]:
     opt = optuna.create_study(sampler=make_sampler(study), direction="maximize")
-    space = optuna_space(study)
+    space = OptunaSpace(study)
     out = []
     for _ in range(n):
         trial = opt.ask()
@@ -70,7 +72,40 @@ def test_optuna_search_end_to_end_writes_a_grid_study(tmp_path):
     assert len(trials) == 4 and sorted(trials["method"].value_counts().tolist()) == [2, 2]
     assert set(trials["seed"]) == {0}  # seeds_per_trial: 1
     best = load_study(run / "best_grid.yaml")
-    assert best.search.kind == "grid" and {a.name for a in best.methods} == {"wd", "awd"}
-    assert all(len(a.values) == 1 for a in best.methods) and best.seeds == (0, 1)
+    assert best.search.kind == "grid" and set(best.methods) == {"wd", "awd"}
+    assert len(best.methods["wd"].lam) == len(best.methods["awd"].lambda_awd) == 1 and best.seeds == (0, 1)
     assert len(expand_grid(best)) >= 4
     assert yaml.safe_load((run / "best_grid.yaml").read_text())["name"] == "tune-best"
+
+
+@pytest.mark.slow
+def test_a_killed_optuna_stage_resumes_from_its_records_without_ray_pickles(tmp_path):
+    """Resume rebuilds the Optuna study from decaylab's records (never Tuner.restore): every planned
+    configuration ends exactly once and the unfinished ones continue from their checkpoints."""
+    import signal
+    import time
+
+    from sweep_helpers import start_decaylab
+
+    study = write_study(tmp_path, name="tune", methods=OPTUNA["methods"], seeds=[0],
+                        train={"epochs": 3, "batch_size": 64}, search={**OPTUNA["search"], "n_trials": 3})
+    proc = start_decaylab("sweep", study, "--storage", tmp_path / "r", log=tmp_path / "log")
+    run = tmp_path / "r" / "tune"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(run.glob("trials/*/result.json"))) >= 2 and list(run.glob("trials/*/epoch-*.json")):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the stage ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    for pickle in run.glob("sweep-*/**/*.pkl"):  # anything Ray pickled must be irrelevant to a resume
+        pickle.write_bytes(b"not a pickle")
+    out = decaylab("resume", run)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+    assert sorted(trials["method"].value_counts().tolist()) == [3, 3]
+    epochs = pd.read_parquet(run / "epochs.parquet")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any() and len(epochs) == 18

@@ -159,8 +159,9 @@ def test_paper_study_has_the_paper_settings(name, roots):
     t = s.train
     assert (t.epochs, t.schedule, t.batch_size, t.momentum, t.precision) == (200, "cosine", 128, 0.9, "auto")
     assert s.data.val_fraction == 0.1 and s.data.label_noise == (0.0,) and s.data.augment
-    assert {a.name: (a.kind, a.values) for a in s.methods} == {
-        "wd": ("fixed", LAMBDA_GRID), "awd": ("adaptive", LAMBDA_AWD_GRID)}
+    assert {name: (a.kind, a.points()) for name, a in s.methods.items()} == {
+        "wd": ("fixed", [{"lam": v} for v in LAMBDA_GRID]),
+        "awd": ("adaptive", [{"lambda_awd": v} for v in LAMBDA_AWD_GRID])}
     if dataset == "svhn":  # Rice et al.'s SVHN lr 0.01 and a factor-2 grid around it (see the file)
         assert s.lr == (0.005, 0.01, 0.02, 0.04)
     else:
@@ -198,7 +199,7 @@ def one_epoch_sets(root: Path) -> list[str]:
     """Everything shrunk but the network: 4 training images, 2 val/test/final-evaluation images."""
     return [f"data.root={root}", "train.epochs=1", "eval.autoattack.enabled=false", "data.val_fraction=0.5",
             "data.subset=4", "eval.val_examples=2", "eval.test_examples=2", "eval.train_examples=2",
-            "eval.pruning.examples=2"]
+            "eval.final_examples=2", "eval.pruning.examples=2"]
 
 
 @pytest.mark.slow

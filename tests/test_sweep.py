@@ -41,6 +41,7 @@ def test_tiny_sweep_writes_the_design_files(reference_run):
     assert len(epochs) == 16 and sorted(epochs["epoch"].unique()) == [1, 2]
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     assert set(epochs.loc[epochs["kind"] == "fixed", "method"]) == {"wd"}
+    assert set(epochs["setting"]) == {"λ=0", "λ=0.0005", "λ_awd=0.01", "λ_awd=0.02"}
     assert epochs.loc[epochs["kind"] == "fixed", "lambda_awd"].isna().all()
     assert epochs.loc[epochs["kind"] == "adaptive", "lam"].isna().all()
     acc = epochs[["val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc"]]
@@ -51,6 +52,11 @@ def test_tiny_sweep_writes_the_design_files(reference_run):
     assert manifest["trials_planned"] == 8 and manifest["finished"]
     assert {"torch", "ray", "optuna"} <= set(manifest["versions"])
     assert "8 ok" in out.stderr and str(run) in out.stderr
+    # the run directory's own records: a result and the final checkpoint per trial, nothing else left
+    for trial in trials["trial_id"]:
+        names = sorted(p.name for p in (run / "trials" / trial).iterdir())
+        assert names == ["checkpoint-0002.pt", "result.json"], names
+    assert (run / "sweep.log").read_text().splitlines()[-1].startswith("done in ")  # the log ends with the summary
     status = decaylab("status", run)
     assert status.returncode == 0 and "8 ok" in status.stdout and "best awd" in status.stdout
 
@@ -63,7 +69,7 @@ def test_killed_driver_resumes_to_the_same_rows(reference_run, tmp_path):
     deadline = time.monotonic() + 240
     # wait until some trial has checkpointed but the sweep is not over, then SIGKILL the driver
     while time.monotonic() < deadline:
-        if len(list(run.glob("sweep-000/*/checkpoint_*/*/rows.json"))) >= 3 or proc.poll() is not None:
+        if len(list(run.glob("trials/*/checkpoint-*.pt"))) >= 3 or proc.poll() is not None:
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the sweep finished before it could be killed"

@@ -205,12 +205,12 @@ def test_no_bn_bias_excludes_batchnorm_params_and_biases():
 def test_trial_decays_the_configured_parameter_set(kind):
     cfg = small_trial_config(kind=kind, value=0.02, train={"decay": "no_bn_bias"})
     tr = build_trainer(cfg, "cpu")
-    assert [id(p) for p in tr.weight_decay.params] == \
+    assert [id(p) for p in tr.arm.params] == \
         [id(p) for p in decayed_parameters(tr.model, "no_bn_bias")]
     bn = [p for m in tr.model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()]
     fill_grads(list(tr.model.parameters()), torch.Generator().manual_seed(10))
     before = [p.grad.clone() for p in bn]
-    tr.weight_decay.apply()
+    tr.arm.apply()
     assert all(torch.equal(p.grad, g) for p, g in zip(bn, before, strict=True))
 
 
