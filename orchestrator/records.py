@@ -24,8 +24,6 @@ import logging
 import re
 from typing import Any
 
-import torch
-
 from orchestrator.storage import RunDir
 
 TRIALS = "trials"
@@ -104,6 +102,8 @@ def checkpoint_files(run: RunDir, trial_id: str) -> list[tuple[int, str]]:
 
 
 def write_checkpoint(run: RunDir, trial_id: str, state: dict, keep: int = KEEP_CHECKPOINTS) -> None:
+    import torch  # here, not at the top: `decaylab status` reads records without torch
+
     buf = io.BytesIO()
     torch.save(state, buf)
     run.write_atomic(buf.getvalue(), *_path(trial_id, f"checkpoint-{int(state['epoch']):04d}.pt"))
@@ -112,6 +112,8 @@ def write_checkpoint(run: RunDir, trial_id: str, state: dict, keep: int = KEEP_C
 
 
 def load_state_bytes(data: bytes) -> dict:
+    import torch
+
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not {"trial_id", "epoch", "status", "config"} <= set(state):
         raise DamagedRecord("not a decaylab checkpoint (keys missing)")
