@@ -29,7 +29,8 @@ LR, MOMENTUM, STEPS = 0.1, 0.9, 4
 
 def batch(seed: int = 0, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, DIGITS.channels, DIGITS.size, DIGITS.size, generator=g), torch.randint(0, 10, (n,), generator=g)
+    x = torch.rand(n, DIGITS.channels, DIGITS.size, DIGITS.size, generator=g)
+    return x, torch.randint(0, 10, (n,), generator=g)
 
 
 def run_arm(kind: str, factors: list[float], model: torch.nn.Module | None = None, **hp) -> torch.nn.Module:
