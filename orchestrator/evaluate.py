@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import sys
 
-import yaml
-
 from orchestrator import records, results
 from orchestrator.errors import RunError, UserError
 from orchestrator.spec import apply_overrides, study_from_dict
@@ -27,7 +25,9 @@ def eval_settings(run: RunDir, sets: list[str]):
     if bad:
         raise UserError(f"--set {bad[0]}", "evaluate only changes evaluation settings",
                         "use keys under eval., e.g. eval.autoattack.enabled=true eval.pruning.enabled=true")
-    raw = yaml.safe_load(run.read_text("study.yaml"))
+    from orchestrator.sweep import recorded_study
+
+    raw = recorded_study(run).to_dict()
     return study_from_dict(apply_overrides(raw, sets), f"{run.uri('study.yaml')} with --set")
 
 

@@ -19,9 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from orchestrator import records, results
+from orchestrator import records, results, safe_yaml
 from orchestrator.spec import Study, trial_config
 from orchestrator.storage import RunDir
 from trials import selection
@@ -201,7 +199,7 @@ def write_best_grid(run: RunDir, study: Study) -> str:
             d["methods"][name] = section
             lrs |= {p["lr"] for _, p in picks}
     d["lr"] = sorted(lrs) or list(study.lr)
-    run.write_atomic(yaml.safe_dump(d, sort_keys=False).encode(), "best_grid.yaml")
+    run.write_atomic(safe_yaml.dump(d).encode(), "best_grid.yaml")
     return run.uri("best_grid.yaml")
 
 

@@ -3,8 +3,8 @@
 The study schema is pydantic: the shared sections come from `trials.config`, each arm's
 section from its module in `trials.arms` (a tagged union on `kind`). Every rejected value
 names the file, the dotted key and the reason, and raises `UserError` (exit status 2) before
-anything starts (`orchestrator.study_errors`). YAML is read with a safe loader that also
-accepts `5e-4` as a float (plain YAML 1.1 reads it as a string) and rejects duplicated keys.
+anything starts (`orchestrator.study_errors`). YAML is read by `orchestrator.safe_yaml`: plain
+data, YAML 1.2 scalars (`5e-4` is a float, `on` a string), bounded in size and aliases.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from orchestrator import safe_yaml
 from orchestrator.errors import UserError
 from orchestrator.study_errors import did_you_mean, join, show, to_user_error
 from trials import arms
@@ -133,53 +134,9 @@ class Study(Section):
 # ------------------------------------------------------------------------------- YAML
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loader: floats like `5e-4` (no dot) are floats; duplicated keys are errors."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                   |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key, line):
-        self.key, self.line = key, line
-
-
-def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise _DuplicateKey(key, key_node.start_mark.line + 1)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def parse_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except _DuplicateKey as e:
-        raise UserError(f"{where}, line {e.line}", f"key {e.key!r} appears twice",
-                        "each key (and each arm name) may appear once") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        hint = ("study files hold plain data only: remove the `!!` tag"
-                if isinstance(e, yaml.constructor.ConstructorError)
-                else "check indentation and that lists use [a, b] or '- ' items")
-        raise UserError(f"{where}{line}", f"not valid YAML: {problem}", hint) from None
+    """Plain data from a study file's text (or a --set value): YAML 1.2 scalars, bounded, no tags."""
+    return safe_yaml.load(text, where)
 
 
 # ---------------------------------------------------------------------------- building
@@ -194,7 +151,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     if not path.is_file():
         raise UserError(where, "no such study file", "give the path of a YAML study, e.g. studies/digits.yaml")
     try:
-        text = path.read_text()
+        text = safe_yaml.read_bounded(path, where).decode()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(where, f"cannot read the study file ({getattr(e, 'strerror', None) or e})",
                         "give a readable, UTF-8 encoded YAML file") from None

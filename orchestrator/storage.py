@@ -65,6 +65,15 @@ class RunDir:
     def is_dir(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.join(*parts)).type == pafs.FileType.Directory
 
+    def size(self, *parts: str) -> int:
+        """Size in bytes (FileNotFoundError when missing, IsADirectoryError for a directory)."""
+        info = self.fs.get_file_info(self.join(*parts))
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(2, "no such file", self.join(*parts))
+        if info.type == pafs.FileType.Directory:
+            raise IsADirectoryError(21, "a directory where a file should be", self.join(*parts))
+        return int(info.size or 0)
+
     def read_bytes(self, *parts: str) -> bytes:
         with self.fs.open_input_stream(self.join(*parts)) as f:
             return f.readall()

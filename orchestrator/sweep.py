@@ -22,10 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from analysis.schema import STATUSES
-from orchestrator import records, results
+from orchestrator import records, results, safe_yaml
 from orchestrator.errors import RunError, UserError
 from orchestrator.progress import Progress, clock
 from orchestrator.spec import Study, expand_grid, study_from_dict
@@ -52,20 +50,24 @@ def open_run(location: str, check_data: bool = True) -> tuple[RunDir, Study]:
 
 
 def recorded_study(run: RunDir, check_data: bool = True) -> Study:
-    """The resolved study kept in the run directory; a damaged study.yaml is a clear error."""
+    """The resolved study kept in the run directory. A damaged study.yaml (binary, truncated, edited
+    into an invalid study) is called damaged, not blamed on one of its keys."""
     where = run.uri(STUDY_FILE)
     fix = ("rewrite it from `resolved_study` in manifest.json, or delete it and rerun `decaylab sweep` "
            "with the original study file and --storage")
     try:
-        raw = yaml.safe_load(run.read_text(STUDY_FILE))  # written by yaml.safe_dump: read it back the same way
+        if run.size(STUDY_FILE) > safe_yaml.MAX_BYTES:
+            raise UserError(where, f"larger than {safe_yaml.MAX_BYTES:,} bytes")
+        raw = safe_yaml.load(run.read_text(STUDY_FILE), where)
+        if not isinstance(raw, dict):
+            raise UserError(where, "not a mapping of keys")
+        return study_from_dict(raw, where, check_data)
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(where, f"the run's study file cannot be read ({e})", fix) from None
-    except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None) or str(e)
-        raise UserError(where, f"the run's study file is damaged ({problem})", fix) from None
-    if not isinstance(raw, dict):
-        raise UserError(where, "the run's study file is damaged (not a mapping of keys)", fix)
-    return study_from_dict(raw, where, check_data)
+    except UserError as e:
+        if e.reason.startswith("data.root"):  # the data is elsewhere on this machine: not damage
+            raise
+        raise UserError(e.where, f"the run's study file is damaged ({e.reason})", fix) from None
 
 
 def check_writable(run: RunDir) -> None:
@@ -110,7 +112,7 @@ def prepare(run: RunDir, study: Study) -> None:
                             f"{old.name!r} with other shared settings: " + "; ".join(diffs[:6]),
                             "results would not be comparable: give the study a new `name`, or use "
                             "another --storage (a grown grid of lr/seeds/λ is fine and runs only the new trials)")
-    run.write_atomic(yaml.safe_dump(study.to_dict(), sort_keys=False).encode(), STUDY_FILE)
+    run.write_atomic(safe_yaml.dump(study.to_dict()).encode(), STUDY_FILE)
 
 
 def manifest(run: RunDir, study: Study, planned: int, resources: dict | None) -> dict:

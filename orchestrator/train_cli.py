@@ -11,9 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-import yaml
-
-from orchestrator import records, results
+from orchestrator import records, results, safe_yaml
 from orchestrator.errors import UserError
 from orchestrator.spec import single_trial
 from orchestrator.storage import RunDir
@@ -40,7 +38,7 @@ def train_one(study_path: str, sets: list[str], out: str | None, device: str) ->
     study, cfg = single_trial(study_path, sets)
     run = RunDir(str(Path(out or Path("results") / "train" / cfg.trial_id).resolve()))
     run.makedirs()
-    run.write_atomic(yaml.safe_dump(study.to_dict(), sort_keys=False).encode(), "study.yaml")
+    run.write_atomic(safe_yaml.dump(study.to_dict()).encode(), "study.yaml")
     man = manifest(run, study, 1, None)
     results.write_manifest(run, man)
     print(f"trial {cfg.trial_id}: {cfg.model.arch} on {cfg.data.dataset}, {cfg.train.epochs} epochs → {run.location}",
