@@ -1,114 +1,104 @@
-"""Best-tuned arms side by side, and the paired-seed test of each adaptive arm vs fixed WD.
+"""The two tests of each arm against the reference arm, both paired by seed.
 
-Rules (the report repeats them):
+* **Headline (best-tuned vs best-tuned)**: the arm's best-tuned configuration against the
+  reference's best-tuned configuration (each selected on validation, possibly at different lrs),
+  on each seed both ran: d = arm − reference of the final evaluation's headline metric at the
+  best checkpoint.
+* **LR robustness (across the lr grid)**: per seed, the mean over the lr grid of the arm's
+  best-per-lr accuracy (the configuration chosen on validation at each lr); d = arm − reference
+  of those per-seed means. The seed is the unit of replication in both tests: the lrs of one
+  seed are never treated as independent pairs.
 
-* **Comparison**: each arm at its best-tuned setting (selected on validation); every metric is
-  the mean and std over the setting's `ok` seeds. An adaptive arm's relative improvement is
-  (mean PGD_adaptive − mean PGD_reference) / mean PGD_reference at the best checkpoint.
-* **Paired test**: at every lr, each arm's best-tuned setting for that lr; trials are paired
-  by equal (lr, seed) and d = adaptive − reference test robust accuracy at each trial's
-  selected epoch (a diverged trial counts 0.0, as in the sensitivity curves; failed and
-  running trials have no pair).
-* Reported: n pairs, mean d, a 95% percentile bootstrap CI of the mean (10,000 resamples,
-  fixed seed, so reruns agree), the two-sided Wilcoxon signed-rank p-value, and
-  wins / ties / losses (a tie is |d| < 1e-12). With fewer than 2 pairs the CI and p-value are
-  NaN (nothing to resample or rank); when every d is zero, p = 1.0.
+Seeds that did not finish in both configurations are left out of the pairs and listed.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from analysis.select import ARM_KEYS, LEVEL, SETTING_KEYS
+from analysis import stats
+from analysis.select import ARM_KEYS, CONFIG_KEYS, LEVEL
 
-TIE_TOLERANCE = 1e-12
-BOOTSTRAP_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
-PAIRED_COLUMNS = [LEVEL, "method", "reference", "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value"]
-PAIRED_COLUMNS += ["wins", "ties", "losses"]
+TEST_COLUMNS = [LEVEL, "method", "reference", "n", "mean_diff", "sd_diff", "ci_low", "ci_high", "ci_method"]
+TEST_COLUMNS += ["p_value", "wins", "ties", "losses", "min_attainable_p", "seeds_needed", "detectable_effect"]
 
 
-def comparison_table(best: pd.DataFrame, references: pd.Series) -> pd.DataFrame:
-    """`best` (rows of the setting table) with `reference` and `rel_improvement` columns.
+def seed_values(outcomes: pd.DataFrame, chosen: pd.DataFrame, column: str = "value") -> pd.DataFrame:
+    """Per (level, arm, seed) the chosen configuration's `column` (NaN when not counted) and status."""
+    rows = outcomes.merge(chosen[CONFIG_KEYS], on=CONFIG_KEYS)
+    return rows[[*ARM_KEYS, "setting", "lr", "seed", "status", "no_eval", column]]
 
-    `rel_improvement` is NaN for fixed arms and where the level has no fixed arm.
+
+def _missing_reason(row: pd.Series) -> str:
+    return "no final evaluation" if row["no_eval"] else str(row["status"])
+
+
+def headline(
+    outcomes: pd.DataFrame, best: pd.DataFrame, references: dict, column: str = "value"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tests, pairs): one test row per (level, non-reference arm) and its per-seed pairs of `column`."""
+    values = seed_values(outcomes, best, column)
+    tests, pairs = [], []
+    for level, reference in references.items():
+        at_level = values[values[LEVEL] == level]
+        ref = at_level[at_level["method"] == reference]
+        for method in [m for m in at_level["method"].unique() if m != reference and reference is not None]:
+            arm = at_level[at_level["method"] == method]
+            pair, missing = _pair(arm, ref, column)
+            pairs.append(pair.assign(**{LEVEL: level, "method": method, "reference": reference}))
+            tests.append(_test_row(level, method, reference, pair["diff"].to_numpy(), missing))
+    return _frame(tests), pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
+
+
+def _pair(arm: pd.DataFrame, ref: pd.DataFrame, column: str) -> tuple[pd.DataFrame, str]:
+    """Seeds with a number in both frames, their values and diff; and the seeds left out, explained."""
+    both = arm.merge(ref, on="seed", how="outer", suffixes=("", "_ref"))
+    ok = both[column].notna() & both[f"{column}_ref"].notna()
+    pair = both.loc[ok, ["seed", column, f"{column}_ref"]].rename(columns={column: "acc", f"{column}_ref": "acc_ref"})
+    pair["diff"] = pair["acc"] - pair["acc_ref"]
+    notes = []
+    for _, row in both[~ok].sort_values("seed").iterrows():
+        side = "arm" if pd.isna(row[column]) else "reference"
+        source = row if side == "arm" else row.rename(lambda c: c.removesuffix("_ref") if c.endswith("_ref") else c)
+        reason = "not run" if pd.isna(source.get("status")) else _missing_reason(source)
+        notes.append(f"seed {int(row['seed'])} ({side}: {reason})")
+    return pair.sort_values("seed").reset_index(drop=True), "; ".join(notes)
+
+
+def _test_row(level: float, method: str, reference: str, d: np.ndarray, missing: str) -> dict:
+    return {LEVEL: level, "method": method, "reference": reference, **stats.paired(d).as_dict(), "missing": missing}
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[*TEST_COLUMNS, "missing"])
+
+
+def lr_seed_means(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per (level, arm, seed): the mean over the lr grid of the best-per-lr value (`lr_mean`).
+
+    `cells` are `analysis.sensitivity.envelope_cells`. A seed without a number at some lr of the
+    grid gets NaN, with the lrs it lacks in `missing`.
     """
-    ref_method = best[LEVEL].map(references)
-    ref_rows = best.set_index([LEVEL, "method"])["best_test_robust_acc_mean"]
-    ref_acc = pd.Series(
-        [ref_rows.get((lvl, m), np.nan) for lvl, m in zip(best[LEVEL], ref_method, strict=True)],
-        index=best.index,
-    )
-    rel = (best["best_test_robust_acc_mean"] - ref_acc) / ref_acc
-    out = best.assign(reference=ref_method, is_reference=best["method"].eq(ref_method).fillna(False))
-    out["rel_improvement"] = rel.where(best["kind"] == "adaptive")
-    return out
+    grouped = cells.groupby([*ARM_KEYS, "seed"], sort=True)
+    out = grouped["value"].agg(lambda v: v.mean() if v.notna().all() else np.nan).rename("lr_mean").to_frame()
+    out["n_lr"] = grouped["lr"].nunique()
+    out["missing"] = grouped["missing"].agg(lambda m: ", ".join(x for x in m if x))
+    return out.reset_index()
 
 
-def paired_differences(outcomes: pd.DataFrame, best_per_lr: pd.DataFrame, references: pd.Series) -> pd.DataFrame:
-    """One row per (level, adaptive arm, lr, seed) pair with both accuracies and `diff`."""
-    counted = outcomes[outcomes["status"].isin(["ok", "diverged"])]
-    rows = counted.merge(best_per_lr[SETTING_KEYS], on=SETTING_KEYS)
-    rows = rows[[*ARM_KEYS, "hp", "lr", "seed", "sens_robust"]]
-    ref = rows[rows["method"] == rows[LEVEL].map(references)]
-    adaptive = rows[rows["kind"] == "adaptive"]
-    pairs = adaptive.merge(ref, on=[LEVEL, "lr", "seed"], suffixes=("", "_ref"))
-    pairs = pairs.rename(columns={"sens_robust": "acc", "sens_robust_ref": "acc_ref", "method_ref": "reference"})
-    pairs["diff"] = pairs["acc"] - pairs["acc_ref"]
-    keep = [LEVEL, "method", "hp", "reference", "hp_ref", "lr", "seed", "acc", "acc_ref", "diff"]
-    return pairs[keep].sort_values([LEVEL, "method", "lr", "seed"]).reset_index(drop=True)
-
-
-def paired_summary(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per (level, adaptive arm): n pairs, mean diff, bootstrap CI, Wilcoxon p, wins/ties/losses."""
+def lr_robustness(per_seed: pd.DataFrame, references: dict) -> pd.DataFrame:
+    """One test row per (level, non-reference arm) on the per-seed means over the lr grid."""
     rows = []
-    for (level, method, reference), group in pairs.groupby([LEVEL, "method", "reference"], sort=True):
-        d = group["diff"].to_numpy(float)
-        low, high = bootstrap_ci(d)
-        rows.append(
-            {
-                LEVEL: level,
-                "method": method,
-                "reference": reference,
-                "n_pairs": len(d),
-                "mean_diff": float(d.mean()),
-                "ci_low": low,
-                "ci_high": high,
-                "p_value": wilcoxon_p(d),
-                "wins": int((d >= TIE_TOLERANCE).sum()),
-                "ties": int((np.abs(d) < TIE_TOLERANCE).sum()),
-                "losses": int((d <= -TIE_TOLERANCE).sum()),
-            }
-        )
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
-
-
-def bootstrap_ci(
-    d: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of `d`; (NaN, NaN) with fewer than 2 values."""
-    if len(d) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def wilcoxon_p(d: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value; 1.0 if all d are zero, NaN with < 2 values."""
-    if len(d) < 2:
-        return float("nan")
-    if np.all(np.abs(d) < TIE_TOLERANCE):
-        return 1.0
-    with warnings.catch_warnings():
-        # A single non-zero difference leaves scipy's normal approximation with no spread.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        # Differences within the tie tolerance are rounding noise: rank them as exact zeros.
-        d = np.where(np.abs(d) < TIE_TOLERANCE, 0.0, d)
-        return float(stats.wilcoxon(d, alternative="two-sided").pvalue)
+    for level, reference in references.items():
+        at_level = per_seed[per_seed[LEVEL] == level]
+        ref = at_level[at_level["method"] == reference].assign(status="ok", no_eval=False)
+        for method in [m for m in at_level["method"].unique() if m != reference and reference is not None]:
+            arm = at_level[at_level["method"] == method].assign(status="ok", no_eval=False)
+            pair, _ = _pair(arm, ref, "lr_mean")
+            gaps = pd.concat([arm, ref])
+            missing = "; ".join(
+                f"seed {int(r.seed)} ({r.method}: no number at {r.missing})" for r in gaps.itertuples() if r.missing
+            )
+            rows.append(_test_row(level, method, reference, pair["diff"].to_numpy(), missing))
+    return _frame(rows)

@@ -1,135 +1,237 @@
 """What each table shows: machine frames (fractions) -> `Table`s with display strings (percent).
 
 Each builder takes the rows of one label-noise level (or all levels, where the level is a
-column) and returns a `Table` whose `data` goes to CSV and whose `display` goes to Markdown
-and LaTeX.
+column) and returns a `Table` whose `data` goes to CSV and whose `display` goes to Markdown,
+HTML and LaTeX. Cells are plain text: each renderer escapes them.
 """
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
+from analysis import wording
 from analysis.select import LEVEL
-from analysis.tables import Table, num_pm, pct, pct_pm, signed_pct
+from analysis.tables import CI_NOTE, Table, fixed, interval, num_pm, p_text, pct, pct_pm, pts
 
-COMPARISON_METRICS = [
-    ("best_test_clean_acc", "Clean best"),
-    ("last_test_clean_acc", "Clean last"),
-    ("best_test_robust_acc", "PGD best"),
-    ("last_test_robust_acc", "PGD last"),
-    ("autoattack_best", "AA best"),
-    ("autoattack_last", "AA last"),
+FINAL_METRICS = [
+    ("best_clean_acc", "Clean best"),
+    ("best_fgsm_acc", "FGSM best"),
+    ("best_pgd_acc", "PGD best"),
+    ("best_autoattack_acc", "AA best"),
+    ("last_clean_acc", "Clean last"),
+    ("last_pgd_acc", "PGD last"),
+    ("last_autoattack_acc", "AA last"),
 ]
-ERROR_CHARS = 80
+ERROR_CHARS = 120
 
 
-def _seeds(frame: pd.DataFrame) -> list[str]:
-    """'3', or '2 (+1 div.)' where some seeds of the setting diverged."""
-    return [
-        f"{int(ok)}" + (f" (+{int(div)} div.)" if div else "")
-        for ok, div in zip(frame["n_ok"], frame["n_diverged"], strict=True)
-    ]
+def seeds_cell(row: pd.Series) -> str:
+    """'3', '3 (1 diverged, counted 0)', '2 (+1 failed)': counted seeds, and how the others fared."""
+    text = str(int(row["n_counted"]))
+    notes = [f"{int(row['n_diverged'])} diverged, counted 0"] if row["n_diverged"] else []
+    for status in ("failed", "running", "stopped", "no_eval"):
+        if row.get(f"n_{status}", 0):
+            notes.append(f"+{int(row[f'n_{status}'])} {'without final evaluation' if status == 'no_eval' else status}")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _pm(frame: pd.DataFrame, metric: str) -> list[str]:
-    return [pct_pm(m, s) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"], strict=True)]
+    return [pct_pm(m, h) for m, h in zip(frame[f"{metric}_mean"], frame[f"{metric}_ci"], strict=True)]
 
 
-def comparison(rows: pd.DataFrame, name: str, title: str, with_autoattack: bool) -> Table:
-    """The paper's Table 1: one row per arm at its best-tuned setting, mean ± std over seeds."""
-    metrics = [m for m in COMPARISON_METRICS if with_autoattack or not m[0].startswith("autoattack")]
+def _diff_pm(frame: pd.DataFrame, metric: str) -> list[str]:
+    """Signed differences in points ('+1.2 ± 0.4')."""
+    return [
+        pts(m) if pd.isna(h) or pd.isna(m) else f"{pts(m)} ± {fixed(100 * h)}"
+        for m, h in zip(frame[f"{metric}_mean"], frame[f"{metric}_ci"], strict=True)
+    ]
+
+
+def binomial_note(frame: pd.DataFrame, metric: str) -> str:
+    """The binomial standard error of one evaluation at the table's accuracies and example count."""
+    examples = frame["examples_mean"].dropna()
+    values = frame[f"{metric}_mean"].dropna()
+    if examples.empty or values.empty:
+        return ""
+    n = float(examples.min())
+    ses = [fixed(100 * math.sqrt(p * (1 - p) / n)) for p in values.clip(0, 1)]
+    spread = ses[0] if min(ses) == max(ses) else f"{min(ses)}–{max(ses)}"
+    return f" One evaluation on {int(n)} examples has a binomial standard error of {spread} points at these accuracies."
+
+
+def comparison(rows: pd.DataFrame, name: str, title: str, with_autoattack: bool, metric: str) -> Table:
+    """One row per arm at its best-tuned configuration: the final evaluation, best and last checkpoints."""
+    metrics = [m for m in FINAL_METRICS if with_autoattack or "autoattack" not in m[0]]
     display = pd.DataFrame(
         {
             "Arm": [
-                f"{m} ({k}{', ref.' if ref else ''})"
+                f"{m} ({k}{', reference' if ref else ''})"
                 for m, k, ref in zip(rows["method"], rows["kind"], rows["is_reference"], strict=True)
             ],
-            "Setting": list(rows["label"]),
+            "Setting": list(rows["setting"]),
             "lr": [f"{lr:g}" for lr in rows["lr"]],
-            "Seeds": _seeds(rows),
+            "Seeds": [seeds_cell(r) for _, r in rows.iterrows()],
         }
     )
-    for metric, header in metrics:
-        display[f"{header} (%)"] = _pm(rows, metric)
-    display["Gap (pts)"] = _pm(rows, "gap_robust")
+    for column, header in metrics:
+        display[f"{header} (%)"] = _pm(rows, column)
+    display["Best − last (pts)"] = _diff_pm(rows, "final_gap")
     display["‖w‖ last"] = [
-        num_pm(m, s) for m, s in zip(rows["weight_norm_last_mean"], rows["weight_norm_last_std"], strict=True)
+        num_pm(m, h) for m, h in zip(rows["weight_norm_last_mean"], rows["weight_norm_last_ci"], strict=True)
     ]
-    display["Rel. PGD"] = [
-        "ref." if ref else signed_pct(rel)
-        for ref, rel in zip(rows["is_reference"], rows["rel_improvement"], strict=True)
-    ]
-    keep = [LEVEL, "method", "kind", "hp", "lr", "label", "reference", "is_reference", "n_ok", "n_diverged"]
-    keep += ["score"] + [f"{m}_{s}" for m, _ in metrics for s in ("mean", "std")]
-    keep += ["gap_robust_mean", "gap_robust_std", "weight_norm_last_mean", "weight_norm_last_std"]
-    note = "Mean ± std over seeds; PGD = test robust accuracy; Rel. PGD = (arm − ref.) / ref. at the best checkpoint."
-    return Table(name, title, rows[[*keep, "rel_improvement"]], display, note)
+    display["Examples"] = ["–" if pd.isna(e) else str(int(e)) for e in rows["examples_mean"]]
+    keep = [LEVEL, "method", "kind", "setting", "lr", "is_reference", "score", "n_counted", "n_ok", "n_diverged"]
+    keep += [f"{m}_{s}" for m, _ in metrics for s in ("mean", "ci", "n")]
+    keep += ["final_gap_mean", "final_gap_ci", "weight_norm_last_mean", "weight_norm_last_ci", "examples_mean"]
+    note = (
+        f"Final evaluation (clean, FGSM, PGD{', AutoAttack' if with_autoattack else ''} on the same seeded test "
+        f"examples) of the best and last checkpoints; mean over seeds, {CI_NOTE}; the gap is in {metric} "
+        "(best − last)." + binomial_note(rows, "value")
+    )
+    return Table(name, title, rows[keep], display, note)
 
 
-def paired(summary: pd.DataFrame, name: str, title: str) -> Table:
-    """Paired-seed test of each adaptive arm against the reference fixed arm."""
+def tests(rows: pd.DataFrame, name: str, title: str, smoke: bool, note: str) -> Table:
+    """One row per arm: the paired test against the reference arm and its verdict."""
     display = pd.DataFrame(
         {
-            "Arm": list(summary["method"]),
-            "vs": list(summary["reference"]),
-            "Pairs": list(summary["n_pairs"]),
-            "Mean diff (pts)": [f"{100 * d:+.1f}" for d in summary["mean_diff"]],
-            "95% CI (pts)": [
-                "–" if pd.isna(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
-                for lo, hi in zip(summary["ci_low"], summary["ci_high"], strict=True)
-            ],
-            "Wilcoxon p": ["–" if pd.isna(p) else f"{p:.3g}" for p in summary["p_value"]],
+            "Arm": list(rows["method"]),
+            "vs": list(rows["reference"]),
+            "n seeds": [str(int(n)) for n in rows["n"]],
+            "Mean diff (pts)": [pts(v) for v in rows["mean_diff"]],
+            "95% CI (pts)": [interval(lo, hi) for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)],
+            "Exact p": [p_text(p) for p in rows["p_value"]],
             "W/T/L": [
-                f"{w}/{t}/{lo}" for w, t, lo in zip(summary["wins"], summary["ties"], summary["losses"], strict=True)
+                f"{int(w)}/{int(t)}/{int(lo)}"
+                for w, t, lo in zip(rows["wins"], rows["ties"], rows["losses"], strict=True)
             ],
+            "Smallest p at n": [p_text(p) for p in rows["min_attainable_p"]],
+            "Seeds needed": ["–" if pd.isna(s) else str(int(s)) for s in rows["seeds_needed"]],
+            "Detectable now (pts)": [pct(v) if pd.notna(v) else "none" for v in rows["detectable_effect"]],
+            "Verdict": [wording.short_verdict(r, smoke) for _, r in rows.iterrows()],
+            "Left out": list(rows["missing"].fillna("")),
         }
     )
-    note = "Pairs: equal (lr, seed), each arm at its best-tuned setting for that lr; diff = adaptive − fixed."
-    return Table(name, title, summary, display, note)
+    return Table(name, title, rows, display, note)
 
 
 def sensitivity(table: pd.DataFrame, name: str, title: str) -> Table:
-    """Spread and normalised area of robust accuracy over the lr grid, per arm."""
+    """Spread and LR-AUC per arm, of the best-tuned setting and of best per lr, with 95% CIs over seeds."""
+
+    def cell(row: pd.Series, metric: str) -> str:
+        low, high = row[f"{metric}_low"], row[f"{metric}_high"]
+        ci = "" if pd.isna(low) else f" [{pct(low)}, {pct(high)}]"
+        return f"{pct(row[metric])}{ci}"
+
     display = pd.DataFrame(
         {
             "Arm": list(table["method"]),
-            "Best setting": list(table["label"]),
-            "LRs": list(table["n_lr"]),
-            "Spread, best setting (pts)": [pct(v) for v in table["spread_best"]],
-            "Area, best setting (%)": [pct(v) for v in table["area_best"]],
-            "Spread, best per lr (pts)": [pct(v) for v in table["spread_envelope"]],
-            "Area, best per lr (%)": [pct(v) for v in table["area_envelope"]],
-            "Complete": [
-                "yes" if b and e else "no"
-                for b, e in zip(table["complete_best"], table["complete_envelope"], strict=True)
-            ],
+            "Setting": list(table["setting"]),
+            "Seeds": [str(int(n)) for n in table["n_seeds_best"]],
+            "Spread, setting (pts)": [cell(r, "spread_best") for _, r in table.iterrows()],
+            "LR-AUC, setting (%)": [cell(r, "area_best") for _, r in table.iterrows()],
+            "Spread, best per lr (pts)": [cell(r, "spread_envelope") for _, r in table.iterrows()],
+            "LR-AUC, best per lr (%)": [cell(r, "area_envelope") for _, r in table.iterrows()],
         }
     )
-    note = "Spread = max − min over lrs (lower is less sensitive); area = mean accuracy over log10(lr)."
+    note = (
+        "Per seed, then mean over seeds with its 95% CI; spread = max − min over the lrs (lower: less sensitive); "
+        "LR-AUC = mean accuracy over log10(lr). Seeds lacking an lr are left out."
+    )
     return Table(name, title, table, display, note)
 
 
-def configurations(table: pd.DataFrame, best: pd.DataFrame, name: str, title: str) -> Table:
-    """Every setting: validation score, best epoch, best and last test robust accuracy, gap."""
-    chosen = set(zip(best["method"], best["hp"], best["lr"], strict=True))
-    marks = ["yes" if key in chosen else "" for key in zip(table["method"], table["hp"], table["lr"], strict=True)]
+def budget(curves: pd.DataFrame, name: str, title: str) -> Table:
+    """Per arm, the expected best at n = 1, 2, 4, … and N (every n is in the CSV)."""
+    rows = []
+    for arm, curve in curves.groupby("method", sort=False):
+        total = int(curve["configurations"].iloc[0])
+        shown = sorted({min(2**k, total) for k in range(total.bit_length() + 1)})
+        cells = {f"n={n}": _budget_cell(curve[curve["n"] == n].iloc[0]) for n in shown}
+        rows.append(
+            {
+                "Arm": arm,
+                "N": str(total),
+                **cells,
+                "Hours per configuration": f"{float(curve['compute_hours'].iloc[0]):.3g}",
+            }
+        )
+    display = pd.DataFrame(rows).fillna("")
+    columns = ["Arm", "N", *sorted((c for c in display.columns if c.startswith("n=")), key=lambda c: int(c[2:]))]
+    display = display[[*columns, "Hours per configuration"]]
+    note = (
+        "Expected test accuracy (%) of the validation-best of n configurations drawn without replacement from the "
+        "arm's N, with its 95% bootstrap band over configurations; n = N is the validation-best configuration. "
+        "Compute: n × the hours per configuration (train_seconds of all its seeds)."
+    )
+    return Table(name, title, curves, display, note)
+
+
+def _budget_cell(row: pd.Series) -> str:
+    return f"{pct(row['expected_best'])} [{pct(row['low'])}, {pct(row['high'])}]"
+
+
+def importances(rows: pd.DataFrame, name: str, title: str) -> Table:
+    wide = rows.pivot_table(index=["method", "param"], columns="evaluator", values="importance", sort=False)
+    wide = wide.reindex(columns=["ped_anova", "fanova"]).reset_index()
+    display = pd.DataFrame(
+        {
+            "Arm": list(wide["method"]),
+            "Parameter": list(wide["param"]),
+            "PED-ANOVA": [fixed(v, 2) if pd.notna(v) else "–" for v in wide["ped_anova"]],
+            "fANOVA": [fixed(v, 2) if pd.notna(v) else "–" for v in wide["fanova"]],
+        }
+    )
+    note = (
+        "Importance of each parameter for the validation score within one arm (sums to 1 per evaluator); the seed's "
+        "importance is the noise floor."
+    )
+    return Table(name, title, rows, display, note)
+
+
+def pareto(points: pd.DataFrame, name: str, title: str, metric: str) -> Table:
+    front = points[points["on_front"]]
+    display = pd.DataFrame(
+        {
+            "Arm": list(front["method"]),
+            "Setting": list(front["setting"]),
+            "lr": [f"{lr:g}" for lr in front["lr"]],
+            "Seeds": [str(int(n)) for n in front["n_seeds"]],
+            "Clean (%)": [pct(v) for v in front["clean"]],
+            f"{metric[0].upper()}{metric[1:]} (%)": [pct(v) for v in front["robust"]],
+        }
+    )
+    note = "Configurations no other configuration of the same arm beats on both numbers (seed means; final evaluation)."
+    return Table(name, title, points, display, note)
+
+
+def configurations(configs: pd.DataFrame, best: pd.DataFrame, name: str, title: str) -> Table:
+    """Every configuration: validation score, best epoch, final best/last accuracy and their gap."""
+    chosen = set(zip(best["method"], best["setting"], best["lr"], strict=True))
+    table = configs.sort_values(["method", "setting_rank", "lr"])
     display = pd.DataFrame(
         {
             "Arm": list(table["method"]),
-            "Setting": list(table["label"]),
+            "Setting": list(table["setting"]),
             "lr": [f"{lr:g}" for lr in table["lr"]],
-            "Best-tuned": marks,
-            "Seeds": _seeds(table),
-            "Val robust (%)": [pct(v) for v in table["score"]],
-            "Best epoch": [
-                num_pm(m, s, 1) for m, s in zip(table["best_epoch_mean"], table["best_epoch_std"], strict=True)
+            "Best-tuned": [
+                "yes" if k in chosen else "" for k in zip(table["method"], table["setting"], table["lr"], strict=True)
             ],
-            "Test robust best (%)": _pm(table, "best_test_robust_acc"),
-            "Test robust last (%)": _pm(table, "last_test_robust_acc"),
-            "Gap (pts)": _pm(table, "gap_robust"),
+            "Seeds": [seeds_cell(r) for _, r in table.iterrows()],
+            "Val score (%)": [pct(v) for v in table["score"]],
+            "Best epoch": [
+                num_pm(m, h, 1) for m, h in zip(table["best_epoch_mean"], table["best_epoch_ci"], strict=True)
+            ],
+            "Best ckpt (%)": _pm(table, "value"),
+            "Last ckpt (%)": _pm(table, "value_last"),
+            "Best − last (pts)": _diff_pm(table, "final_gap"),
         }
     )
-    note = "Best = at each trial's best-validation epoch; gap = best − last; means over ok seeds."
+    note = (
+        f"Val score = the selection score (seed mean, diverged = 0); accuracies from the final evaluation; {CI_NOTE}."
+    )
     return Table(name, title, table, display, note)
 
 
@@ -143,44 +245,48 @@ def unfinished(table: pd.DataFrame, name: str, title: str) -> Table:
             "Arm": list(table["method"]),
             "Setting": list(table["setting"]),
             "lr": [f"{lr:g}" for lr in table["lr"]],
-            "Seed": list(table["seed"]),
-            "Epoch": ["–" if pd.isna(e) else str(e) for e in table["epoch"]],
+            "Seed": [str(s) for s in table["seed"]],
+            "Epoch": ["–" if pd.isna(e) else str(int(e)) for e in table["epoch"]],
             "Error": [str(e)[:ERROR_CHARS] for e in table["error"]],
         }
     )
     return Table(name, title, table, display, "Epoch: the last epoch logged (for a diverged trial, where it diverged).")
 
 
-def label_noise(table: pd.DataFrame, name: str, title: str) -> Table:
-    """Per noise rate and arm (best-tuned at that rate): clean best/last, PGD best, memorisation."""
+def label_noise(best: pd.DataFrame, name: str, title: str) -> Table:
+    """Per noise rate and arm (best-tuned at that rate): final clean best/last, headline best, memorisation."""
+    table = best.sort_values([LEVEL, "method"])
     display = pd.DataFrame(
         {
             "Noise (%)": [f"{100 * v:g}" for v in table[LEVEL]],
             "Arm": list(table["method"]),
-            "Setting": list(table["label"]),
+            "Setting": list(table["setting"]),
             "lr": [f"{lr:g}" for lr in table["lr"]],
-            "Seeds": [str(int(n)) for n in table["n_ok"]],
-            "Clean best (%)": _pm(table, "best_test_clean_acc"),
-            "Clean last (%)": _pm(table, "last_test_clean_acc"),
-            "PGD best (%)": _pm(table, "best_test_robust_acc"),
+            "Seeds": [seeds_cell(r) for _, r in table.iterrows()],
+            "Clean best (%)": _pm(table, "best_clean_acc"),
+            "Clean last (%)": _pm(table, "last_clean_acc"),
+            "Robust best (%)": _pm(table, "value"),
             "Noisy labels fitted, last (%)": _pm(table, "last_noisy_fit_acc"),
         }
     )
-    return Table(name, title, table, display, "Noisy labels fitted: flipped training labels predicted as flipped.")
+    note = (
+        f"Noisy labels fitted: flipped training labels predicted as their flipped label at the last epoch; {CI_NOTE}."
+    )
+    return Table(name, title, table, display, note)
 
 
-def pruning(table: pd.DataFrame, name: str, title: str) -> Table:
-    """Clean and PGD accuracy of the best checkpoint at each sparsity, per arm."""
+def pruning(table: pd.DataFrame, name: str, title: str, metric: str) -> Table:
+    """Clean and headline accuracy of the best checkpoint at each sparsity, per arm."""
     display = pd.DataFrame(
         {
             "Noise (%)": [f"{100 * v:g}" for v in table[LEVEL]],
             "Arm": list(table["method"]),
-            "Setting": list(table["label"]),
+            "Setting": list(table["setting"]),
             "lr": [f"{lr:g}" for lr in table["lr"]],
             "Sparsity (%)": [f"{100 * v:g}" for v in table["sparsity"]],
-            "Seeds": [str(int(n)) for n in table["n"]],
+            "Seeds": [str(int(n)) for n in table["value_n"]],
             "Clean (%)": _pm(table, "clean_acc"),
-            "PGD (%)": _pm(table, "pgd_acc"),
+            f"{metric[0].upper()}{metric[1:]} (%)": _pm(table, "value"),
         }
     )
-    return Table(name, title, table, display, "Best checkpoint of each arm's best-tuned configuration.")
+    return Table(name, title, table, display, f"Best checkpoint of each arm's best-tuned configuration; {CI_NOTE}.")

@@ -1,11 +1,10 @@
-"""Sections that exist only when their data does: label noise, pruning, AutoAttack.
+"""Sections that exist only when their data does: label noise and pruning.
 
-* Label noise (any `label_noise` > 0): each arm at its best-tuned setting of every noise
-  level, its best and last clean test accuracy, and how many flipped labels it memorised.
-* Pruning (`evaluations.parquet` rows with sparsity > 0): clean and PGD accuracy of the
+* Label noise (any `label_noise` > 0): each arm at its best-tuned configuration of every noise
+  level, its final clean accuracy at the best and last checkpoints, and how many flipped
+  training labels it memorised (last epoch).
+* Pruning (`evaluations.parquet` rows with sparsity > 0): clean and headline accuracy of the
   best checkpoint of each arm's best-tuned configuration vs the fraction of weights zeroed.
-* AutoAttack: `decaylab evaluate` may write AutoAttack accuracies to evaluations.parquet only;
-  they fill the trials' `autoattack_best` / `autoattack_last` where those are NaN.
 """
 
 from __future__ import annotations
@@ -13,81 +12,53 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import plotting
+from analysis import plotting, stats
 from analysis.overfitting import config_trials
-from analysis.select import ARM_KEYS, LEVEL
+from analysis.select import CONFIG_KEYS, LEVEL
 
-PRUNING_GROUP = [*ARM_KEYS, "hp", "lr", "label", "sparsity"]
-
-
-def fill_autoattack(outcomes: pd.DataFrame, evaluations: pd.DataFrame | None) -> pd.DataFrame:
-    """`outcomes` with AutoAttack NaNs filled from unpruned evaluation rows of the same trial."""
-    if evaluations is None or evaluations["autoattack_acc"].isna().all():
-        return outcomes
-    unpruned = evaluations[(evaluations["sparsity"] == 0) & evaluations["autoattack_acc"].notna()]
-    by_checkpoint = unpruned.pivot_table(index="trial_id", columns="checkpoint", values="autoattack_acc")
-    out = outcomes.copy()
-    for checkpoint in ("best", "last"):
-        if checkpoint in by_checkpoint:
-            measured = out["trial_id"].map(by_checkpoint[checkpoint]).astype("float64")
-            out[f"autoattack_{checkpoint}"] = out[f"autoattack_{checkpoint}"].fillna(measured)
-    return out
+PRUNING_GROUP = [*CONFIG_KEYS, "sparsity"]
 
 
 def has_label_noise(outcomes: pd.DataFrame) -> bool:
     return bool((outcomes[LEVEL] > 0).any())
 
 
-def label_noise_table(best: pd.DataFrame) -> pd.DataFrame:
-    """Per (noise level, arm) at its best-tuned setting: clean best/last, robust best, memorised."""
-    columns = [LEVEL, "method", "kind", "hp", "label", "lr", "n_ok"]
-    for metric in [
-        "best_test_clean_acc",
-        "last_test_clean_acc",
-        "best_test_robust_acc",
-        "last_noisy_fit_acc",
-    ]:
-        columns += [f"{metric}_mean", f"{metric}_std"]
-    return best[columns].sort_values([LEVEL, "kind", "method"]).reset_index(drop=True)
-
-
-def memorisation_figure(curves: pd.DataFrame, arms: list[str]) -> Figure:
-    """Fraction of flipped training labels predicted as their noisy label vs epoch."""
-    fig, axes = plotting.new_figure(1, 1, width=6.0, height=3.6)
+def memorisation_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colors: dict) -> Figure:
+    """Fraction of flipped training labels predicted as their noisy label vs epoch (mean over seeds)."""
+    fig, axes = plotting.new_figure(1, 1, panel_height=2.6)
     ax = axes[0, 0]
-    colors = plotting.arm_colors(arms)
     levels = sorted(curves.loc[curves[LEVEL] > 0, LEVEL].unique())
     styles = ["-", "--", ":", "-."]
     for i, level in enumerate(levels):
         for arm in arms:
             curve = curves[(curves[LEVEL] == level) & (curves["method"] == arm)]
-            if curve.empty:
+            chosen = best[(best[LEVEL] == level) & (best["method"] == arm)]
+            if curve.empty or chosen.empty:
                 continue
-            label = f"{arm}, noise {100 * level:g}% ({curve['label'].iloc[0]})"
             ax.plot(
                 curve["epoch"],
                 100 * curve["noisy_fit_acc_mean"],
                 color=colors[arm],
                 linestyle=styles[i % len(styles)],
-                linewidth=1.5,
-                label=label,
+                label=f"{arm}, noise {100 * level:g}% ({chosen['setting'].iloc[0]})",
             )
-    ax.set_xlabel("epoch")
+    plotting.epoch_axis(ax)
     ax.set_ylabel("flipped labels fitted (%)")
-    ax.set_title("Memorisation of noisy labels, best-tuned configuration per arm and noise rate")
-    ax.legend(loc="best")
+    ax.set_title("Memorisation of noisy training labels, best-tuned configuration per arm and noise rate")
+    plotting.legend_below(fig, [ax], ncols=2)
     return fig
 
 
-def pruning_table(evaluations: pd.DataFrame, outcomes: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """Clean and PGD accuracy vs sparsity of each arm's best-tuned configuration ('best' checkpoint)."""
-    ids = config_trials(outcomes, best).merge(best[[*ARM_KEYS, "hp", "lr", "label"]], on=[*ARM_KEYS, "hp", "lr"])
-    rows = evaluations.loc[evaluations["checkpoint"] == "best", ["trial_id", "sparsity", "clean_acc", "pgd_acc"]]
-    rows = rows.merge(ids, on="trial_id")
+def pruning_table(evaluations: pd.DataFrame, outcomes: pd.DataFrame, best: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Clean and headline accuracy vs sparsity of each arm's best-tuned configuration (best checkpoint)."""
+    ids = config_trials(outcomes, best)
+    rows = evaluations.loc[evaluations["checkpoint"] == "best", ["trial_id", "sparsity", "clean_acc", metric]]
+    rows = rows.rename(columns={metric: "value"}).merge(ids, on="trial_id")
     grouped = rows.groupby(PRUNING_GROUP, sort=True)
-    table = grouped[["clean_acc", "pgd_acc"]].agg(["mean", "std"])
-    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    table["n"] = grouped.size()
+    table = grouped[["clean_acc", "value"]].agg(["mean", "std", "count"])
+    table.columns = [f"{m}_{s if s != 'count' else 'n'}" for m, s in table.columns]
+    for column in ("clean_acc", "value"):
+        table[f"{column}_ci"] = stats.t_half_widths(table[f"{column}_std"], table[f"{column}_n"])
     return table.reset_index()
 
 
@@ -95,28 +66,20 @@ def has_pruning(evaluations: pd.DataFrame | None) -> bool:
     return evaluations is not None and bool((evaluations["sparsity"] > 0).any())
 
 
-def pruning_figure(table: pd.DataFrame, arms: list[str]) -> Figure:
-    """Clean and PGD accuracy (mean ± std over seeds) vs sparsity, one line per arm."""
-    fig, axes = plotting.new_figure(1, 2, width=4.4, height=3.3, sharey=False)
-    colors = plotting.arm_colors(arms)
-    for ax, metric, name in zip(axes[0], ["clean_acc", "pgd_acc"], ["clean", "PGD"], strict=True):
+def pruning_figure(table: pd.DataFrame, arms: list[str], colors: dict, metric: str) -> Figure:
+    """Clean and headline accuracy (mean with 95% band over seeds) vs sparsity, one line per arm."""
+    fig, axes = plotting.new_figure(1, 2, panel_height=2.3)
+    for ax, column, name in zip(axes[0], ["clean_acc", "value"], ["clean accuracy", metric], strict=True):
         for arm in arms:
             curve = table[table["method"] == arm]
             if curve.empty:
                 continue
-            ax.errorbar(
-                100 * curve["sparsity"],
-                100 * curve[f"{metric}_mean"],
-                yerr=100 * curve[f"{metric}_std"].fillna(0),
-                color=colors[arm],
-                marker="o",
-                markersize=3.5,
-                capsize=2,
-                label=f"{arm} ({curve['label'].iloc[0]})",
-            )
-        ax.set_xlabel("sparsity: weights pruned (%)")
-        plotting.percent_axis(ax, f"{name} test accuracy")
-        ax.set_title(f"{name.capitalize() if name == 'clean' else name} accuracy vs pruning")
-        ax.legend(loc="best")
-    fig.suptitle("Pruning the best checkpoint of each arm's best-tuned configuration")
+            x, y = 100 * curve["sparsity"].to_numpy(float), 100 * curve[f"{column}_mean"].to_numpy(float)
+            half = 100 * curve[f"{column}_ci"].to_numpy(float)
+            ax.plot(x, y, color=colors[arm], marker="o", label=f"{arm} ({curve['setting'].iloc[0]})")
+            plotting.band(ax, x, y - half, y + half, colors[arm])
+        ax.set_xlabel("weights pruned (%)")
+        plotting.percent_axis(ax, name)
+        ax.set_title(f"{name[0].upper()}{name[1:]} vs sparsity")
+    plotting.legend_below(fig, [axes[0, 0]], ncols=3)
     return fig

@@ -1,8 +1,9 @@
-"""Shared figure plumbing: style, arm colours, axes helpers, and writing PNG + PDF.
+"""Shared figure plumbing: style, arm colours, sizes, axes helpers, and writing PNG + PDF.
 
 Figures are built as `matplotlib.figure.Figure` objects without pyplot, so nothing here
 touches the global backend or keeps figures alive after they are saved; rendering goes
-through Agg.
+through Agg. Every figure is one paper column (3.25 in) or two (6.75 in) wide; each arm has one
+colour-blind-safe colour (Okabe–Ito) by its position in the study, the same in every figure.
 """
 
 from __future__ import annotations
@@ -15,21 +16,30 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
+ONE_COLUMN = 3.25  # inches: one column of a two-column paper
+TWO_COLUMNS = 6.75
 MAX_CURVES = 8  # more lines than this in one axes cannot be told apart
-PNG_DPI = 130
+PNG_DPI = 150
+# Okabe & Ito (2008), ordered so the first arms get the most distinct colours; yellow and black last.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
 STYLE = {
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "legend.fontsize": 7.5,
+    "font.size": 7.5,
+    "axes.titlesize": 8,
+    "axes.labelsize": 7.5,
+    "xtick.labelsize": 6.5,
+    "ytick.labelsize": 6.5,
+    "legend.fontsize": 6.5,
     "legend.framealpha": 0.85,
+    "figure.titlesize": 8.5,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3,
     "figure.dpi": 100,
     "svg.hashsalt": "decaylab",
 }
@@ -42,11 +52,22 @@ def figure_style() -> Iterator[None]:
         yield
 
 
-def new_figure(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2, **kwargs) -> tuple:
-    """A Figure with an (nrows, ncols) array of axes, `width` × `height` inches per panel."""
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+def new_figure(nrows: int, ncols: int, width: float = TWO_COLUMNS, panel_height: float = 2.2, **kwargs) -> tuple:
+    """A Figure `width` inches wide with an (nrows, ncols) array of axes, `panel_height` per row."""
+    fig = Figure(figsize=(width, panel_height * nrows + 0.35), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, axes
+
+
+def panel_grid(count: int, max_cols: int = 3) -> tuple[int, int]:
+    """(rows, cols) for `count` panels, at most `max_cols` across a two-column figure."""
+    cols = min(max(count, 1), max_cols)
+    return -(-max(count, 1) // cols), cols
+
+
+def hide_unused(axes: np.ndarray, used: int) -> None:
+    for ax in axes.flat[used:]:
+        ax.set_visible(False)
 
 
 def save_figure(fig: Figure, figures_dir: Path, name: str) -> list[Path]:
@@ -61,15 +82,23 @@ def save_figure(fig: Figure, figures_dir: Path, name: str) -> list[Path]:
 
 
 def arm_colors(arms: Sequence[str]) -> dict[str, str]:
-    """A stable colour per arm (tab10 in arm order)."""
-    palette = mpl.colormaps["tab10"].colors
-    return {arm: mpl.colors.to_hex(palette[i % len(palette)]) for i, arm in enumerate(arms)}
+    """One colour per arm, by its position in the study (pass every arm of the study, in order)."""
+    return {arm: OKABE_ITO[i % len(OKABE_ITO)] for i, arm in enumerate(arms)}
 
 
-def ramp_colors(n: int) -> list[str]:
-    """`n` colours along viridis (dark to light), for the settings of one arm."""
-    cmap = mpl.colormaps["viridis"]
-    return [mpl.colors.to_hex(cmap(x)) for x in np.linspace(0.05, 0.85, max(n, 1))]
+def shades(color: str, n: int) -> list[str]:
+    """`n` shades of one arm's colour, light to dark, for the settings of that arm."""
+    base = np.array(mpl.colors.to_rgb(color))
+    out = []
+    for x in np.linspace(-0.55, 0.35, max(n, 1)) if n > 1 else [0.0]:
+        target = np.ones(3) if x < 0 else np.zeros(3)
+        out.append(mpl.colors.to_hex(base + abs(x) * (target - base)))
+    return out
+
+
+def capital(text: str) -> str:
+    """`text` with its first letter upper-cased and the rest untouched ('PGD-10 accuracy')."""
+    return text[:1].upper() + text[1:]
 
 
 def lr_axis(ax: Axes, lrs: Sequence[float]) -> None:
@@ -83,6 +112,11 @@ def lr_axis(ax: Axes, lrs: Sequence[float]) -> None:
         ax.set_xlim(lrs[0] / 2, lrs[0] * 2)
 
 
+def epoch_axis(ax: Axes) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
 def plain_log_labels(ax: Axes) -> None:
     """Label a log y axis with plain numbers (0.3, 2) instead of 3×10⁻¹."""
     formatter = FuncFormatter(lambda y, _: f"{y:g}")
@@ -94,24 +128,34 @@ def percent_axis(ax: Axes, label: str) -> None:
     ax.set_ylabel(f"{label} (%)")
 
 
-def pick_settings(hps: Sequence[float], best_hp: float, cap: int = MAX_CURVES) -> list[float]:
-    """At most `cap` hyperparameters, evenly spaced over the sorted grid, always with `best_hp`."""
-    hps = sorted(hps)
-    if len(hps) <= cap:
-        return hps
-    picked = {hps[round(i)] for i in np.linspace(0, len(hps) - 1, cap - 1)}
-    picked.add(best_hp)
-    return sorted(picked)
+def band(ax: Axes, x: np.ndarray, low: np.ndarray, high: np.ndarray, color: str) -> None:
+    """A shaded 95% interval; nothing where it is undefined (one seed)."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    if np.isfinite(low).any():
+        ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
 
 
 def draw_points(ax: Axes, x: np.ndarray, y: np.ndarray, diverged: np.ndarray, **line) -> None:
     """A line through the finite points; diverged points get an 'x', the others a dot."""
     keep = np.isfinite(y)
     x, y, diverged = x[keep], y[keep], diverged[keep]
-    ax.plot(x, y, marker="o", markersize=3.5, markevery=list(np.flatnonzero(~diverged)), **line)
+    ax.plot(x, y, marker="o", markevery=list(np.flatnonzero(~diverged)), **line)
     if diverged.any():
-        ax.plot(x[diverged], y[diverged], linestyle="none", marker="x", markersize=8, mew=2, color=line["color"])
+        ax.plot(x[diverged], y[diverged], linestyle="none", marker="x", markersize=6, mew=1.5, color=line["color"])
 
 
 def mark_no_data(ax: Axes, message: str = "no finished trial") -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def legend_below(fig: Figure, axes: Sequence[Axes], ncols: int = 4) -> None:
+    """One legend for the figure, under the panels (so it never covers a curve)."""
+    handles, labels, seen = [], [], set()
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in seen and not label.startswith("_"):
+                seen.add(label)
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(labels)), frameon=False)

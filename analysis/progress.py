@@ -62,7 +62,7 @@ def unfinished_table(outcomes: pd.DataFrame) -> pd.DataFrame:
 
     For a diverged trial `epoch` is its last logged epoch: the one whose loss went non-finite.
     """
-    rows = outcomes[outcomes["status"] != "ok"]
+    rows = outcomes[(outcomes["status"] != "ok") | outcomes["no_eval"]]
     epoch = rows["last_epoch"].fillna(rows["epochs_done"].astype("float64"))
     table = pd.DataFrame(
         {
@@ -70,11 +70,11 @@ def unfinished_table(outcomes: pd.DataFrame) -> pd.DataFrame:
             "status": rows["status"],
             LEVEL: rows[LEVEL],
             "method": rows["method"],
-            "setting": [schema.setting_label(k, h, h) for k, h in zip(rows["kind"], rows["hp"], strict=True)],
+            "setting": rows["setting"],
             "lr": rows["lr"],
             "seed": rows["seed"],
             "epoch": epoch.astype("Int64"),
-            "error": rows["error"].fillna(""),
+            "error": rows["error"].fillna("").where(~rows["no_eval"], "finished, but has no final evaluation"),
         }
     )
     order = {status: i for i, status in enumerate(schema.STATUSES)}

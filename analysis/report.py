@@ -1,7 +1,8 @@
-"""`write_report`: a run directory -> `report.md` with its figures/ and tables/ (DESIGN.md §6).
+"""`write_report`: a run directory -> report.md, report.html and summary.json, with figures/ and tables/.
 
-Sections, in order: status line, summary of findings, selection rules, trials, comparison,
-LR sensitivity, robust overfitting, diagnostics, then label noise, pruning and sanity checks.
+Sections, in order: header, summary of findings, how to read the report, trials, comparison
+(the final evaluation and both tests), LR sensitivity, tuning budget, hyperparameter importance,
+clean vs robust, robust overfitting, diagnostics, then label noise, pruning and sanity checks.
 Every analysis is done per label-noise level; with several levels each section has one
 subsection per level and file names carry `_noise<percent>`.
 """
@@ -11,82 +12,85 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 from matplotlib.figure import Figure
 
-from analysis import checks, compare, displays, extras, overfitting, select, sensitivity
+from analysis import checks, displays, extras, output, plotting, summary_json
 from analysis import figures_epochs as fe
 from analysis import figures_lr as fl
+from analysis import figures_tuning as ft
+from analysis.document import Block, Bullets, FigureBlock, Heading, Para, TableBlock, to_html, to_markdown_text
+from analysis.findings import examples_text, findings, metric_name
 from analysis.load import load_run
 from analysis.pipeline import Analysis, analyse, at_level
 from analysis.plotting import figure_style, save_figure
 from analysis.progress import unfinished_table
-from analysis.summary import findings
-from analysis.tables import INLINE_ROWS, Table, to_markdown, write_table
-
-RULES_MARKER = "Rules (the report repeats them):"
+from analysis.rules import RULES
+from analysis.tables import Table, write_table
+from analysis.text import md, md_code
 
 
 class ReportWriter:
-    """Collects Markdown and writes each figure and table next to it as it goes."""
+    """Collects the report's blocks and writes each figure and table next to it as it goes."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.figures_dir, self.tables_dir = out_dir / "figures", out_dir / "tables"
-        self.chunks: list[str] = []
+        self.blocks: list[Block] = []
         self.files: list[Path] = []
-        self._clear_previous()
 
-    def _clear_previous(self) -> None:
-        """Remove the outputs of an earlier report, so no stale figure outlives its data."""
-        for folder, suffixes in (
-            (self.figures_dir, {".png", ".pdf"}),
-            (self.tables_dir, {".md", ".csv", ".tex"}),
-        ):
-            for path in folder.glob("*") if folder.is_dir() else []:
-                if path.suffix in suffixes:
-                    path.unlink()
+    def heading(self, level: int, text: str) -> None:
+        self.blocks.append(Heading(level, text))
 
     def text(self, markdown: str) -> None:
-        self.chunks.append(markdown.rstrip() + "\n")
+        self.blocks.append(Para(markdown.rstrip()))
+
+    def bullets(self, items: list[str]) -> None:
+        self.blocks.append(Bullets(items))
 
     def figure(self, fig: Figure | None, name: str, caption: str) -> None:
         if fig is None:
             return
-        self.files += save_figure(fig, self.figures_dir, name)
-        self.text(f"![{caption}](figures/{name}.png)\n\n*{caption}* ([PDF](figures/{name}.pdf))")
+        paths = save_figure(fig, self.figures_dir, name)
+        self.files += paths
+        self.blocks.append(FigureBlock(name, caption, paths[0]))
 
     def table(self, table: Table) -> None:
         self.files += write_table(table, self.tables_dir)
-        links = " · ".join(f"[{ext}](tables/{table.name}.{ext})" for ext in ("csv", "tex", "md"))
-        note = f"\n\n*{table.note}*" if table.note else ""
-        self.text(f"**{table.title}**\n\n{to_markdown(table.display, INLINE_ROWS)}{note}\n\n{links}")
+        self.blocks.append(TableBlock(table))
 
-    def write(self) -> Path:
-        path = self.out_dir / "report.md"
-        path.write_text("\n".join(self.chunks))
-        return path
+    def write(self, a: Analysis) -> Path:
+        report = self.out_dir / "report.md"
+        report.write_text(to_markdown_text(self.blocks))
+        page = self.out_dir / "report.html"
+        page.write_text(to_html(self.blocks, f"decaylab report: {a.run.study}"))
+        summary = self.out_dir / "summary.json"
+        summary.write_text(summary_json.dumps(a))
+        self.files += [report, page, summary]
+        output.record(self.out_dir, self.files)
+        return report
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, force: bool = False) -> Path:
     """Analyse `run_dir` and write the report; return the path of `report.md`.
 
-    `out_dir` defaults to `reports/<study name>`. Figures go to `figures/` (PNG and PDF),
-    tables to `tables/` (Markdown, CSV with fractions, LaTeX); reruns give identical files.
+    `out_dir` defaults to `reports/<study name>`. It must be new, empty or hold an earlier report
+    (whose files are replaced); a directory holding other files is refused unless `force`, and
+    even then no file the report did not write is removed. Figures go to `figures/` (PNG and
+    PDF), tables to `tables/` (Markdown, CSV with fractions, LaTeX); reruns give identical files.
     """
     run = load_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else Path("reports") / run.study
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir is not None else Path("reports") / run.safe_study_name()
+    output.prepare(out, force)
     a = analyse(run)
     writer = ReportWriter(out)
     with figure_style():
         for section in SECTIONS:
-            before = len(writer.chunks)
+            before = len(writer.blocks)
             section(a, writer)
-            if len(writer.chunks) > before:
+            if len(writer.blocks) > before:
                 print(f"report: {section.__name__.strip('_')} written", file=sys.stderr)
-    return writer.write()
+    return writer.write(a)
 
 
 def _suffix(a: Analysis, level: float) -> str:
@@ -97,117 +101,279 @@ def _per_level(a: Analysis, w: ReportWriter, body: Callable[[float, str], None])
     """Run `body(level, suffix)` for each level, under a subheading when there are several."""
     for level in a.levels:
         if len(a.levels) > 1:
-            w.text(f"### Label noise {100 * level:g}%")
+            w.heading(3, f"Label noise {100 * level:g}%")
         body(level, _suffix(a, level))
 
 
-def _rules_of(module: ModuleType) -> str:
-    """The bullet list after RULES_MARKER in a module's docstring (the rules' single source)."""
-    doc = module.__doc__ or ""
-    if RULES_MARKER not in doc:
-        return f"See `{module.__name__}`."
-    return doc.split(RULES_MARKER, 1)[1].strip()
+def _colors(a: Analysis) -> dict[str, str]:
+    return plotting.arm_colors(a.run.method_order)
 
 
 def _header(a: Analysis, w: ReportWriter) -> None:
-    run, progress = a.run, a.progress
-    w.text(f"# decaylab report: {run.study}")
-    w.text(f"**{progress.line()}**")
-    study = run.resolved_study
-    train, attack = study.get("train") or {}, (study.get("attack") or {}).get("train") or {}
-    facts = [f"run directory `{run.run_dir}`"]
+    run = a.run
+    w.heading(1, f"decaylab report: {md(run.study)}")
+    w.text(f"**{a.progress.line()}**")
+    description = run.study_field("description", default="")
+    if str(description).strip():
+        w.text(f"*Study description:* {md(description)}")
+    w.bullets(_facts(a))
+
+
+def _facts(a: Analysis) -> list[str]:
+    run = a.run
+    facts = [f"Run directory: {md_code(run.run_dir)}"]
     if run.manifest:
-        facts.append(f"git commit `{run.manifest.get('git_commit') or 'unknown'}`")
-        finished = run.manifest.get("finished") or "not finished"
-        facts.append(f"started {run.manifest.get('started', '?')}, finished {finished}")
-    if train:
-        facts.append(f"{train.get('epochs', '?')} epochs, {train.get('schedule', '?')} lr schedule")
-    if attack and attack.get("kind") == "none":
-        facts.append("natural training (no training attack)")
-    elif attack:
-        facts.append(f"training attack {attack.get('kind', '?')}-{attack.get('steps', '?')}, ε={attack.get('eps')}")
-    arms = ", ".join(f"{arm} ({kind})" for arm, kind in a.outcomes[["method", "kind"]].drop_duplicates().values)
-    facts.append(f"arms: {arms or 'none yet'}")
-    w.text("; ".join(facts) + ".")
+        facts.append(f"git commit: {md_code(run.manifest.get('git_commit') or 'unknown')}")
+        started, finished = run.manifest.get("started"), run.manifest.get("finished")
+        ended = f"finished {md(finished)}" if finished else "not finished (still running, or interrupted)"
+        facts.append(f"Started {md(started or 'at an unknown time')}; {ended}.")
+    epochs = run.study_field("train", "epochs")
+    if epochs is not None:
+        facts.append(f"{int(epochs)} epochs, {md(run.study_field('train', 'schedule', default='?'))} lr schedule.")
+    attack = run.study_field("attack", "train", default={})
+    if isinstance(attack, dict) and attack.get("kind") == "none":
+        facts.append("Natural training (no training attack).")
+    elif isinstance(attack, dict) and attack:
+        facts.append(
+            f"Training attack: {md(attack.get('kind', '?'))}-{md(attack.get('steps', '?'))}, "
+            f"ε = {md(attack.get('eps'))}."
+        )
+    facts.append(f"Headline metric: {metric_name(a)} of the final evaluation (fp32) on {examples_text(a)}.")
+    facts.append(_validation_labels(a))
+    arms = ", ".join(f"{md(arm)} ({md(kind)})" for arm, kind in _arm_kinds(a))
+    reference = {md(r) for r in a.references.values() if r}
+    facts.append(
+        f"Arms, in study order: {arms or 'none yet'}; reference arm: {', '.join(sorted(reference)) or 'none'}."
+    )
+    return facts
+
+
+def _arm_kinds(a: Analysis) -> list[tuple[str, str]]:
+    kinds = a.outcomes.drop_duplicates("method").set_index("method")["kind"]
+    return [(arm, str(kinds[arm])) for arm in a.arms]
+
+
+def _validation_labels(a: Analysis) -> str:
+    """Which labels selection saw: noisy like training (what a user has), or clean (an oracle)."""
+    mode = a.run.study_field("data", "val_label_noise")
+    noisy = bool((a.outcomes["label_noise"] > 0).any())
+    if mode == "clean":
+        text = (
+            "Validation labels: **clean** (an oracle: selection saw labels a real user with noisy data would not have)."
+        )
+    elif mode == "same":
+        text = (
+            "Validation labels: **same** as training (the validation split carries label noise at the training "
+            "rate, as a real user's would)."
+        )
+    else:
+        text = "Validation labels: not recorded in the manifest."
+    return text + ("" if noisy else " No label noise in this study, so the choice does not matter here.")
 
 
 def _summary(a: Analysis, w: ReportWriter) -> None:
-    w.text("## Summary of findings")
+    w.heading(2, "Summary of findings")
     if a.outcomes.empty:
         w.text("No trial has reported yet: nothing to summarise.")
         return
     if a.progress.partial:
         w.text("*The sweep is partial: these findings cover the trials finished so far.*")
-    _per_level(a, w, lambda level, _: w.text("\n".join(f"- {item}" for item in findings(a, level))))
+    _per_level(a, w, lambda level, _: w.bullets(findings(a, level)))
 
 
 def _rules(a: Analysis, w: ReportWriter) -> None:
-    w.text("## How results are selected and summarised")
-    for title, module in (("Selection", select), ("LR sensitivity", sensitivity), ("Comparison", compare)):
-        w.text(f"**{title}.**\n\n{_rules_of(module)}")
+    w.heading(2, "How to read this report")
+    for title, items in RULES:
+        w.text(f"**{title}**")
+        w.bullets(items)
 
 
 def _trials(a: Analysis, w: ReportWriter) -> None:
-    w.text("## Trials")
+    w.heading(2, "Trials")
     counts = ", ".join(f"{n} {status}" for status, n in a.progress.counts.items())
     w.text(f"{a.progress.line()}. By status: {counts}.")
     table = unfinished_table(a.outcomes)
     if table.empty:
-        w.text("No trial diverged, failed or is still running.")
+        w.text("No trial diverged, failed or is still running, and every finished trial has its final evaluation.")
         return
-    w.table(displays.unfinished(table, "trials_unfinished", "Diverged, failed and running trials"))
+    w.table(
+        displays.unfinished(
+            table, "trials_unfinished", "Trials that diverged, failed, are running or lack a final evaluation"
+        )
+    )
 
 
 def _comparison(a: Analysis, w: ReportWriter) -> None:
-    w.text("## Comparison of the best-tuned arms")
+    w.heading(2, "Comparison of the best-tuned arms")
+    metric = metric_name(a)
 
     def body(level: float, sfx: str) -> None:
-        rows = at_level(a.comparison, level)
+        rows = at_level(a.best, level)
         if rows.empty:
             w.text("No arm has an `ok` trial at this level.")
             return
-        title = "Best-tuned arms (selected on validation)" + (f", label noise {100 * level:g}%" if sfx else "")
-        w.table(displays.comparison(rows, f"comparison{sfx}", title, a.has_autoattack))
-        paired = at_level(a.paired, level)
-        if paired.empty:
-            w.text("No paired comparison: the level needs a fixed and an adaptive arm with common (lr, seed).")
-        else:
-            w.table(displays.paired(paired, f"paired{sfx}", "Paired-seed comparison vs the reference fixed arm"))
+        rows = rows.assign(is_reference=rows["method"].eq(a.references.get(level)))
+        noise = f", label noise {100 * level:g}%" if sfx else ""
+        w.table(
+            displays.comparison(
+                rows, f"comparison{sfx}", f"Best-tuned configuration of each arm{noise}", a.has_autoattack, metric
+            )
+        )
+        headline = at_level(a.headline, level)
+        if headline.empty:
+            w.text("No test: the level needs a reference arm and another arm with finished trials.")
+            return
+        w.heading(3, "Headline test: best-tuned vs best-tuned" + noise)
+        w.table(
+            displays.tests(
+                headline,
+                f"headline_test{sfx}",
+                "Each arm's best-tuned configuration vs the reference's, paired by seed",
+                a.smoke_test,
+                _test_note(a, "headline"),
+            )
+        )
+        w.heading(3, "Across the lr grid (LR robustness)" + noise)
+        w.table(
+            displays.tests(
+                at_level(a.lr_robustness, level),
+                f"lr_robustness_test{sfx}",
+                "Per seed, the mean over lrs of the best-per-lr accuracy, arm vs reference",
+                a.smoke_test,
+                _test_note(a, "lr"),
+            )
+        )
 
     _per_level(a, w, body)
 
 
+def _test_note(a: Analysis, which: str) -> str:
+    what = (
+        f"d = arm − reference in {metric_name(a)} of the final evaluation at the best checkpoint, one pair per seed"
+        if which == "headline"
+        else f"d = arm − reference of each seed's mean over the lr grid of the best-per-lr {metric_name(a)}"
+    )
+    return (
+        f"{what}; diverged seeds count 0; exact two-sided sign-flip p; smallest p at n = 2/2^n; seeds needed for "
+        "power 0.8 at α = 0.05 (noncentral t, at least 6); detectable now: the difference found with power 0.8 at n."
+    )
+
+
 def _sensitivity(a: Analysis, w: ReportWriter) -> None:
-    w.text("## Learning-rate sensitivity")
+    w.heading(2, "Learning-rate sensitivity")
+    metric, colors = metric_name(a), _colors(a)
 
     def body(level: float, sfx: str) -> None:
         curves, env, best = at_level(a.curves, level), at_level(a.envelope, level), at_level(a.best, level)
-        arms = [arm for arm in a.arms if (curves["method"] == arm).any()]
         if best.empty:
             w.text("No finished trial at this level.")
             return
+        arms = [arm for arm in a.arms if (curves["method"] == arm).any()]
         w.figure(
-            fl.lr_summary_figure(curves, env, best, arms),
+            fl.lr_summary_figure(curves, env, best, arms, colors, metric),
             f"lr_sensitivity{sfx}",
-            "Each arm's best-tuned-per-lr curve (solid) and its best single setting at every lr (dashed).",
+            "Final-evaluation accuracy vs peak learning rate: each arm's best per lr (solid, 95% band over "
+            "seeds) and its best-tuned setting held at every lr (dashed); x = a diverged seed, counted 0.",
         )
         w.figure(
-            fl.lr_settings_figure(curves, env, best, arms),
+            fl.lr_settings_figure(curves, env, arms, colors, metric),
             f"lr_sensitivity_settings{sfx}",
-            "One curve per λ / λ_awd, with the best-per-lr envelope (black dashed).",
+            f"{plotting.capital(metric)} vs lr, one curve per setting (mean over seeds; dotted: incomplete), "
+            "with the best-per-lr curve (grey dashed).",
         )
         w.figure(
-            fl.heatmap_figure(curves, arms),
+            fl.heatmap_figure(curves, arms, metric),
             f"lr_heatmaps{sfx}",
-            "λ × lr heatmaps of mean test robust accuracy.",
+            f"Setting × lr: mean {metric} over seeds (× = a seed diverged, counted 0; grey = no finished seed). "
+            f"The colour scale spans at least {fl.MIN_COLOR_SPAN:g} points.",
         )
         w.table(displays.sensitivity(at_level(a.sensitivity, level), f"sensitivity{sfx}", "LR sensitivity per arm"))
 
     _per_level(a, w, body)
 
 
+def _budget(a: Analysis, w: ReportWriter) -> None:
+    w.heading(2, "Tuning budget")
+    w.text(
+        "A *configuration* is one setting of an arm's hyperparameters at one learning rate, its seeds averaged. "
+        "Treating the grid as a uniform sample of configurations, the curve is the expected test accuracy of the "
+        "validation-best of n configurations drawn without replacement (Dodge et al. 2019; Tang et al. 2020)."
+    )
+    metric, colors = metric_name(a), _colors(a)
+
+    def body(level: float, sfx: str) -> None:
+        curves = at_level(a.budget, level)
+        if curves.empty:
+            w.text("No configuration with both a validation score and a final evaluation at this level.")
+            return
+        w.figure(
+            ft.budget_figure(curves, a.arms, colors, metric),
+            f"tuning_budget{sfx}",
+            f"Expected {metric} of the validation-best of n configurations (95% bootstrap band over "
+            "configurations), by n and by training compute.",
+        )
+        w.table(
+            displays.budget(curves, f"tuning_budget{sfx}", "Expected best accuracy for a budget of n configurations")
+        )
+
+    _per_level(a, w, body)
+
+
+def _importance(a: Analysis, w: ReportWriter) -> None:
+    w.heading(2, "Hyperparameter importance")
+    w.text(
+        "Per arm, Optuna's PED-ANOVA and fANOVA (seed 0) evaluators on the arm's trials: the parameters are the "
+        "arm's hyperparameters, the lr and the seed (a parameter no more important than the seed is noise), the "
+        "value is the validation score. An arm less sensitive to the lr shows a smaller importance of `lr`."
+    )
+    colors = _colors(a)
+
+    def body(level: float, sfx: str) -> None:
+        rows = at_level(a.importances, level)
+        notes = [
+            f"{md(arm)}: {note}"
+            for arm in a.arms
+            for key, note in a.importance_notes.items()
+            if key[0] == level and key[1] == arm
+        ]
+        if notes:
+            w.bullets(notes)
+        if rows.empty:
+            w.text("Nothing to show: no arm has enough scored trials with a parameter that varies.")
+            return
+        w.figure(
+            ft.importance_figure(rows, a.arms, colors),
+            f"importance{sfx}",
+            "Importance of each parameter for the validation score, per arm (light: PED-ANOVA, dark: fANOVA).",
+        )
+        w.table(displays.importances(rows, f"importance{sfx}", "Hyperparameter importance per arm"))
+
+    _per_level(a, w, body)
+
+
+def _pareto(a: Analysis, w: ReportWriter) -> None:
+    w.heading(2, "Clean vs robust accuracy")
+    metric, colors = metric_name(a), _colors(a)
+
+    def body(level: float, sfx: str) -> None:
+        points = at_level(a.pareto, level)
+        if points.empty:
+            w.text("No configuration with a final evaluation at this level.")
+            return
+        w.figure(
+            ft.pareto_figure(points, a.arms, colors, metric),
+            f"pareto{sfx}",
+            f"Clean accuracy vs {metric} of every configuration (seed means, final evaluation, best checkpoint) "
+            "and each arm's Pareto front.",
+        )
+        w.table(displays.pareto(points, f"pareto{sfx}", "Pareto front per arm", metric))
+
+    _per_level(a, w, body)
+
+
 def _overfitting(a: Analysis, w: ReportWriter) -> None:
-    w.text("## Robust overfitting")
+    w.heading(2, "Robust overfitting")
+    colors = _colors(a)
 
     def body(level: float, sfx: str) -> None:
         best = at_level(a.best, level)
@@ -215,19 +381,27 @@ def _overfitting(a: Analysis, w: ReportWriter) -> None:
             w.text("No finished trial at this level.")
             return
         w.figure(
-            fe.overfitting_figure(at_level(a.epoch_curves, level), at_level(a.drops, level), best, a.arms),
+            fe.overfitting_figure(at_level(a.epoch_curves, level), best, a.arms, colors),
             f"robust_overfitting{sfx}",
-            "Validation and test robust accuracy vs epoch of each arm's best-tuned configuration.",
+            "Robust accuracy per epoch of each arm's best-tuned configuration: test (per-epoch PGD on "
+            "`eval.test_examples`, solid) "
+            "and validation (dashed); mean over ok seeds with a 95% t-interval band.",
         )
-        table = overfitting.overfitting_table(at_level(a.settings, level))
-        w.table(displays.configurations(table, best, f"configurations{sfx}", "Best vs last epoch, every setting"))
+        w.table(
+            displays.configurations(
+                at_level(a.configs, level),
+                best,
+                f"configurations{sfx}",
+                "Every configuration: validation score and final evaluation",
+            )
+        )
 
     _per_level(a, w, body)
 
 
 def _diagnostics(a: Analysis, w: ReportWriter) -> None:
-    w.text("## Diagnostics")
-    fixed_lams = sorted(a.outcomes.loc[a.outcomes["kind"] == "fixed", "hp"].unique())
+    w.heading(2, "Diagnostics")
+    colors = _colors(a)
 
     def body(level: float, sfx: str) -> None:
         best, curves = at_level(a.best, level), at_level(a.epoch_curves, level)
@@ -235,11 +409,16 @@ def _diagnostics(a: Analysis, w: ReportWriter) -> None:
             w.text("No finished trial at this level.")
             return
         w.figure(
-            fe.lambda_figure(curves, best, fixed_lams),
+            fe.lambda_figure(curves, best, a.arms, colors),
             f"lambda_trajectory{sfx}",
-            "AWD's effective weight decay λ̄ per epoch (band: min..max within the epoch, over seeds).",
+            "The effective weight-decay coefficient of each arm's best-tuned configuration per epoch (arms that "
+            "never decay, e.g. rescale and softad, are left out).",
         )
-        w.figure(fe.norms_figure(curves, best, a.arms), f"norms{sfx}", "Weight and gradient norms vs epoch.")
+        w.figure(
+            fe.norms_figure(curves, best, a.arms, colors),
+            f"norms{sfx}",
+            "Weight and gradient norms per epoch (mean over ok seeds, 95% band).",
+        )
 
     _per_level(a, w, body)
 
@@ -247,37 +426,36 @@ def _diagnostics(a: Analysis, w: ReportWriter) -> None:
 def _label_noise(a: Analysis, w: ReportWriter) -> None:
     if not extras.has_label_noise(a.outcomes):
         return
-    w.text("## Label noise")
-    w.table(displays.label_noise(extras.label_noise_table(a.best), "label_noise", "Best-tuned arms per noise rate"))
+    w.heading(2, "Label noise")
+    w.text(_validation_labels(a))
+    w.table(displays.label_noise(a.best, "label_noise", "Best-tuned arms per noise rate"))
     w.figure(
-        extras.memorisation_figure(
-            a.epoch_curves.merge(a.best[["label_noise", "method", "label"]], on=["label_noise", "method"]),
-            a.arms,
-        ),
+        extras.memorisation_figure(a.epoch_curves, a.best, a.arms, _colors(a)),
         "label_noise_memorisation",
-        "Flipped training labels fitted vs epoch (mean over seeds).",
+        "Flipped training labels fitted per epoch (mean over ok seeds).",
     )
 
 
 def _pruning(a: Analysis, w: ReportWriter) -> None:
     if not extras.has_pruning(a.run.evaluations):
         return
-    w.text("## Pruning")
-    table = extras.pruning_table(a.run.evaluations, a.outcomes, a.best)
-    w.table(displays.pruning(table, "pruning", "Accuracy of the best checkpoint vs sparsity"))
+    w.heading(2, "Pruning")
+    metric = metric_name(a)
+    table = extras.pruning_table(a.run.evaluations, a.outcomes, a.best, a.metric)
+    w.table(displays.pruning(table, "pruning", "Accuracy of the best checkpoint vs sparsity", metric))
     _per_level(
         a,
         w,
         lambda level, sfx: w.figure(
-            extras.pruning_figure(at_level(table, level), a.arms),
+            extras.pruning_figure(at_level(table, level), a.arms, _colors(a), metric),
             f"pruning{sfx}",
-            "Clean and PGD accuracy vs sparsity.",
+            f"Clean accuracy and {metric} vs sparsity (mean over seeds, 95% band).",
         ),
     )
 
 
 def _sanity(a: Analysis, w: ReportWriter) -> None:
-    w.text("## Sanity checks")
+    w.heading(2, "Sanity checks")
     if a.run.evaluations is None:
         w.text("No `evaluations.parquet`: there are no clean/FGSM/PGD/AutoAttack evaluations to cross-check.")
         return
@@ -285,8 +463,8 @@ def _sanity(a: Analysis, w: ReportWriter) -> None:
     if not warnings:
         w.text("None raised: AutoAttack ≤ PGD ≤ FGSM ≤ clean on every evaluation row.")
         return
-    w.text(f"**{len(warnings)} warning(s)** — an attack weaker than it should be:")
-    w.text("\n".join(f"- {message}" for message in warnings))
+    w.text(f"**{len(warnings)} warning(s)**: an attack weaker than it should be:")
+    w.bullets([md(message) for message in warnings])
 
 
 SECTIONS: list[Callable[[Analysis, ReportWriter], None]] = [
@@ -296,6 +474,9 @@ SECTIONS: list[Callable[[Analysis, ReportWriter], None]] = [
     _trials,
     _comparison,
     _sensitivity,
+    _budget,
+    _importance,
+    _pareto,
     _overfitting,
     _diagnostics,
     _label_noise,

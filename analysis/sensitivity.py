@@ -1,19 +1,14 @@
-"""Learning-rate sensitivity: accuracy vs lr curves and the scalar summaries of DESIGN.md §6.
+"""Learning-rate sensitivity: accuracy-vs-lr curves and their per-seed summaries.
 
-Rules (the report repeats them):
+A curve point is the final evaluation's headline accuracy (best checkpoint) of a configuration,
+averaged over its seeds, with a 95% t-interval over seeds; a diverged seed counts 0. Each arm
+has two curves: its **best single setting** (the best-tuned setting, kept fixed at every lr) and
+its **best per lr** (at each lr the configuration chosen on validation at that lr; 0 where every
+configuration there diverged).
 
-* A curve point is the test accuracy at each trial's selected (best-validation) epoch, averaged
-  over the seeds of the setting.
-* A **diverged** trial counts as accuracy 0.0 — a user who picked that lr got nothing — and
-  its point is drawn with an 'x'.
-* Failed, running or missing trials are left out; a curve missing any of them, or any lr of
-  the grid, is marked incomplete.
-* The **best-per-lr envelope** of an arm takes, at each lr, the arm's best-tuned setting for
-  that lr (chosen on validation, see `analysis.select`); where every setting at that lr
-  diverged it is 0.0.
-* **spread** = max − min of robust accuracy over the lrs; **area** = trapezoid integral of
-  robust accuracy over log10(lr), divided by log10(lr_max) − log10(lr_min), so it is an
-  average accuracy; with a single lr the area is that accuracy.
+**Spread** (max − min over the lrs) and **LR-AUC** (the trapezoid area under accuracy vs
+log10 lr, divided by the log10 range, i.e. an average accuracy over the grid) are computed per
+seed and then averaged, so each carries a 95% interval over seeds.
 """
 
 from __future__ import annotations
@@ -21,50 +16,76 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.select import ARM_KEYS, LEVEL, SETTING_KEYS
+from analysis import stats
+from analysis.select import ARM_KEYS, CONFIG_KEYS, LEVEL, SETTING_KEYS
 
-SENSITIVITY_COLUMNS = [
-    *ARM_KEYS,
-    *["hp", "label", "n_lr", "spread_best", "area_best", "complete_best"],
-    *["spread_envelope", "area_envelope", "complete_envelope"],
-]
+CURVE_VALUES = ["value_mean", "value_ci", "value_n", "value_clean_mean", "value_clean_ci"]
 
 
-def lr_curves(settings: pd.DataFrame) -> pd.DataFrame:
-    """One row per (setting) with the curve value and its flags, on each level's full lr grid.
+def lr_curves(configs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, lr of the level's grid): the seed mean and CI, and flags.
 
-    Columns: SETTING_KEYS, label, sens_robust, sens_clean, diverged (some seed diverged),
-    missing (no ok or diverged trial: the point is omitted), incomplete (the whole curve).
+    `diverged`: some seed diverged; `missing`: no counted seed (the point is omitted);
+    `incomplete` (per setting): some point missing, or some seed failed or still running.
     """
-    grid = settings[[LEVEL, "lr"]].drop_duplicates()
-    curves = settings[[*ARM_KEYS, "hp", "label"]].drop_duplicates().merge(grid, on=LEVEL)
-    value_cols = ["sens_robust", "sens_clean", "n_diverged", "n_failed", "n_running"]
-    curves = curves.merge(settings[[*SETTING_KEYS, *value_cols]], on=SETTING_KEYS, how="left")
+    grid = configs[[LEVEL, "lr"]].drop_duplicates()
+    settings = configs[[*SETTING_KEYS, "setting_rank"]].drop_duplicates(SETTING_KEYS)
+    counts = ["n_diverged", "n_failed", "n_running", "n_stopped", "n_no_eval"]
+    curves = settings.merge(grid, on=LEVEL).merge(
+        configs[[*CONFIG_KEYS, *CURVE_VALUES, *counts]], on=CONFIG_KEYS, how="left"
+    )
     curves["diverged"] = curves["n_diverged"].fillna(0) > 0
-    curves["missing"] = curves["sens_robust"].isna()
-    gaps = curves["missing"] | (curves["n_failed"].fillna(0) + curves["n_running"].fillna(0) > 0)
-    curves["incomplete"] = gaps.groupby([curves[k] for k in [*ARM_KEYS, "hp"]]).transform("any")
-    return curves.drop(columns=["n_diverged", "n_failed", "n_running"]).sort_values(SETTING_KEYS)
+    curves["missing"] = curves["value_mean"].isna()
+    gaps = curves["missing"] | (curves[counts[1:]].fillna(0).sum(axis=1) > 0)
+    curves["incomplete"] = gaps.groupby([curves[k] for k in SETTING_KEYS]).transform("any")
+    return curves.drop(columns=counts).sort_values([*ARM_KEYS, "setting_rank", "lr"]).reset_index(drop=True)
 
 
 def envelope(curves: pd.DataFrame, best_per_lr: pd.DataFrame) -> pd.DataFrame:
-    """Each arm's best-tuned-per-lr curve: one row per (level, arm, lr) of the grid.
-
-    At an lr with no eligible setting the point is 0.0 if some setting there diverged, else
-    omitted (missing). Columns: ARM_KEYS, lr, hp, sens_robust, sens_clean, diverged, missing.
-    """
-    chosen = best_per_lr[SETTING_KEYS].merge(curves, on=SETTING_KEYS, how="left")
+    """Each arm's best-per-lr curve: one row per (level, arm, lr of the grid)."""
+    chosen = best_per_lr[CONFIG_KEYS].merge(curves, on=CONFIG_KEYS, how="left")
     grid = curves[[*ARM_KEYS, "lr"]].drop_duplicates()
     out = grid.merge(chosen, on=[*ARM_KEYS, "lr"], how="left")
     any_div = curves.groupby([*ARM_KEYS, "lr"])["diverged"].any().rename("any_diverged").reset_index()
     out = out.merge(any_div, on=[*ARM_KEYS, "lr"], how="left")
-    fallback = out["hp"].isna() & out["any_diverged"]
-    out.loc[fallback, ["sens_robust", "sens_clean"]] = 0.0
+    fallback = out["setting"].isna() & out["any_diverged"].fillna(False).astype(bool)
+    out.loc[fallback, ["value_mean", "value_clean_mean"]] = 0.0
+    out.loc[fallback, "setting"] = "every setting diverged"
     out["diverged"] = out["diverged"].fillna(False).astype(bool) | fallback
-    out["missing"] = out["sens_robust"].isna()
-    return out[[*ARM_KEYS, "lr", "hp", "sens_robust", "sens_clean", "diverged", "missing"]].sort_values(
-        [*ARM_KEYS, "lr"]
-    )
+    out["missing"] = out["value_mean"].isna()
+    return out.sort_values([*ARM_KEYS, "lr"]).reset_index(drop=True)
+
+
+def envelope_cells(outcomes: pd.DataFrame, best_per_lr: pd.DataFrame) -> pd.DataFrame:
+    """Per (level, arm, seed, lr of the grid) the seed's value in the best-per-lr configuration.
+
+    At an lr with no eligible configuration (every one diverged) a seed that diverged there counts
+    0. `missing` names the lr where a seed has no number (failed, running, no final evaluation).
+    """
+    grid = outcomes[[*ARM_KEYS, "lr"]].drop_duplicates()
+    cells = grid.merge(outcomes[[*ARM_KEYS, "seed"]].drop_duplicates(), on=ARM_KEYS)
+    chosen = outcomes.merge(best_per_lr[CONFIG_KEYS], on=CONFIG_KEYS)[[*ARM_KEYS, "lr", "seed", "value"]]
+    cells = cells.merge(chosen, on=[*ARM_KEYS, "lr", "seed"], how="left")
+    diverged = outcomes.loc[outcomes["status"] == "diverged", [*ARM_KEYS, "lr", "seed"]].drop_duplicates()
+    cells = cells.merge(diverged.assign(any_diverged=True), on=[*ARM_KEYS, "lr", "seed"], how="left")
+    choices = best_per_lr[[*ARM_KEYS, "lr"]].assign(has_choice=True)
+    cells = cells.merge(choices, on=[*ARM_KEYS, "lr"], how="left")
+    cells.loc[cells["has_choice"].isna() & cells["any_diverged"].eq(True), "value"] = 0.0
+    return _with_missing(cells)
+
+
+def single_cells(outcomes: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Per (level, arm, seed, lr) the seed's value in the arm's best-tuned setting at that lr."""
+    rows = outcomes.merge(best[SETTING_KEYS], on=SETTING_KEYS)
+    grid = outcomes[[*ARM_KEYS, "lr"]].drop_duplicates()
+    cells = grid.merge(outcomes[[*ARM_KEYS, "seed"]].drop_duplicates(), on=ARM_KEYS)
+    cells = cells.merge(rows[[*ARM_KEYS, "lr", "seed", "value"]], on=[*ARM_KEYS, "lr", "seed"], how="left")
+    return _with_missing(cells.merge(best[ARM_KEYS], on=ARM_KEYS))
+
+
+def _with_missing(cells: pd.DataFrame) -> pd.DataFrame:
+    cells["missing"] = [f"lr {lr:g}" if pd.isna(v) else "" for lr, v in zip(cells["lr"], cells["value"], strict=True)]
+    return cells[[*ARM_KEYS, "seed", "lr", "value", "missing"]].sort_values([*ARM_KEYS, "seed", "lr"])
 
 
 def spread_and_area(lr: np.ndarray, acc: np.ndarray) -> tuple[float, float]:
@@ -81,31 +102,40 @@ def spread_and_area(lr: np.ndarray, acc: np.ndarray) -> tuple[float, float]:
     return spread, float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
 
-def sensitivity_table(curves: pd.DataFrame, env: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """Per arm and level: spread and area of the best single setting and of the envelope.
-
-    The best single setting is the arm's best-tuned hyperparameter, kept fixed across all lrs.
-    Columns: ARM_KEYS, hp, label, n_lr, spread_best, area_best, complete_best,
-    spread_envelope, area_envelope, complete_envelope.
-    """
-    single = best[[*ARM_KEYS, "hp", "label"]].merge(curves.drop(columns="label"), on=[*ARM_KEYS, "hp"])
+def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per (level, arm, seed): spread and LR-AUC over the lr grid; NaN for a seed lacking an lr."""
     rows = []
-    for key, group in single.groupby(ARM_KEYS, sort=True):
-        arm_env = env.merge(pd.DataFrame([key], columns=ARM_KEYS), on=ARM_KEYS)
-        spread_b, area_b = spread_and_area(group["lr"].to_numpy(), group["sens_robust"].to_numpy())
-        spread_e, area_e = spread_and_area(arm_env["lr"].to_numpy(), arm_env["sens_robust"].to_numpy())
+    for key, group in cells.groupby([*ARM_KEYS, "seed"], sort=True):
+        complete = group["value"].notna().all()
+        spread, area = spread_and_area(group["lr"].to_numpy(), group["value"].to_numpy())
         rows.append(
-            {
-                **dict(zip(ARM_KEYS, key, strict=True)),
-                "hp": group["hp"].iloc[0],
-                "label": group["label"].iloc[0],
-                "n_lr": len(group),
-                "spread_best": spread_b,
-                "area_best": area_b,
-                "complete_best": not group["incomplete"].iloc[0],
-                "spread_envelope": spread_e,
-                "area_envelope": area_e,
-                "complete_envelope": not arm_env["missing"].any(),
+            dict(zip([*ARM_KEYS, "seed"], key, strict=True))
+            | {
+                "spread": spread if complete else np.nan,
+                "area": area if complete else np.nan,
+                "mean": group["value"].mean() if complete else np.nan,
             }
         )
-    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+    return pd.DataFrame(rows, columns=[*ARM_KEYS, "seed", "spread", "area", "mean"])
+
+
+def sensitivity_table(single: pd.DataFrame, env: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and level: spread and LR-AUC of the best single setting and of best-per-lr, with CIs.
+
+    `single` and `env` are `per_seed` frames; each number is a mean over complete seeds.
+    """
+    rows = []
+    for _, chosen in best.iterrows():
+        key = {k: chosen[k] for k in ARM_KEYS}
+        row = key | {"setting": chosen["setting"]}
+        for name, frame in (("best", single), ("envelope", env)):
+            seeds = frame.merge(pd.DataFrame([key]), on=ARM_KEYS)
+            row[f"n_seeds_{name}"] = int(seeds["spread"].notna().sum())
+            for metric in ("spread", "area"):
+                values = seeds[metric].to_numpy(float)
+                low, high, _ = stats.mean_ci(values)
+                finite = values[np.isfinite(values)]
+                row[f"{metric}_{name}"] = float(finite.mean()) if len(finite) else np.nan
+                row[f"{metric}_{name}_low"], row[f"{metric}_{name}_high"] = low, high
+        rows.append(row)
+    return pd.DataFrame(rows)

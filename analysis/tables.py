@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.text import md, one_line
+
 INLINE_ROWS = 200  # longer tables are cut in report.md; the files keep every row
+CI_NOTE = "± = half-width of the 95% t-interval over seeds"
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -26,6 +29,9 @@ _LATEX_SPECIALS = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "|": r"\textbar{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
 }
 _LATEX_SYMBOLS = {
     "λ": r"$\lambda$",
@@ -48,43 +54,65 @@ class Table:
 
 
 def fixed(value: float, digits: int = 1) -> str:
-    """`value` with `digits` decimals, never '-0.0' (a tiny negative gap reads as a real one)."""
-    return f"{round(value, digits) + 0.0:.{digits}f}"
+    """`value` with `digits` decimals and a true minus sign, never '−0.0' (a tiny negative gap reads as a real one)."""
+    return f"{round(value, digits) + 0.0:.{digits}f}".replace("-", "−")
 
 
 def pct(value: float) -> str:
     """A fraction as a percentage with one decimal ('63.1'); '–' for NaN."""
-    return "–" if _missing(value) else fixed(100 * value)
+    return "–" if missing(value) else fixed(100 * value)
 
 
-def pct_pm(mean: float, std: float) -> str:
-    """'63.1 ± 1.2' (percent); the ± part is dropped when std is NaN (a single seed)."""
-    if _missing(mean):
+def pct_pm(mean: float, half: float) -> str:
+    """'63.1 ± 1.2' (percent; ± a CI half-width); the ± part is dropped when it is NaN (one seed)."""
+    if missing(mean):
         return "–"
-    return pct(mean) if _missing(std) else f"{pct(mean)} ± {fixed(100 * std)}"
+    return pct(mean) if missing(half) else f"{pct(mean)} ± {fixed(100 * half)}"
 
 
-def num_pm(mean: float, std: float, digits: int = 2) -> str:
+def num_pm(mean: float, half: float, digits: int = 2) -> str:
     """'12.34 ± 0.56' for unitless numbers (weight norms, epochs)."""
-    if _missing(mean):
+    if missing(mean):
         return "–"
-    return fixed(mean, digits) if _missing(std) else f"{fixed(mean, digits)} ± {fixed(std, digits)}"
+    return fixed(mean, digits) if missing(half) else f"{fixed(mean, digits)} ± {fixed(half, digits)}"
+
+
+def pts(value: float) -> str:
+    """A difference of fractions in signed percentage points ('+1.3', '−0.5'); '–' for NaN."""
+    if missing(value):
+        return "–"
+    text = fixed(100 * value)
+    return text if text.startswith("−") else f"+{text}"
+
+
+def interval(low: float, high: float, scale: float = 100.0, signed: bool = True) -> str:
+    """'[−1.2, +0.5]' (points by default); '–' when undefined."""
+    if missing(low) or missing(high):
+        return "–"
+    if signed:
+        return f"[{pts(low * scale / 100)}, {pts(high * scale / 100)}]"
+    return f"[{fixed(low * scale, 2)}, {fixed(high * scale, 2)}]"
+
+
+def p_text(p: float) -> str:
+    """A p-value with two significant digits ('0.25', '0.0039')."""
+    return "–" if missing(p) else f"{p:.2g}"
 
 
 def signed_pct(value: float) -> str:
     """A relative change as '+7.5%'; '–' for NaN."""
-    return "–" if _missing(value) else f"{100 * value:+.1f}%"
+    return "–" if missing(value) else f"{100 * value:+.1f}%".replace("-", "−")
 
 
-def _missing(value: float) -> bool:
+def missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def to_markdown(frame: pd.DataFrame, max_rows: int | None = None) -> str:
-    """A GitHub-flavoured Markdown table of `frame`'s cells as strings."""
+    """A GitHub-flavoured Markdown table of `frame`'s cells as strings, each escaped (`analysis.text.md`)."""
     shown = frame if max_rows is None else frame.head(max_rows)
-    cells = shown.astype(str).map(lambda cell: cell.replace("|", r"\|"))
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    cells = shown.astype(str).map(md)
+    lines = ["| " + " | ".join(md(c) for c in frame.columns) + " |", "|" + "---|" * frame.shape[1]]
     lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False, name=None)]
     if max_rows is not None and len(frame) > max_rows:
         lines.append(f"\n*{len(frame) - max_rows} more rows in the CSV file.*")
@@ -93,7 +121,7 @@ def to_markdown(frame: pd.DataFrame, max_rows: int | None = None) -> str:
 
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters and spell the Unicode symbols the tables use."""
-    out = "".join(_LATEX_SPECIALS.get(char, char) for char in str(text))
+    out = "".join(_LATEX_SPECIALS.get(char, char) for char in one_line(text))
     for symbol, latex in _LATEX_SYMBOLS.items():
         out = out.replace(symbol, latex)
     return out
@@ -125,11 +153,11 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
 def write_table(table: Table, tables_dir: Path) -> list[Path]:
     """Write `<name>.md`, `.csv` and `.tex` under `tables_dir`; return their paths."""
     tables_dir.mkdir(parents=True, exist_ok=True)
-    md = tables_dir / f"{table.name}.md"
+    markdown = tables_dir / f"{table.name}.md"
     csv = tables_dir / f"{table.name}.csv"
     tex = tables_dir / f"{table.name}.tex"
-    md.write_text(f"**{table.title}**\n\n{to_markdown(table.display)}\n")
+    markdown.write_text(f"**{md(table.title)}**\n\n{to_markdown(table.display)}\n")
     table.data.to_csv(csv, index=False, float_format="%.6g", lineterminator="\n")
     label = table.name.replace("_", "-")
     tex.write_text(to_latex(table.display, table.title, label))
-    return [md, csv, tex]
+    return [markdown, csv, tex]

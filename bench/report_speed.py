@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.report import write_report
-from analysis.synthetic import write_run_dir
+from tests.synthetic import write_run_dir
 
 ARMS = {
     "wd": ("fixed", (0.0, 1e-4, 5e-4, 1e-3, 5e-3)),

@@ -1,227 +1,194 @@
-"""A hand-built run whose right answers are known by construction (tests/test_analysis_*.py).
+"""Hand-built runs whose right answers are known by construction (tests/test_analysis_*.py).
 
-Two arms — `wd` (fixed, λ ∈ {1e-4, 1e-3}) and `awd` (adaptive, λ_awd ∈ {0.01, 0.02}) — at
-lr ∈ {0.01, 0.1, 1.0}, seeds {0, 1}, 3 epochs. Each ok trial's validation robust accuracy is
-[v − 0.05, v, v] (a tie: epoch 2 must be selected) and its test robust accuracy is
-[t + 0.05, t, t − gap]: selecting on test would pick epoch 1, selecting on validation picks
-epoch 2. `TRIALS` lists (v, t) per trial; expected values below are worked out by hand.
+`lr_trap`: two arms, `wd` (fixed, λ ∈ {1e-4, 1e-3}, the reference) and `awd` (adaptive,
+λ_awd ∈ {0.01, 0.02}), at lr ∈ {0.01, 0.03, 0.1, 0.3}, seeds {0, 1, 2}, 6 epochs. Both arms are
+best-tuned at lr 0.03, where awd is 0.5 points *worse* than wd on every seed; at lr 0.01 and 0.1
+awd is 5 points better, and at lr 0.3 every wd trial diverges. A test that pooled the (lr, seed)
+pairs would call awd better; best-tuned vs best-tuned it is worse on 3 of 3 seeds, which 3 seeds
+cannot make significant.
+
+Each ok trial's validation robust accuracy per epoch is [v − 0.1, v − 0.05, v, v, v − 0.02, v − 0.03]
+(a tie at epochs 3 and 4: epoch 3 is the best) and its final evaluation (best checkpoint) gives
+PGD accuracy t, clean t + 0.3, FGSM t + 0.05; the last checkpoint t − GAP.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from synthetic import Results, config_row, manifest, write_results
 
 from analysis import schema
-from analysis.synthetic import Results, manifest, write_results
+from trials import selection
 
-STUDY = "handmade"
-EPOCHS = 3
-GAP = {"wd": 0.04, "awd": 0.01}
-WEIGHT_NORM = {"wd": 20.0, "awd": 10.0}  # + seed
+STUDY = "lr_trap"
+EPOCHS = 6
+LRS = (0.01, 0.03, 0.1, 0.3)
+SEEDS = (0, 1, 2)
+SETTINGS = {"wd": ("fixed", "lam", (1e-4, 1e-3)), "awd": ("adaptive", "lambda_awd", (0.01, 0.02))}
+GAP = 0.02
+EXAMPLES = 500
+VAL_SHAPE = (-0.1, -0.05, 0.0, 0.0, -0.02, -0.03)
+BEST = {"wd": ("λ=0.001", 0.03), "awd": ("λ_awd=0.02", 0.03)}
 DIVERGED = None
 
-# (method, hp, lr, seed) -> (best val robust, test robust at the best epoch) or DIVERGED.
-TRIALS: dict[tuple[str, float, float, int], tuple[float, float] | None] = {
-    ("wd", 1e-4, 0.01, 0): (0.41, 0.51),
-    ("wd", 1e-4, 0.01, 1): (0.39, 0.49),
-    ("wd", 1e-4, 0.1, 0): (0.31, 0.31),
-    ("wd", 1e-4, 0.1, 1): (0.29, 0.29),
-    ("wd", 1e-4, 1.0, 0): DIVERGED,
-    ("wd", 1e-4, 1.0, 1): DIVERGED,
-    ("wd", 1e-3, 0.01, 0): (0.45, 0.43),
-    ("wd", 1e-3, 0.01, 1): (0.43, 0.41),
-    ("wd", 1e-3, 0.1, 0): (0.37, 0.35),
-    ("wd", 1e-3, 0.1, 1): (0.35, 0.33),
-    ("wd", 1e-3, 1.0, 0): DIVERGED,
-    ("wd", 1e-3, 1.0, 1): (0.19, 0.19),
-    ("awd", 0.01, 0.01, 0): (0.47, 0.45),
-    ("awd", 0.01, 0.01, 1): (0.45, 0.43),
-    ("awd", 0.01, 0.1, 0): (0.46, 0.35),
-    ("awd", 0.01, 0.1, 1): (0.44, 0.35),
-    ("awd", 0.01, 1.0, 0): (0.41, 0.39),
-    ("awd", 0.01, 1.0, 1): (0.39, 0.37),
-    ("awd", 0.02, 0.01, 0): (0.51, 0.40),
-    ("awd", 0.02, 0.01, 1): (0.49, 0.50),
-    ("awd", 0.02, 0.1, 0): (0.43, 0.41),
-    ("awd", 0.02, 0.1, 1): (0.41, 0.39),
-    ("awd", 0.02, 1.0, 0): (0.36, 0.37),
-    ("awd", 0.02, 1.0, 1): (0.34, 0.35),
-}
 
-# Worked out by hand from TRIALS.
-BEST = {"wd": (1e-3, 0.01), "awd": (0.02, 0.01)}  # arm -> (hp, lr), best mean val
-BEST_PER_LR = {"wd": {0.01: 1e-3, 0.1: 1e-3, 1.0: 1e-3}, "awd": {0.01: 0.02, 0.1: 0.01, 1.0: 0.01}}
-PGD_BEST = {"wd": (0.42, np.std([0.43, 0.41], ddof=1)), "awd": (0.45, np.std([0.40, 0.50], ddof=1))}
-REL_IMPROVEMENT = (0.45 - 0.42) / 0.42
-# Best single setting across lrs: wd λ=1e-3 → [0.42, 0.34, (0 + 0.19) / 2]; awd 0.02 → [0.45, 0.40, 0.36].
-SPREAD_BEST = {"wd": 0.42 - 0.095, "awd": 0.45 - 0.36}
-AREA_BEST = {"wd": ((0.42 + 0.34) / 2 + (0.34 + 0.095) / 2) / 2, "awd": ((0.45 + 0.40) / 2 + (0.40 + 0.36) / 2) / 2}
-# Envelope: awd → [0.45 (0.02), 0.35 (0.01), 0.38 (0.01)]; wd's is its single setting.
-SPREAD_ENVELOPE = {"wd": 0.42 - 0.095, "awd": 0.45 - 0.35}
-AREA_ENVELOPE = {"wd": AREA_BEST["wd"], "awd": ((0.45 + 0.35) / 2 + (0.35 + 0.38) / 2) / 2}
-# Paired (lr, seed), awd − wd at each arm's best setting per lr (a diverged trial counts 0).
-PAIRED_DIFFS = [0.40 - 0.43, 0.50 - 0.41, 0.35 - 0.35, 0.35 - 0.33, 0.39 - 0.0, 0.37 - 0.19]
-WINS_TIES_LOSSES = (4, 1, 1)
-DIVERGED_IDS = ["wd-0.0001-1-0", "wd-0.0001-1-1", "wd-0.001-1-0"]
+def _values(method: str, value: float, lr: float, seed: int) -> tuple[float, float] | None:
+    """(validation score, final PGD accuracy at the best checkpoint) of one trial, or DIVERGED."""
+    if method == "wd" and lr == 0.3:
+        return DIVERGED
+    base = {0.01: 0.40, 0.03: 0.45, 0.1: 0.38, 0.3: 0.30}[lr] + 0.01 * seed
+    best_setting = value in (1e-3, 0.02)
+    val = base + (0.02 if best_setting else 0.0) + (0.01 if method == "awd" and lr == 0.03 else 0.0)
+    test = base + (0.01 if best_setting else 0.0)
+    if method == "awd":
+        test += -0.005 if lr == 0.03 else 0.05
+    return val, test
 
 
-def trial_id(method: str, hp: float, lr: float, seed: int) -> str:
-    return f"{method}-{hp:g}-{lr:g}-{seed}"
+def trials() -> dict[tuple[str, float, float, int], tuple[float, float] | None]:
+    """(method, value, lr, seed) -> (score, final PGD) or DIVERGED, for every trial of the run."""
+    out = {}
+    for method, (_, _, values) in SETTINGS.items():
+        for value in values:
+            for lr in LRS:
+                for seed in SEEDS:
+                    out[(method, value, lr, seed)] = _values(method, value, lr, seed)
+    return out
 
 
-def _config(method: str, hp: float, lr: float, seed: int) -> dict:
-    kind = "fixed" if method == "wd" else "adaptive"
-    return {
-        "study": STUDY,
-        "trial_id": trial_id(method, hp, lr, seed),
-        "method": method,
-        "kind": kind,
-        "lam": hp if kind == "fixed" else np.nan,
-        "lambda_awd": hp if kind == "adaptive" else np.nan,
-        "lr": lr,
-        "seed": seed,
-        "label_noise": 0.0,
-    }
+def config(method: str, value: float, lr: float, seed: int, study: str = STUDY) -> dict[str, Any]:
+    kind, name, _ = SETTINGS[method]
+    return config_row(study, method, kind, {name: value}, lr, seed, 0.0)
 
 
-def _ok_epochs(config: dict, val: float, test: float) -> list[dict]:
-    gap = GAP[config["method"]]
-    vals, tests = [val - 0.05, val, val], [test + 0.05, test, test - gap]
-    return [
-        {
-            **config,
-            "epoch": e + 1,
-            "lr_now": config["lr"] * [1.0, 0.5, 0.0][e],
-            "val_robust_acc": vals[e],
-            "val_clean_acc": vals[e] + 0.3,
-            "test_robust_acc": tests[e],
-            "test_clean_acc": tests[e] + 0.3,
-            "weight_norm": WEIGHT_NORM[config["method"]] + config["seed"],
-            "grad_norm": 1.0 / (e + 1),
-            "lambda_mean": config["lam"] if config["kind"] == "fixed" else 1e-3 * (e + 1),
-            "lambda_min": config["lam"] if config["kind"] == "fixed" else 5e-4 * (e + 1),
-            "lambda_max": config["lam"] if config["kind"] == "fixed" else 2e-3 * (e + 1),
-            "status": "ok",
-        }
-        for e in range(EPOCHS)
-    ]
-
-
-def _diverged_epochs(config: dict) -> list[dict]:
-    """Epoch 1 looks excellent on test (it must never be picked); epoch 2 has a NaN loss."""
-    first = {**config, "epoch": 1, "lr_now": config["lr"], "val_robust_acc": 0.9, "test_robust_acc": 0.99}
-    second = {**config, "epoch": 2, "lr_now": config["lr"], "train_loss": np.nan}
-    return [{**row, "status": "diverged", "test_clean_acc": 0.99, "weight_norm": 1e3} for row in (first, second)]
-
-
-def build(extra_epochs: list[dict] | None = None, extra_trials: list[dict] | None = None) -> Results:
-    """The frames of the hand-built run (plus optional extra rows, e.g. a running trial)."""
-    epochs, trials = [], []
-    for (method, hp, lr, seed), values in TRIALS.items():
-        config = _config(method, hp, lr, seed)
-        rows = _diverged_epochs(config) if values is DIVERGED else _ok_epochs(config, *values)
+def build(study: str = STUDY, extra: list[tuple[dict, str]] | None = None) -> Results:
+    """The frames of the run; `extra` adds (config, status) trials that never finish (failed/running)."""
+    epochs, trial_rows, evals = [], [], []
+    for (method, value, lr, seed), values in trials().items():
+        cfg = config(method, value, lr, seed, study)
+        rows = _diverged_epochs(cfg) if values is DIVERGED else _ok_epochs(cfg, values[0])
         epochs += rows
-        trials.append(_trial_row(config, rows))
-    epochs += extra_epochs or []
-    trials += extra_trials or []
+        trial_rows.append(_trial_row(cfg, rows))
+        if values is not DIVERGED:
+            evals += _evaluations(cfg, values[1], rows)
+    for cfg, status in extra or []:
+        rows = [
+            {**cfg, "epoch": 1, "lr_now": cfg["lr"], "val_robust_acc": 0.99, "test_robust_acc": 0.99, "status": status}
+        ]
+        epochs += rows
+        if status == "failed":
+            trial_rows.append(_trial_row(cfg, rows) | {"error": "RuntimeError: CUDA error: out of memory"})
     return Results(
         schema.conform(pd.DataFrame(epochs), schema.EPOCH_COLUMNS),
-        schema.conform(pd.DataFrame(trials), schema.TRIAL_COLUMNS),
-        None,
+        schema.conform(pd.DataFrame(trial_rows), schema.TRIAL_COLUMNS),
+        schema.conform(pd.DataFrame(evals), schema.EVAL_COLUMNS),
     )
 
 
-def _trial_row(config: dict, rows: list[dict]) -> dict:
+def _ok_epochs(cfg: dict, val: float) -> list[dict]:
+    return [
+        {
+            **cfg,
+            "epoch": e + 1,
+            "lr_now": cfg["lr"] * (1 - e / EPOCHS),
+            "val_robust_acc": val + shift,
+            "val_clean_acc": val + shift + 0.3,
+            # per-epoch test accuracy peaks at epoch 1: selecting on test would pick the wrong epoch
+            "test_robust_acc": val + 0.2 - 0.01 * e,
+            "test_clean_acc": val + 0.5,
+            "weight_norm": (20.0 if cfg["kind"] == "fixed" else 10.0) + cfg["seed"],
+            "grad_norm": 1.0 / (e + 1),
+            "lambda_mean": cfg["lam"] if cfg["kind"] == "fixed" else 1e-3 * (e + 1),
+            "lambda_min": cfg["lam"] if cfg["kind"] == "fixed" else 5e-4 * (e + 1),
+            "lambda_max": cfg["lam"] if cfg["kind"] == "fixed" else 2e-3 * (e + 1),
+            "epoch_seconds": 2.0,
+            "status": "ok",
+        }
+        for e, shift in enumerate(VAL_SHAPE)
+    ]
+
+
+def _diverged_epochs(cfg: dict) -> list[dict]:
+    """Epoch 1 looks excellent (it must never be picked); epoch 2's loss is not finite."""
+    first = {**cfg, "epoch": 1, "lr_now": cfg["lr"], "val_robust_acc": 0.9, "test_robust_acc": 0.99}
+    second = {**cfg, "epoch": 2, "lr_now": cfg["lr"], "train_loss": np.nan, "val_robust_acc": np.nan}
+    return [
+        {**row, "status": "diverged", "test_clean_acc": 0.99, "weight_norm": 1e3, "epoch_seconds": 2.0}
+        for row in (first, second)
+    ]
+
+
+def _trial_row(cfg: dict, rows: list[dict]) -> dict:
+    """What the orchestrator writes: `trials.selection`'s summary of the rows."""
     status = rows[0]["status"]
-    return {
-        **config,
-        "status": status,
-        "error": "",
-        "epochs": EPOCHS,
-        "epochs_done": len(rows),
-        "weight_norm_last": rows[-1]["weight_norm"] if status == "ok" else np.nan,
-    }
+    summary = selection.summarize(rows)
+    return (
+        cfg
+        | summary
+        | {
+            "status": status,
+            "error": "",
+            "epochs": EPOCHS,
+            "epochs_done": len(rows),
+            "score": selection.score(status, summary["best_val_robust_acc"]),
+            "train_seconds": 2.0 * len(rows),
+        }
+    )
 
 
-def running_trial() -> tuple[list[dict], list[dict]]:
-    """An awd trial still running at epoch 1 with a tempting val accuracy: never selected."""
-    config = _config("awd", 0.05, 0.01, 0)
-    epoch = {**config, "epoch": 1, "lr_now": 0.01, "val_robust_acc": 0.99, "test_robust_acc": 0.99}
-    return [{**epoch, "status": "running"}], []
+def _evaluations(cfg: dict, test: float, rows: list[dict]) -> list[dict]:
+    best_epoch = selection.best_row(rows)["epoch"]
+    common = {**cfg, "sparsity": 0.0, "examples": EXAMPLES, "autoattack_acc": np.nan}
+    return [
+        common
+        | {
+            "checkpoint": "best",
+            "epoch": best_epoch,
+            "pgd_acc": test,
+            "clean_acc": test + 0.3,
+            "fgsm_acc": test + 0.05,
+        },
+        common
+        | {
+            "checkpoint": "last",
+            "epoch": EPOCHS,
+            "pgd_acc": test - GAP,
+            "clean_acc": test + 0.28,
+            "fgsm_acc": test + 0.03,
+        },
+    ]
 
 
-def failed_trial() -> tuple[list[dict], list[dict]]:
-    config = _config("awd", 0.05, 0.1, 0)
-    row = {**config, "status": "failed", "error": "RuntimeError: CUDA error: out of memory", "epochs": EPOCHS}
-    return [], [{**row, "epochs_done": 0}]
-
-
-def write_run(path, *, planned: int | None = None, with_manifest: bool = True, partial: bool = False):
-    """Write the hand-built run (partial: plus a running and a failed trial) to `path`."""
-    extra_epochs, extra_trials = [], []
+def write_run(path, *, planned: int | None = None, with_manifest: bool = True, partial: bool = False, **study):
+    """Write the run to `path` (partial: plus one failed and one running awd trial)."""
+    extra = []
     if partial:
-        for epochs, trials in (running_trial(), failed_trial()):
-            extra_epochs += epochs
-            extra_trials += trials
-    results = build(extra_epochs, extra_trials)
-    data = manifest(results, trials_planned=planned) if with_manifest else None
+        extra = [(config("awd", 0.05, 0.01, 0), "failed"), (config("awd", 0.05, 0.03, 0), "running")]
+    results = build(extra=extra)
+    data = manifest(results, trials_planned=planned, **study) if with_manifest else None
+    if data is not None:
+        data["resolved_study"]["methods"] = {
+            "wd": {"kind": "fixed", "lambda": [1e-4, 1e-3]},
+            "awd": {"kind": "adaptive", "lambda_awd": [0.01, 0.02]},
+        }
     write_results(path, results, data)
     return path
 
 
 def bad_evaluations() -> pd.DataFrame:
     """Six evaluation rows; rows 1, 2, 3 and 5 violate an ordering (row 5 twice)."""
-    base = {**_config("awd", 0.02, 0.01, 0), "epoch": 2, "examples": 100}
+    base = {**config("awd", 0.02, 0.01, 0), "epoch": 2, "examples": 100}
     rows = [
-        {
-            "checkpoint": "best",
-            "sparsity": 0.0,
-            "clean_acc": 0.8,
-            "fgsm_acc": 0.6,
-            "pgd_acc": 0.5,
-            "autoattack_acc": 0.45,
-        },
-        {
-            "checkpoint": "last",
-            "sparsity": 0.0,
-            "clean_acc": 0.8,
-            "fgsm_acc": 0.6,
-            "pgd_acc": 0.5,
-            "autoattack_acc": 0.55,
-        },
-        {
-            "checkpoint": "best",
-            "sparsity": 0.5,
-            "clean_acc": 0.8,
-            "fgsm_acc": 0.4,
-            "pgd_acc": 0.5,
-            "autoattack_acc": 0.45,
-        },
-        {
-            "checkpoint": "best",
-            "sparsity": 0.8,
-            "clean_acc": 0.5,
-            "fgsm_acc": 0.6,
-            "pgd_acc": 0.5,
-            "autoattack_acc": 0.45,
-        },
-        {
-            "checkpoint": "last",
-            "sparsity": 0.5,
-            "clean_acc": 0.8,
-            "fgsm_acc": 0.6,
-            "pgd_acc": 0.5,
-            "autoattack_acc": np.nan,
-        },
-        {
-            "checkpoint": "last",
-            "sparsity": 0.8,
-            "clean_acc": 0.4,
-            "fgsm_acc": 0.3,
-            "pgd_acc": 0.45,
-            "autoattack_acc": np.nan,
-        },
+        ("best", 0.0, 0.8, 0.6, 0.5, 0.45),
+        ("last", 0.0, 0.8, 0.6, 0.5, 0.55),
+        ("best", 0.5, 0.8, 0.4, 0.5, 0.45),
+        ("best", 0.8, 0.5, 0.6, 0.5, 0.45),
+        ("last", 0.5, 0.8, 0.6, 0.5, np.nan),
+        ("last", 0.8, 0.4, 0.3, 0.45, np.nan),
     ]
-    frame = pd.DataFrame([{**base, **row} for row in rows])
+    names = ["checkpoint", "sparsity", "clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc"]
+    frame = pd.DataFrame([{**base, **dict(zip(names, row, strict=True))} for row in rows])
     return schema.conform(frame, schema.EVAL_COLUMNS)
