@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from orchestrator import safe_yaml
+from orchestrator import feasibility, safe_yaml
 from orchestrator.errors import UserError
 from orchestrator.study_errors import did_you_mean, join, show, to_user_error
 from trials import arms
@@ -69,12 +69,27 @@ class SearchConfig(Section):
     top_k: at_least_int(1) = Field(1, description="optuna: best configurations per arm written to best_grid.yaml")
 
 
+def _whole_above_one(v: float) -> str | None:
+    if v <= 1 or v.is_integer():
+        return None
+    return ("a GPU count above 1 must be whole (Ray shares a GPU only in fractions below 1); "
+            "hint: give e.g. 1 or 2, or 0.5 to pack two trials on one GPU")
+
+
+def _retries(v: int) -> str | None:
+    if v >= 0:
+        return None
+    return ("must be ≥ 0: Ray's -1 (retry forever) would retry a trial that always fails without end; "
+            "hint: give a number of retries, e.g. 2 (the default)")
+
+
 class ResourcesConfig(Section):
     cpu: checked(Number, positive) = Field(1.0, description="CPUs per trial")
-    gpu: NonNegative = Field(0.0, description="GPUs per trial; fractional values (< 1) pack trials on one GPU")
+    gpu: checked(NonNegative, _whole_above_one) = Field(
+        0.0, description="GPUs per trial; fractional values (< 1) pack trials on one GPU")
     max_concurrent: at_least_int(1) | None = Field(
         None, description="at most this many trials at once; null = as resources allow")
-    max_failures: at_least_int(0) = Field(2, description="retries of a crashed trial (from its last checkpoint)")
+    max_failures: checked(Int, _retries) = Field(2, description="retries of a crashed trial (from its last checkpoint)")
     torch_threads: at_least_int(1) | None = Field(
         None, description="intra-op threads per trial; null = the trial's CPU count")
 
@@ -142,7 +157,8 @@ def parse_yaml(text: str, where: str) -> Any:
 # ---------------------------------------------------------------------------- building
 
 
-def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
+def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+               allow_large_grid: bool = False) -> Study:
     """Read, override and validate a study file. Raises UserError with file and key."""
     path = Path(path)
     where = str(path)
@@ -163,7 +179,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
                         "start from studies/digits.yaml; `decaylab options` lists every key")
     raw = apply_overrides(raw, overrides)
     try:
-        return study_from_dict(_with_absolute_root(raw), where)
+        return study_from_dict(_with_absolute_root(raw), where, allow_large_grid=allow_large_grid)
     except UserError as e:
         keys = [o.split("=", 1)[0].strip() for o in overrides]
         hit = next((k for k in keys if e.reason.startswith((k + ":", k + "[", k + "."))), None)
@@ -180,25 +196,27 @@ def _with_absolute_root(raw: dict) -> dict:
     return raw
 
 
-def study_from_dict(raw: dict, where: str, check_data: bool = True) -> Study:
-    """Build and validate a study; `check_data=False` skips the dataset-root check (reading results
-    of a run made where the data lives, e.g. on a cluster)."""
+def study_from_dict(raw: dict, where: str, check_data: bool = True, allow_large_grid: bool = False) -> Study:
+    """Build and validate a study; `check_data=False` skips the checks of this machine (dataset root,
+    downloads, optional packages: reading results of a run made elsewhere, or inside a trial)."""
     try:
         study = Study.model_validate(raw)
     except UserError as e:  # raised inside a validator, without the file
         raise UserError(where, e.reason, e.hint) from None
     except ValidationError as e:
         raise to_user_error(e, Study, where) from None
-    check_study(study, where, check_data)
+    check_study(study, where, check_data, allow_large_grid)
     return study
 
 
-def check_study(study: Study, where: str, check_data: bool = True) -> None:
-    """Rules that involve several fields."""
+def check_study(study: Study, where: str, check_data: bool = True, allow_large_grid: bool = False) -> None:
+    """Rules that involve several fields, and what would make every trial fail (`feasibility`)."""
     if not study.methods:
         raise UserError(where, "methods: no arms given",
                         "add e.g. `methods: {wd: {kind: fixed, lambda: [5.0e-4]}, "
                         "awd: {kind: adaptive, lambda_awd: [0.02]}}`")
+    if study.search.kind == "grid" and not allow_large_grid:
+        feasibility.check_grid_size(study, where)  # before the grid's points are built
     for name, arm in study.methods.items():
         check_arm_grid(study, name, arm, where)
     tr, ev = study.attack.train, study.attack.eval
@@ -214,8 +232,12 @@ def check_study(study: Study, where: str, check_data: bool = True) -> None:
                         did_you_mean(study.analysis.reference, list(study.methods), "methods"))
     if check_data:
         check_data_root(study.data, where)
+        feasibility.check_download(study.data, where)
+    feasibility.check_splits(study.data, where, check_files=check_data)
     if study.search.kind == "optuna":
         check_optuna_space(study, where)
+        if check_data:
+            feasibility.check_optuna(study, where)
     else:
         check_trial_ids(expand_grid(study), where)
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from analysis.schema import STATUSES
-from orchestrator import records, results, safe_yaml
+from orchestrator import feasibility, records, results, safe_yaml
 from orchestrator.errors import RunError, UserError
 from orchestrator.progress import Progress, clock
 from orchestrator.spec import Study, expand_grid, study_from_dict
@@ -61,7 +61,7 @@ def recorded_study(run: RunDir, check_data: bool = True) -> Study:
         raw = safe_yaml.load(run.read_text(STUDY_FILE), where)
         if not isinstance(raw, dict):
             raise UserError(where, "not a mapping of keys")
-        return study_from_dict(raw, where, check_data)
+        return study_from_dict(raw, where, check_data, allow_large_grid=True)  # accepted when it started
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(where, f"the run's study file cannot be read ({e})", fix) from None
     except UserError as e:
@@ -211,9 +211,14 @@ def decide_device(flag: str, address: str | None) -> None:
 
 
 def run_study(study: Study, run: RunDir, *, address: str | None, device: str, num_cpus: int | None = None,
-              dashboard: bool = False) -> int:
-    """Run every unfinished trial of `study` in `run`; returns the exit status (1 if any failed)."""
+              dashboard: bool = False, source: str | None = None) -> int:
+    """Run every unfinished trial of `study` in `run`; returns the exit status (1 if any failed).
+    `source` (the study file) is where a problem found before the trials start is reported."""
+    where = source or run.uri(STUDY_FILE)
     decide_device(device, address)
+    local = not (address or os.environ.get("RAY_ADDRESS"))
+    if local:  # the cluster is this machine: check before anything is written or started
+        feasibility.check_fits(study, [feasibility.local_node(num_cpus)], device, where, "this machine")
     check_writable(run)
     prepare(run, study)
     planned = planned_trials(study)
@@ -236,6 +241,8 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
         progress = Progress(total=planned, already_done=len(finished), sink=sink)
         try:
             resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
+            if not local:
+                feasibility.check_fits(study, tb.node_resources(), device, where, "the Ray cluster")
             use = resolve_device(device, resources, study)
             tb.check_gpu(resources, use)
             experiment = next_experiment(run)

@@ -69,6 +69,11 @@ def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, envi
     return {"address": "local", "num_cpus": num_cpus, "num_gpus": torch.cuda.device_count(), **kwargs}
 
 
+def node_resources() -> list[dict[str, float]]:
+    """The resources of each live node (a trial must fit on one)."""
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()

@@ -1,0 +1,180 @@
+"""Checks that a valid study can also run: everything that would fail, hang or lie in every trial and
+is knowable before anything starts. `validate` and `sweep` run them; each failure names the file,
+the key, the reason and a fix (`UserError`, exit status 2).
+
+Split sizes are derived from the dataset's published size (image_folder: by counting its files),
+with the same per-class rounding as `trials.data.split_indices`, so no data is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.errors import UserError
+from trials.datasets import DATASETS, fetch_command, image_folder_sizes
+
+if TYPE_CHECKING:
+    from orchestrator.spec import Study
+    from trials.config import DataConfig
+
+MAX_GRID_TRIALS = 10_000  # beyond this a grid is almost always a typo (a list where a range was meant)
+NETWORK_TIMEOUT_S = 3.0
+# the packages an Optuna sampler imports when it first samples (Optuna 5)
+SAMPLER_PACKAGES = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}
+
+
+# --------------------------------------------------------------------------- data splits
+
+
+def dataset_sizes(data: DataConfig, check_files: bool) -> tuple[int, int | None, int] | None:
+    """(training pool, official test size or None, classes), or None when unknown without the files."""
+    info = DATASETS[data.dataset][0]
+    if info.train_size is not None:
+        return info.train_size, info.test_size, info.classes
+    if not check_files or data.root is None or not (Path(data.root).expanduser() / "train").is_dir():
+        return None
+    train, test, classes = image_folder_sizes(data.root)
+    return train, test, classes
+
+
+def check_splits(data: DataConfig, where: str, check_files: bool) -> None:
+    """Refuse splits that leave no training or validation examples, or a subset that cannot hold
+    one example per class (every trial would fail or select on nothing)."""
+    sizes = dataset_sizes(data, check_files)
+    if sizes is None:
+        return
+    total, test_size, classes = sizes
+    classes = max(classes, 1)
+    what = f"{data.dataset} has {total:,} training examples in {classes} classes"
+    per_class = total / classes
+    if test_size is None:
+        held = round(data.test_fraction * per_class)
+        if held >= per_class:
+            raise UserError(where, f"data.test_fraction: {data.test_fraction:g} holds out every example for the "
+                            f"test split, leaving none to train on ({what})",
+                            "use a fraction below 1, e.g. 0.2 (the default)")
+        per_class -= held
+    val = round(data.val_fraction * per_class)
+    train = round((per_class - val) * classes)
+    if val == 0:
+        raise UserError(where, f"data.val_fraction: {data.val_fraction:g} leaves the validation split empty "
+                        f"(about {per_class:.0f} examples per class; {what}); every trial selects its best epoch "
+                        "on the validation split", "use e.g. 0.1 (the default)")
+    if train < classes:
+        raise UserError(where, f"data.val_fraction: {data.val_fraction:g} leaves no training examples ({what})",
+                        "use e.g. 0.1 (the default)")
+    if data.subset is not None and data.subset < classes:
+        raise UserError(where, f"data.subset: {data.subset} is fewer than the {classes} classes of {data.dataset}",
+                        f"give at least {classes} (one example per class), or null for all")
+    if data.subset is not None and data.subset > train:
+        raise UserError(where, f"data.subset: {data.subset:,} is more than the about {train:,} training examples left "
+                        f"after the validation{' and test' if test_size is None else ''} split ({what})",
+                        f"give at most {train:,}, or null for all")
+
+
+# ------------------------------------------------------------------------------- downloads
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=NETWORK_TIMEOUT_S).close()
+        return True
+    except OSError:
+        return False
+
+
+# where torchvision downloads each dataset from (host, port), probed once before a sweep
+DOWNLOAD_HOSTS = {"mnist": ("ossci-datasets.s3.amazonaws.com", 443),
+                  "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+                  "cifar10": ("www.cs.toronto.edu", 443), "cifar100": ("www.cs.toronto.edu", 443),
+                  "svhn": ("ufldl.stanford.edu", 80)}
+
+
+def check_download(data: DataConfig, where: str) -> None:
+    """`data.download: true` for files that are not there yet needs the dataset's server: without a
+    network every trial would fail at its first line."""
+    info = DATASETS[data.dataset][0]
+    if not data.download or data.root is None or not info.torchvision:
+        return
+    root = Path(data.root).expanduser()
+    if (root / info.folder).exists():
+        return  # already downloaded: torchvision checks the files and downloads nothing
+    host, port = DOWNLOAD_HOSTS[data.dataset]
+    if not reachable(host, port):
+        raise UserError(where, f"data.download: {data.dataset} is not under {root} and its server ({host}) "
+                        "cannot be reached from this machine (no network?)",
+                        f"on a machine with internet run `{fetch_command(info, str(root))}` and copy "
+                        f"{root} here, then set data.download: false")
+
+
+# ------------------------------------------------------------------------------- optuna
+
+
+def check_optuna(study: Study, where: str) -> None:
+    s = study.search
+    if s.seeds_per_trial is not None and s.seeds_per_trial > len(study.seeds):
+        raise UserError(where, f"search.seeds_per_trial: {s.seeds_per_trial} is more than the {len(study.seeds)} "
+                        f"seeds of the study", f"give at most {len(study.seeds)}, or list more `seeds`")
+    missing = [p for p in SAMPLER_PACKAGES.get(s.sampler, ()) if importlib.util.find_spec(p) is None]
+    if missing:
+        raise UserError(where, f"search.sampler: {s.sampler} needs the package(s) {', '.join(missing)}, "
+                        "which are not installed", f"pip install {' '.join(missing)}, or use sampler: tpe")
+    if s.storage:
+        parent = Path(s.storage).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UserError(where, f"search.storage: the directory {parent} does not exist",
+                            f"create it (mkdir -p {parent}) or give a journal file in an existing directory")
+
+
+# ------------------------------------------------------------------------------- grid size
+
+
+def grid_size(study: Study) -> int:
+    """The number of trials of a grid study, without building them."""
+    settings = sum(math.prod(len(getattr(arm, h) or ()) for h in arm.hyperparameters())
+                   for arm in study.methods.values())
+    return settings * len(study.data.label_noise) * len(study.lr) * len(study.seeds)
+
+
+def check_grid_size(study: Study, where: str) -> None:
+    n = grid_size(study)
+    if n > MAX_GRID_TRIALS:
+        raise UserError(where, f"the grid has {n:,} trials (more than {MAX_GRID_TRIALS:,})",
+                        "check for a long list where fewer values were meant; if it is intended, add "
+                        "--allow-large-grid")
+
+
+# ------------------------------------------------------------------------------ resources
+
+
+def local_node(num_cpus: int | None) -> dict[str, float]:
+    """The resources of the local Ray cluster decaylab would start (`tune_backend.init_kwargs`)."""
+    import os
+
+    import torch
+
+    return {"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_fits(study: Study, nodes: list[dict[str, float]], device: str, where: str, place: str) -> None:
+    """Refuse trials no node can hold (Ray would keep them pending forever) and GPUs the study asks for
+    that are not there (the trials would silently train on CPUs)."""
+    r = study.resources
+    cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if r.cpu > cpus:
+        raise UserError(where, f"resources.cpu: each trial asks for {r.cpu:g} CPUs, but {place} has at most "
+                        f"{cpus:g} on one node: the trials would wait forever",
+                        f"lower it (--set resources.cpu={max(1, math.floor(cpus))}), or run on bigger nodes")
+    if device == "auto" and r.gpu > 0 and gpus == 0:
+        raise UserError(where, f"resources.gpu: the study asks for {r.gpu:g} GPU per trial, but {place} has no GPU",
+                        "train on CPUs with --device cpu, or run where GPUs are (--address a cluster with "
+                        "GPUs; --device gpu requires them)")
+    if device != "cpu" and gpus > 0 and r.gpu > gpus:
+        raise UserError(where, f"resources.gpu: each trial asks for {r.gpu:g} GPUs, but {place} has at most "
+                        f"{gpus:g} on one node: the trials would wait forever",
+                        f"lower it (--set resources.gpu={gpus:g}), or run on bigger nodes")
