@@ -34,6 +34,7 @@ from trials.config import (
     TrainConfig,
     TrialConfig,
 )
+from trials.datasets import DATASETS, fetch_command
 
 # --------------------------------------------------------------------------- study classes
 
@@ -99,6 +100,39 @@ class AnalysisConfig(Section):
         None, description="the arm every other arm is compared with; null = the first `fixed` arm")
 
 
+def _tracking_uri(v: str) -> str | None:
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", v):
+        return None
+    return ("must be a tracking URI, not a path (MLflow 3 no longer writes plain directories); hint: "
+            "give sqlite:///<dir>/mlflow.db for a local database, or http://<host>:5000 for a server")
+
+
+class MlflowConfig(Section):
+    uri: checked(str, _tracking_uri) = Field(
+        description="tracking URI: sqlite:///<dir>/mlflow.db (a relative path is resolved from the current "
+        "directory) or http(s)://<host>:<port> of an MLflow server")
+    experiment: str | None = Field(None, description="MLflow experiment; null = the study name")
+
+
+class WandbConfig(Section):
+    project: str = Field(description="W&B project")
+    mode: Literal["online", "offline"] = Field(
+        "online", description="offline: runs are written under the run directory, without a network "
+        "(`wandb sync` uploads them later)")
+
+
+class TrackingConfig(Section):
+    tensorboard: bool = Field(
+        True, description="TensorBoard event files per trial under the run directory: every per-epoch metric, "
+        "and an HParams entry when the trial ends (`tensorboard --logdir RUN_DIR`)")
+    mlflow: MlflowConfig | None = Field(
+        None, description="MLflow {uri, experiment}: a parent run per run directory, a nested run per trial "
+        "with its per-epoch metrics (step = epoch); null = off")
+    wandb: WandbConfig | None = Field(
+        None, description="Weights & Biases {project, mode}: a run per trial, grouped by configuration so that "
+        "seeds sit together; null = off")
+
+
 def _name(v: str) -> str | None:
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v) and ".." not in v:
         return None
@@ -120,6 +154,7 @@ class Study(Section):
     search: SearchConfig = Field(default_factory=SearchConfig, description="grid or optuna")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="per-trial resources")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="how the report compares the arms")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment trackers")
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -158,7 +193,7 @@ def parse_yaml(text: str, where: str) -> Any:
 
 
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-               allow_large_grid: bool = False) -> Study:
+               allow_large_grid: bool = False, check_data: bool = True) -> Study:
     """Read, override and validate a study file. Raises UserError with file and key."""
     path = Path(path)
     where = str(path)
@@ -179,7 +214,8 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
                         "start from studies/digits.yaml; `decaylab options` lists every key")
     raw = apply_overrides(raw, overrides)
     try:
-        return study_from_dict(_with_absolute_root(raw), where, allow_large_grid=allow_large_grid)
+        return study_from_dict(_with_absolute_tracking(_with_absolute_root(raw)), where, check_data,
+                               allow_large_grid=allow_large_grid)
     except UserError as e:
         keys = [o.split("=", 1)[0].strip() for o in overrides]
         hit = next((k for k in keys if e.reason.startswith((k + ":", k + "[", k + "."))), None)
@@ -193,6 +229,17 @@ def _with_absolute_root(raw: dict) -> dict:
     if isinstance(data, dict) and isinstance(data.get("root"), str):
         # trials run in other directories (and on other nodes): make it absolute
         raw = {**raw, "data": {**data, "root": str(Path(data["root"]).expanduser().resolve())}}
+    return raw
+
+
+def _with_absolute_tracking(raw: dict) -> dict:
+    tracking = raw.get("tracking")
+    mlflow = tracking.get("mlflow") if isinstance(tracking, dict) else None
+    uri = mlflow.get("uri") if isinstance(mlflow, dict) else None
+    if isinstance(uri, str) and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        # the driver writes it, and `resume` may run from another directory: make it absolute
+        path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        raw = {**raw, "tracking": {**tracking, "mlflow": {**mlflow, "uri": f"sqlite:///{path}"}}}
     return raw
 
 
@@ -280,11 +327,23 @@ def check_data_root(data: DataConfig, where: str) -> None:
                         "give the directory holding (or to receive, with data.download: true) the files")
     root = Path(data.root).expanduser()
     if not root.is_dir() and not data.download:
+        info = DATASETS[data.dataset][0]
+        fetch = (f"fetch it with `{fetch_command(info, str(root))}` (on a machine with internet, then copy "
+                 "the directory here), " if info.torchvision else "")
         raise UserError(where, f"data.root: directory {root} does not exist",
-                        "fix the path, or set data.download: true to fetch the dataset there")
+                        f"{fetch}fix the path, or set data.download: true to fetch the dataset there")
     if data.dataset == "image_folder" and not (root / "train").is_dir():
         raise UserError(where, f"data.root: {root}/train does not exist",
                         "image_folder expects <root>/train/<class>/*.jpg and <root>/val (or test)/<class>/")
+
+
+def data_problem(study: Study, where: str) -> UserError | None:
+    """Why the study's dataset cannot be read here (a missing data.root), or None."""
+    try:
+        check_data_root(study.data, where)
+    except UserError as e:
+        return e
+    return None
 
 
 def tunable(study: Study) -> list[str]:
@@ -472,6 +531,12 @@ def documented_options() -> list[tuple[str, str, str]]:
 
     walk(Study, "")
     return rows
+
+
+def study_schema() -> dict:
+    """The JSON Schema of a study file, for editors (YAML language server) and `decaylab schema`."""
+    schema = Study.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "decaylab study"}
 
 
 def _yaml_text(value: Any) -> str:

@@ -122,4 +122,6 @@ def at_least_int(n: int) -> Any:
 def grid(element: Any, check: Callable[[Any], str | None] | None = None, *, allow_empty: bool = False) -> Any:
     """A tuple of `element` values (a grid axis) whose values all pass `check` and never repeat."""
     checks = ([] if allow_empty else [non_empty]) + [each(check or (lambda v: None))]
-    return Annotated[(tuple[element, ...], BeforeValidator(as_tuple), *(AfterValidator(_checked(c)) for c in checks))]
+    # the JSON Schema (`decaylab schema`) shows what a study file may hold: a list or one value
+    accepts = BeforeValidator(as_tuple, json_schema_input_type=element | list[element])
+    return Annotated[(tuple[element, ...], accepts, *(AfterValidator(_checked(c)) for c in checks))]
