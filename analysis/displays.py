@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from analysis import wording
-from analysis.select import LEVEL
+from analysis.select import LEVEL, symbol
 from analysis.tables import CI_NOTE, Table, fixed, interval, num_pm, p_text, pct, pct_pm, pts
 
 FINAL_METRICS = [
@@ -174,12 +174,12 @@ def _budget_cell(row: pd.Series) -> str:
 
 
 def importances(rows: pd.DataFrame, name: str, title: str) -> Table:
-    wide = rows.pivot_table(index=["method", "param"], columns="evaluator", values="importance", sort=False)
+    wide = rows.pivot_table(index=["method", "kind", "param"], columns="evaluator", values="importance", sort=False)
     wide = wide.reindex(columns=["ped_anova", "fanova"]).reset_index()
     display = pd.DataFrame(
         {
             "Arm": list(wide["method"]),
-            "Parameter": list(wide["param"]),
+            "Parameter": [symbol(kind, p) for kind, p in zip(wide["kind"], wide["param"], strict=True)],
             "PED-ANOVA": [fixed(v, 2) if pd.notna(v) else "–" for v in wide["ped_anova"]],
             "fANOVA": [fixed(v, 2) if pd.notna(v) else "–" for v in wide["fanova"]],
         }
@@ -210,7 +210,8 @@ def pareto(points: pd.DataFrame, name: str, title: str, metric: str) -> Table:
 def configurations(configs: pd.DataFrame, best: pd.DataFrame, name: str, title: str) -> Table:
     """Every configuration: validation score, best epoch, final best/last accuracy and their gap."""
     chosen = set(zip(best["method"], best["setting"], best["lr"], strict=True))
-    table = configs.sort_values(["method", "setting_rank", "lr"])
+    arm_rank = {arm: i for i, arm in enumerate(dict.fromkeys(configs["method"]))}  # configs come in study order
+    table = configs.assign(_arm=configs["method"].map(arm_rank)).sort_values(["_arm", "setting_rank", "lr"])
     display = pd.DataFrame(
         {
             "Arm": list(table["method"]),
@@ -221,9 +222,7 @@ def configurations(configs: pd.DataFrame, best: pd.DataFrame, name: str, title: 
             ],
             "Seeds": [seeds_cell(r) for _, r in table.iterrows()],
             "Val score (%)": [pct(v) for v in table["score"]],
-            "Best epoch": [
-                num_pm(m, h, 1) for m, h in zip(table["best_epoch_mean"], table["best_epoch_ci"], strict=True)
-            ],
+            "Best epoch": [_epoch(m, h) for m, h in zip(table["best_epoch_mean"], table["best_epoch_ci"], strict=True)],
             "Best ckpt (%)": _pm(table, "value"),
             "Last ckpt (%)": _pm(table, "value_last"),
             "Best − last (pts)": _diff_pm(table, "final_gap"),
@@ -233,6 +232,13 @@ def configurations(configs: pd.DataFrame, best: pd.DataFrame, name: str, title: 
         f"Val score = the selection score (seed mean, diverged = 0); accuracies from the final evaluation; {CI_NOTE}."
     )
     return Table(name, title, table, display, note)
+
+
+def _epoch(mean: float, half: float) -> str:
+    """A mean epoch: an integer when every seed agrees ('12'), else '12.3 ± 1.5'."""
+    if pd.notna(mean) and float(mean).is_integer() and (pd.isna(half) or half == 0):
+        return str(int(mean))
+    return num_pm(mean, half, 1)
 
 
 def unfinished(table: pd.DataFrame, name: str, title: str) -> Table:

@@ -78,6 +78,7 @@ def lambda_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], col
     if not ax.lines:
         return None
     ax.set_yscale("log")
+    plotting.plain_log_labels(ax)
     plotting.epoch_axis(ax)
     ax.set_ylabel("decay coefficient per step (log)")
     ax.set_title("Effective weight-decay coefficient (band: min..max within each epoch, over seeds)")

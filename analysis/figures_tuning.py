@@ -14,17 +14,20 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis import plotting
 from analysis.importance import EVALUATOR_NAMES, EVALUATORS
+from analysis.select import symbol
 
 
 def budget_figure(curves: pd.DataFrame, arms: list[str], colors: dict, metric: str) -> Figure | None:
-    """Expected test accuracy of the validation-best of n configurations, vs n and vs compute hours."""
+    """Expected test accuracy of the validation-best of n configurations, vs n and vs training time."""
     if curves.empty:
         return None
     fig, axes = plotting.new_figure(1, 2, panel_height=2.4, sharey=True)
+    scale, unit = time_unit(float(curves["compute_hours"].max()))
+    curves = curves.assign(compute=curves["compute_hours"] * scale)
     for ax, x_column, label in zip(
         axes[0],
-        ["n", "compute_hours"],
-        ["configurations tried (n)", "training hours (all seeds of each configuration)"],
+        ["n", "compute"],
+        ["configurations tried (n)", f"training {unit} (all seeds of each configuration)"],
         strict=True,
     ):
         for arm in arms:
@@ -44,11 +47,20 @@ def budget_figure(curves: pd.DataFrame, arms: list[str], colors: dict, metric: s
     return fig
 
 
+def time_unit(hours: float) -> tuple[float, str]:
+    """(factor from hours, unit name) that keeps a compute axis in readable numbers."""
+    if hours >= 1:
+        return 1.0, "hours"
+    if hours * 60 >= 1:
+        return 60.0, "minutes"
+    return 3600.0, "seconds"
+
+
 def pareto_figure(points: pd.DataFrame, arms: list[str], colors: dict, metric: str) -> Figure | None:
     """Every configuration (faint) and each arm's clean-vs-robust front (line)."""
     if points.empty:
         return None
-    fig, axes = plotting.new_figure(1, 1, width=plotting.ONE_COLUMN * 1.4, panel_height=2.8)
+    fig, axes = plotting.new_figure(1, 1, width=plotting.ONE_COLUMN, panel_height=2.6)
     ax = axes[0, 0]
     for arm in arms:
         arm_points = points[points["method"] == arm]
@@ -61,7 +73,7 @@ def pareto_figure(points: pd.DataFrame, arms: list[str], colors: dict, metric: s
         ax.plot(100 * front["clean"], 100 * front["robust"], color=colors[arm], marker="o", label=arm)
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel(f"{metric} (%)")
-    ax.set_title("Pareto front per arm (dots: every configuration)")
+    ax.set_title("Pareto front per arm\n(dots: every configuration)")
     plotting.legend_below(fig, [ax], ncols=3)
     return fig
 
@@ -97,10 +109,3 @@ def importance_figure(rows: pd.DataFrame, arms: list[str], colors: dict) -> Figu
         frameon=False,
     )
     return fig
-
-
-def symbol(kind: str, param: str) -> str:
-    """How the report names a parameter: the arm's symbol (λ, λ_awd, θ, σ), else its name."""
-    from trials import arms
-
-    return arms.grid_class(kind).SYMBOLS.get(param, param)

@@ -113,7 +113,7 @@ def _relative(test: pd.Series, pairs: pd.DataFrame) -> str:
         return ""
     rel = test["mean_diff"] / base
     ci = interval(test["ci_low"] / base, test["ci_high"] / base)
-    return f"; relative to {md(test['reference'])}: {pts(rel)}% (95% CI {ci}%)"
+    return f"; relative to {md(test['reference'])}: {pts(rel)}%" + ("" if ci == "–" else f" (95% CI {ci}%)")
 
 
 def _left_out(test: pd.Series) -> str:
@@ -152,14 +152,16 @@ def _sensitivity(a: Analysis, level: float, method: str, reference: str) -> str:
         f"{md(method)} {number(arm, 'spread_best')} vs {md(reference)} {number(ref, 'spread_best')} points; "
         f"LR-AUC {md(method)} {number(arm, 'area_best')} vs {md(reference)} {number(ref, 'area_best')}%"
     )
-    overlap = _overlaps(arm, ref, "spread_best") and _overlaps(arm, ref, "area_best")
-    return text + (": the intervals overlap, so no difference in sensitivity is shown." if overlap else ".")
+    names = ("spread_best", "area_best")
+    if any(pd.isna(row[f"{n}_{end}"]) for row in (arm, ref) for n in names for end in ("low", "high")):
+        return text + " (no interval with fewer than two complete seeds)."
+    if all(_overlaps(arm, ref, name) for name in names):
+        return text + ": the intervals overlap, so no difference in sensitivity is shown."
+    return text + "."
 
 
 def _overlaps(arm: pd.Series, ref: pd.Series, name: str) -> bool:
     low, high = f"{name}_low", f"{name}_high"
-    if any(pd.isna(v) for v in (arm[low], arm[high], ref[low], ref[high])):
-        return True
     return not (arm[low] > ref[high] or ref[low] > arm[high])
 
 

@@ -411,8 +411,8 @@ def _diagnostics(a: Analysis, w: ReportWriter) -> None:
         w.figure(
             fe.lambda_figure(curves, best, a.arms, colors),
             f"lambda_trajectory{sfx}",
-            "The effective weight-decay coefficient of each arm's best-tuned configuration per epoch (arms that "
-            "never decay, e.g. rescale and softad, are left out).",
+            "The effective weight-decay coefficient of each arm's best-tuned configuration per epoch (arms whose "
+            "coefficient is 0 throughout, e.g. λ = 0, rescale and softad, are left out).",
         )
         w.figure(
             fe.norms_figure(curves, best, a.arms, colors),

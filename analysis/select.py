@@ -121,3 +121,10 @@ def hyperparameters_of(kind: str) -> list[str]:
     from trials import arms
 
     return arms.hyperparameters(kind)
+
+
+def symbol(kind: str, name: str) -> str:
+    """How the report names a parameter: the arm's symbol (λ, λ_awd, θ, σ), else its name (lr, seed)."""
+    from trials import arms
+
+    return arms.grid_class(kind).SYMBOLS.get(name, name)

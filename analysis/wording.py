@@ -26,10 +26,15 @@ def numbers(row: pd.Series) -> str:
     if ci != "–":
         parts.append(f"95% CI {ci} ({method})")
     parts.append(f"exact sign-flip p = {p_text(row['p_value'])}")
+    n = int(row["n"])
     parts.append(
-        f"{int(row['wins'])}/{int(row['ties'])}/{int(row['losses'])} wins/ties/losses over n = {int(row['n'])} seeds"
+        f"{int(row['wins'])}/{int(row['ties'])}/{int(row['losses'])} wins/ties/losses over n = {n} seed{plural(n)}"
     )
     return ", ".join(parts)
+
+
+def plural(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 def seeds_needed_text(row: pd.Series) -> str:
