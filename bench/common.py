@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from trials import data as data_mod
-from trials.config import AttackConfig, AttackSpec, DataConfig, ModelConfig, TrainConfig, TrialConfig
+from trials.config import AttackConfig, DataConfig, GridPoint, ModelConfig, TrainAttackSpec, TrainConfig, TrialConfig
 
 CIFAR_INFO = data_mod.DATASETS["cifar10"][0]  # 3×32×32, 10 classes, crop pad 4, flips
 
@@ -104,14 +104,14 @@ def synthetic_data(n: int, info: data_mod.DatasetInfo = CIFAR_INFO, seed: int = 
 
 def trial(*, arch: str, dataset: str, batch_size: int, steps: int, eps: float, step_size: float | None = None,
           kind: str = "fixed", value: float = 5e-4, lr: float = 0.05, epochs: int = 1,
-          compile_model: bool = False) -> TrialConfig:
+          compile_model: bool = False, precision: str = "auto") -> TrialConfig:
     """A one-trial config built directly (no study file: synthetic data needs no dataset root)."""
-    attack = AttackSpec(kind="pgd", eps=eps, steps=steps, step_size=step_size)
+    attack = TrainAttackSpec(kind="pgd", eps=eps, steps=steps, step_size=step_size)
+    params = {"lam": value} if kind == "fixed" else {"lambda_awd": value}
+    point = GridPoint(method="wd" if kind == "fixed" else "awd", kind=kind, params=params, lr=lr, seed=0)
     return TrialConfig(
-        study="bench", method="wd" if kind == "fixed" else "awd", kind=kind,
-        lam=value if kind == "fixed" else None, lambda_awd=value if kind == "adaptive" else None,
-        lr=lr, seed=0, label_noise=0.0, data=DataConfig(dataset=dataset),
-        model=ModelConfig(arch=arch), train=TrainConfig(epochs=epochs, batch_size=batch_size, compile=compile_model),
+        study="bench", point=point, data=DataConfig(dataset=dataset), model=ModelConfig(arch=arch),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, compile=compile_model, precision=precision),
         attack=AttackConfig(train=attack))
 
 

@@ -1,74 +1,125 @@
-"""A re-creation, for measurement only, of the training-loop style of Rice, Wong & Kolter (2020).
+"""A re-creation, for measurement only, of the training loop of Rice, Wong & Kolter (2020).
 
-Written for `bench.trainer_vs_reference` from the published description of locuslab/robust_overfitting's
-`train_cifar.py` (no code copied): what makes that style cost ~35 forward-equivalents per PGD-10
-training image instead of 23 is reproduced, and nothing else is changed:
+Written for `bench.trainer_vs_reference` from the published code of locuslab/robust_overfitting
+(`train_cifar.py`, `utils.py`; no code copied): the work that loop does per epoch is reproduced, and
+`train_epoch`'s switches replace one piece of it at a time by decaylab's, so the benchmark can say
+where the difference comes from.
 
-- the attack calls `loss.backward()` with the model's parameters requiring grad, so every attack
-  step also runs the weight-gradient kernels (then the gradients are zeroed by the optimiser);
+Their data path, as written there:
+
+- once: the training images padded (reflect, by the crop padding) and scaled to float64 in [0, 1],
+  kept as a list of (image, label) pairs;
+- every epoch: a random crop offset and flip choice drawn for every image (numpy), and a
+  `DataLoader` that slices each image's crop (and copies it flipped), then collates the batch;
+- per batch: the float64 batch converted to float32.
+
+Their step:
+
+- the attack calls `loss.backward()` with the parameters requiring grad, so every attack step also
+  runs the weight-gradient kernels; the projection computes its bounds on every step
+  (`max(min(δ, 1 − x), −x)`);
 - after the attack, one more forward picks the best restart (done even with one restart);
-- data come from a `torch.utils.data.DataLoader` over a CPU dataset that augments each example on
-  its own, torchvision style (PIL image → RandomCrop with padding → RandomHorizontalFlip → ToTensor);
 - after the update, a forward of the clean batch (autograd recording) feeds the log;
 - loss and accuracy are read with `.item()` every step.
 
-Weight decay is the optimiser's own (`SGD(weight_decay=λ)`, as there). The model is whatever it is
-given (it normalises its inputs itself, as decaylab's do); inputs are in [0, 1].
+Weight decay is the optimiser's own (`SGD(weight_decay=λ)`, as there). The model normalises its
+inputs itself (as decaylab's do), so inputs are in [0, 1] throughout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
+
+from trials import data as data_mod
+from trials.attacks import attack_batch
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
-class PerSampleImages(Dataset):
-    """uint8 images (N, C, H, W), augmented one at a time on the CPU."""
+class PrePaddedCrops(Dataset):
+    """Pre-padded float images; each epoch's crop offsets and flips drawn at once, applied per image."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, pad: int, flip: bool):
-        images = x.numpy().transpose(0, 2, 3, 1)  # PIL wants H, W, C
-        self.images = images[..., 0] if images.shape[-1] == 1 else images
-        self.labels = y.numpy()
-        ops: list = [transforms.RandomCrop(self.images.shape[1], padding=pad)] if pad else []
-        if flip:
-            ops.append(transforms.RandomHorizontalFlip())
-        self.transform = transforms.Compose([*ops, transforms.ToTensor()])
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, pad: int, flip: bool, seed: int = 0):
+        images = x.numpy()
+        if pad:
+            images = np.pad(images, [(0, 0), (0, 0), (pad, pad), (pad, pad)], mode="reflect")
+        self.pairs = list(zip(images / 255.0, y.tolist(), strict=True))  # float64, as `pad(x) / 255.` gives
+        self.size, self.pad, self.flip = x.shape[-1], pad, flip
+        self.rng = np.random.default_rng(seed)
+        self.new_epoch()
+
+    def new_epoch(self) -> None:
+        n, offsets = len(self.pairs), 2 * self.pad + 1
+        self.dx, self.dy = self.rng.integers(0, offsets, n), self.rng.integers(0, offsets, n)
+        self.flips = self.rng.random(n) < 0.5 if self.flip else np.zeros(n, dtype=bool)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.pairs)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(np.ascontiguousarray(self.images[i]))), int(self.labels[i])
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        image, label = self.pairs[i]
+        x0, y0 = self.dx[i], self.dy[i]
+        crop = image[:, y0:y0 + self.size, x0:x0 + self.size]
+        return (crop[:, :, ::-1].copy() if self.flips[i] else crop), label
 
 
-def loader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, pad: int, flip: bool) -> DataLoader:
-    # num_workers=0: on a 2-core machine worker processes would take the cores the model needs, and
-    # the augmentation's CPU time stays inside the process whose clock the benchmark reads
-    return DataLoader(PerSampleImages(x, y, pad, flip), batch_size=batch_size, shuffle=True, num_workers=0)
+class RiceBatches:
+    """Their batches: a new draw of crops and flips every epoch, a shuffling DataLoader, float32 on the way out.
+
+    num_workers=0: on a 2-core machine worker processes would take the cores the model needs, and the
+    data path's CPU time stays inside the process whose clock the benchmark reads (with workers on a
+    GPU machine the same work would overlap the GPU's).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, pad: int, flip: bool):
+        self.dataset = PrePaddedCrops(x, y, pad, flip)
+        self.loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=True, num_workers=0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.dataset.new_epoch()
+        return ((x.float(), y.long()) for x, y in self.loader)
+
+
+class DeviceBatches:
+    """decaylab's data path (as `trials.train.train_epoch` runs it): uint8 images on the device, one
+    shuffle per epoch, crop and flip as batched tensor ops."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, pad: int, flip: bool, seed: int = 0):
+        self.x, self.y, self.batch_size, self.pad, self.flip = x, y, batch_size, pad, flip
+        self.gen = torch.Generator(x.device).manual_seed(seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.y), generator=self.gen, device=self.x.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            xb = data_mod.augment(self.x[idx], self.pad, self.flip, self.gen) if self.pad or self.flip else self.x[idx]
+            yield data_mod.to_float(xb), self.y[idx]
+
+
+def _clamp(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    return torch.max(torch.min(x, upper), lower)
 
 
 def attack_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float, steps: int,
                restarts: int = 1) -> torch.Tensor:
-    """L∞ PGD whose backward also fills the weights' `.grad` (the parameters keep requires_grad)."""
+    """Their L∞ PGD: `backward()` fills the weights' `.grad` too; the best restart is picked by one more forward."""
     best_loss = torch.zeros(y.shape[0], device=x.device)
     best_delta = torch.zeros_like(x)
     for _ in range(restarts):
         delta = torch.zeros_like(x).uniform_(-eps, eps)
-        delta = torch.min(torch.max(delta, -x), 1 - x)
+        delta = _clamp(delta, -x, 1 - x)
         delta.requires_grad = True
         for _ in range(steps):
             loss = F.cross_entropy(model(x + delta), y)
             loss.backward()
-            step = delta + alpha * delta.grad.detach().sign()
-            step = torch.clamp(step, -eps, eps)
-            delta.data = torch.min(torch.max(step, -x), 1 - x)
+            d = torch.clamp(delta + alpha * torch.sign(delta.grad.detach()), min=-eps, max=eps)
+            delta.data = _clamp(d, -x, 1 - x)
             delta.grad.zero_()
         losses = F.cross_entropy(model(x + delta), y, reduction="none")
         better = losses >= best_loss
@@ -77,25 +128,40 @@ def attack_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
     return best_delta
 
 
-def train_epoch(model: nn.Module, batches: DataLoader, optimizer: torch.optim.Optimizer, *, eps: float,
-                alpha: float, steps: int, lr_at: Callable[[int], float]) -> dict[str, float]:
-    """One epoch; `lr_at(i)` is the learning rate of batch i (set every batch, as there)."""
+def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, *, eps: float, alpha: float,
+                steps: int, lr_at: Callable[[int], float], lean_attack: bool = False, log_forward: bool = True,
+                generator: torch.Generator | None = None) -> dict[str, float]:
+    """One epoch of their loop; `lr_at(i)` is the learning rate of batch i (set every batch, as there).
+
+    lean_attack: decaylab's attack instead of theirs (`trials.attacks.attack_batch`: gradients w.r.t. the
+    input only, one clamp per step, no restart-picking forward). log_forward=False drops the clean
+    logging forward and the per-step `.item()` reads: the metrics are summed on the device and read once.
+    """
     model.train()
-    robust_loss_sum = robust_correct = clean_loss_sum = clean_correct = n = 0.0
+    logged = [0.0] * 4  # robust loss, robust correct, clean loss, clean correct: read every step, as there
+    on_device = torch.zeros(2)  # robust loss, robust correct: summed on the device, read once
+    n = 0
     for i, (x, y) in enumerate(batches):
         optimizer.param_groups[0].update(lr=lr_at(i))
-        delta = attack_pgd(model, x, y, eps=eps, alpha=alpha, steps=steps)
-        robust_output = model(torch.clamp(x + delta, 0, 1))
+        if lean_attack:
+            x_adv = attack_batch("pgd", model, x, y, eps=eps, step_size=alpha, steps=steps, generator=generator)
+        else:
+            x_adv = torch.clamp(x + attack_pgd(model, x, y, eps=eps, alpha=alpha, steps=steps), 0, 1)
+        robust_output = model(x_adv)
         robust_loss = F.cross_entropy(robust_output, y)
         optimizer.zero_grad()
         robust_loss.backward()
         optimizer.step()
-        output = model(x)
-        loss = F.cross_entropy(output, y)
-        robust_loss_sum += robust_loss.item() * y.size(0)
-        robust_correct += (robust_output.max(1)[1] == y).sum().item()
-        clean_loss_sum += loss.item() * y.size(0)
-        clean_correct += (output.max(1)[1] == y).sum().item()
         n += y.size(0)
-    return {"train_robust_loss": robust_loss_sum / n, "train_robust_acc": robust_correct / n,
-            "train_loss": clean_loss_sum / n, "train_acc": clean_correct / n}
+        if log_forward:
+            output = model(x)
+            loss = F.cross_entropy(output, y)
+            logged[0] += robust_loss.item() * y.size(0)
+            logged[1] += (robust_output.max(1)[1] == y).sum().item()
+            logged[2] += loss.item() * y.size(0)
+            logged[3] += (output.max(1)[1] == y).sum().item()
+        else:
+            with torch.no_grad():
+                on_device += torch.stack([robust_loss.detach() * y.size(0), (robust_output.argmax(1) == y).sum()])
+    values = [v / n for v in logged] if log_forward else [*(on_device / n).tolist(), float("nan"), float("nan")]
+    return dict(zip(("train_robust_loss", "train_robust_acc", "train_loss", "train_acc"), values, strict=True))

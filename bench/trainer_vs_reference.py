@@ -1,24 +1,38 @@
-"""Training images per second: decaylab's epoch loop against a Rice et al.-style loop.
+"""Training images per second: decaylab's epoch loop against Rice et al.'s, and where the difference comes from.
 
-Both train the same network from the same initialisation on the same training images, with the
-same batch size, ε, step size, number of PGD steps and augmentation; epochs alternate between the
-two loops. decaylab runs `trials.train.train_epoch` on a real trial (data as a uint8 tensor,
-batched augmentation, attack gradients w.r.t. δ only, metrics read once per epoch); the reference
-is `bench.reference_trainer` (weight gradients inside the attack, per-example DataLoader
-augmentation, a logging forward and `.item()` reads every step).
+The reference is `bench.reference_trainer`: Rice, Wong & Kolter's loop with their own data path
+(pre-padded arrays, per-epoch crop and flip choices, crops sliced per image by a DataLoader), weight
+gradients inside the attack, a restart-picking forward, a logging forward and `.item()` reads every
+step. decaylab is `trials.train.train_epoch` on a real trial. Between the two, a ladder replaces one
+piece of the reference at a time by decaylab's:
 
-Two settings, and the closing figure is the lower of the two:
-- digits: the CPU workload decaylab actually runs (`studies/digits.yaml`: small_cnn on 8×8 digits,
-  batch 32, PGD-5), a full epoch of ~1,300 images per round — cheap enough for several rounds;
-- preact18: PreAct ResNet-18 on random 32×32 images (batch 16, PGD-10, as Rice et al.), one step
-  per round, where convolutions dominate and the difference is mostly forward-equivalents (35 vs 23).
+    reference                     their loop as written
+    + device data                 uint8 images as one tensor, crop and flip as batched tensor ops
+    + input-only attack           decaylab's PGD: gradients w.r.t. the input only, one clamp per step,
+                                  no restart-picking forward
+    + no logging forward          metrics summed on the device and read once per epoch
+    decaylab (NCHW)               `train_epoch` itself: the arm's hooks instead of SGD's weight_decay,
+                                  the lr factor, the accumulators
+    decaylab                      `train_epoch` with its default memory format (channels_last)
 
-    .venv/bin/python -m bench.trainer_vs_reference     (target: decaylab / reference ≥ 1.4)
+All variants train the same network from the same initialisation, with the same batch size, ε, step
+size and number of PGD steps, on the same images; the rounds interleave them (A B C … C B A). Each
+rung's saving is printed as a share of the reference's time.
+
+Two settings, and the closing figure is the lower of the two ratios reference ÷ decaylab:
+- digits: the CPU workload decaylab runs by default (small_cnn on 8×8 digits, batch 32, PGD-5,
+  ε 0.25), a full epoch of 1,295 images per round;
+- preact18: PreAct ResNet-18 on random 32×32 images (batch 16, PGD-10 at ε 8/255, Rice et al.'s
+  setting), one step per round: convolutions dominate, and so do forward-equivalents (about 35 per
+  image in their loop against 23).
+
+    .venv/bin/python -m bench.trainer_vs_reference     (target: reference ÷ decaylab ≥ 1.4)
 """
 
 from __future__ import annotations
 
 import copy
+import statistics
 
 import torch
 
@@ -35,35 +49,66 @@ SETTINGS = {
     "preact18": (trial(arch="preact_resnet18", dataset="cifar10", batch_size=16, steps=10, eps=8 / 255,
                        step_size=2 / 255, lr=0.1, epochs=10), 16, 3),
 }
+LADDER = ("reference", "+ device data", "+ input-only attack", "+ no logging forward", "decaylab (NCHW)", "decaylab")
+
+
+def variants(cfg: TrialConfig, synthetic: int | None) -> tuple[dict, int]:
+    """The ladder's epoch functions, and the number of training images one call trains on."""
+    data: TrialData | None = synthetic_data(synthetic) if synthetic else None
+    nchw = cfg.model_copy(update={"train": cfg.train.model_copy(update={"channels_last": False})})
+    trainers = {"decaylab (NCHW)": build_trainer(nchw, "cpu", data=data),
+                "decaylab": build_trainer(cfg, "cpu", data=data)}
+    tr = trainers["decaylab"]
+    initial = copy.deepcopy(trainers["decaylab (NCHW)"].model)  # the same initial weights, plain NCHW
+    attack = resolved_train_attack(cfg)
+    info, train = tr.data.info, tr.data.train
+    batch = {"batch_size": cfg.train.batch_size, "pad": info.pad, "flip": info.flip}
+    total = tr.steps_per_epoch * cfg.train.epochs
+
+    def rung(batches, **switches):
+        model = copy.deepcopy(initial)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.train.momentum,
+                                    weight_decay=cfg.params["lam"])
+        gen = torch.Generator().manual_seed(1)
+        return lambda: ref.train_epoch(model, batches, optimizer, eps=attack.eps, alpha=attack.step_size,
+                                       steps=attack.steps, lr_at=lambda i: cfg.lr * lr_factor(cfg, i, total),
+                                       generator=gen, **switches)
+
+    def decaylab(trainer):
+        def epoch() -> None:
+            train_epoch(trainer)
+            trainer.epoch = (trainer.epoch + 1) % cfg.train.epochs
+
+        return epoch
+
+    rice, device = ref.RiceBatches(train.x, train.y, **batch), ref.DeviceBatches(train.x, train.y, **batch)
+    fns = {
+        "reference": rung(rice),
+        "+ device data": rung(device),
+        "+ input-only attack": rung(device, lean_attack=True),
+        "+ no logging forward": rung(device, lean_attack=True, log_forward=False),
+        **{name: decaylab(trainer) for name, trainer in trainers.items()},
+    }
+    return fns, len(train)
 
 
 def measure(name: str, cfg: TrialConfig, synthetic: int | None, rounds: int) -> float:
-    data: TrialData | None = synthetic_data(synthetic) if synthetic else None
-    tr = build_trainer(cfg, "cpu", data=data)
-    model = copy.deepcopy(tr.model)  # the same initial weights
+    fns, n = variants(cfg, synthetic)
+    times = interleaved(fns, repeats=rounds)
     attack = resolved_train_attack(cfg)
-    info, train = tr.data.info, tr.data.train
-    batches = ref.loader(train.x, train.y, batch_size=cfg.train.batch_size, pad=info.pad, flip=info.flip)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.train.momentum, weight_decay=cfg.lam)
-    total = tr.steps_per_epoch * cfg.train.epochs
-
-    def decaylab() -> None:
-        train_epoch(tr)
-        tr.epoch = (tr.epoch + 1) % cfg.train.epochs
-
-    def reference() -> None:
-        ref.train_epoch(model, batches, optimizer, eps=attack.eps, alpha=attack.step_size, steps=attack.steps,
-                        lr_at=lambda i: cfg.lr * lr_factor(cfg, i, total))
-
-    times = interleaved({"decaylab": decaylab, "reference": reference}, repeats=rounds)
-    n = len(train)
     print(f"{name}: {cfg.model.arch}, {n} images per round, batch {cfg.train.batch_size}, PGD-{attack.steps}, "
-          f"{rounds} rounds")
+          f"{rounds} rounds (medians; CPU time of this process, wall in brackets)")
+    base = median(times["reference"])
+    previous = base
+    for rung in LADDER:
+        t = median(times[rung])
+        saving = "" if rung == "reference" else f"  saves {(previous - t) / base:+6.1%} of the reference's time"
+        print(f"  {rung:22s} {n / t:8.1f} img/s  {t:7.3f} s ({median(times[rung], 'wall'):7.3f} s){saving}")
+        previous = t
+    spread = statistics.pstdev(x.cpu / y.cpu for x, y in zip(times["reference"], times["decaylab"], strict=True))
     for clock in ("cpu", "wall"):
-        ips = {k: n / median(v, clock) for k, v in times.items()}
-        speedup = paired_ratio(times["reference"], times["decaylab"], clock)
-        print(f"  {clock:4s}: decaylab {ips['decaylab']:8.1f} img/s   reference {ips['reference']:8.1f} img/s"
-              f"   decaylab/reference {speedup:.3f}", flush=True)
+        print(f"  reference ÷ decaylab ({clock}): {paired_ratio(times['reference'], times['decaylab'], clock):.3f}")
+    print(f"  (spread of the per-round CPU ratios: ±{spread:.3f})")
     return paired_ratio(times["reference"], times["decaylab"])
 
 
@@ -71,7 +116,7 @@ def main() -> None:
     one_thread()
     print(machine_line())
     ratios = {name: measure(name, *setting) for name, setting in SETTINGS.items()}
-    print("decaylab / reference (CPU time, median of per-round ratios): "
+    print("reference ÷ decaylab (CPU time, median of per-round ratios): "
           + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     closing("trainer_vs_reference", min(ratios.values()))
 

@@ -1,8 +1,9 @@
-"""L∞ attacks in pixel scale ([0, 1] inputs). Gradients only w.r.t. the perturbation.
+"""L∞ attacks in pixel scale ([0, 1] inputs). Gradients only w.r.t. the adversarial input.
 
-`torch.autograd.grad(loss, delta)` lets autograd skip every weight-gradient kernel, so one
-attack step costs a forward and an input-only backward — the (2K+3) forward-equivalents per
-PGD-K training step of ANCHORS.md — and `p.grad` of the weights is never touched.
+`torch.autograd.grad(loss, x_adv)` lets autograd skip every weight-gradient kernel, so one
+attack step costs a forward and an input-only backward: a PGD-K training step costs about
+2K+3 forward-equivalents (K forwards and K input-only backwards, then a forward and a full
+backward), and `p.grad` of the weights is never touched.
 """
 
 from __future__ import annotations
@@ -23,23 +24,29 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_
     eval mode for evaluation). Returns detached adversarial inputs.
     """
     x = x.detach()
+    lo, hi = box(x, eps)
     if random_start:
-        delta = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
-        delta = (x + delta).clamp_(0, 1) - x
+        x_adv = (x + torch.empty_like(x).uniform_(-eps, eps, generator=generator)).clamp_(lo, hi)
     else:
-        delta = torch.zeros_like(x)
+        x_adv = x.clone()  # the steps update x_adv in place: never the caller's storage
     ctx = autocast or contextlib.nullcontext()
     for _ in range(steps):
-        delta.requires_grad_(True)
+        x_adv.requires_grad_(True)
         with torch.enable_grad(), ctx:
-            loss = F.cross_entropy(model(x + delta), y)
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta = delta + step_size * grad.sign()
-            # project onto the ε-ball, then onto the image box [0, 1]
-            delta = delta.clamp(-eps, eps)
-            delta = (x + delta).clamp(0, 1) - x
-    return (x + delta).detach()
+            loss = F.cross_entropy(model(x_adv), y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        # the graph is freed, so x_adv's storage can take the step: three ops, no allocation
+        x_adv = x_adv.detach().add_(grad.sign_(), alpha=step_size).clamp_(lo, hi)
+    return x_adv
+
+
+def box(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ε-ball around x intersected with the image box [0, 1], as per-pixel bounds (lo, hi).
+
+    Computed once per batch, so projecting a step onto both sets is one clamp:
+    clamp(clamp(x + δ, x − ε, x + ε), 0, 1) = clamp(x + δ, max(x − ε, 0), min(x + ε, 1)).
+    """
+    return (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
 
 
 def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
@@ -79,19 +86,18 @@ def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, step_size: f
     was_training = model.training
     model.eval()
     x = x.detach()
+    lo, hi = box(x, eps)
     with torch.no_grad(), ctx:
         p_clean = F.softmax(model(x).float(), dim=1)
-    delta = 0.001 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    x_adv = x + 0.001 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     for _ in range(steps):
-        delta.requires_grad_(True)
+        x_adv.requires_grad_(True)
         with torch.enable_grad(), ctx:
-            kl = F.kl_div(F.log_softmax(model(x + delta).float(), dim=1), p_clean, reduction="sum")
-        (grad,) = torch.autograd.grad(kl, delta)
-        with torch.no_grad():
-            delta = (delta + step_size * grad.sign()).clamp(-eps, eps)
-            delta = (x + delta).clamp(0, 1) - x
+            kl = F.kl_div(F.log_softmax(model(x_adv).float(), dim=1), p_clean, reduction="sum")
+        (grad,) = torch.autograd.grad(kl, x_adv)
+        x_adv = x_adv.detach().add_(grad.sign_(), alpha=step_size).clamp_(lo, hi)
     model.train(was_training)
-    return (x + delta).detach()
+    return x_adv.detach()
 
 
 def attack_batch(kind: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
