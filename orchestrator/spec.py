@@ -9,6 +9,7 @@ data, YAML 1.2 scalars (`5e-4` is a float, `on` a string), bounded in size and a
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import typing
 from pathlib import Path
@@ -278,15 +279,35 @@ def check_study(study: Study, where: str, check_data: bool = True, allow_large_g
         raise UserError(where, f"analysis.reference: {study.analysis.reference!r} is not an arm of the study",
                         did_you_mean(study.analysis.reference, list(study.methods), "methods"))
     if check_data:
-        check_data_root(study.data, where)
-        feasibility.check_download(study.data, where)
+        check_machine(study, where)
     feasibility.check_splits(study.data, where, check_files=check_data)
     if study.search.kind == "optuna":
         check_optuna_space(study, where)
-        if check_data:
-            feasibility.check_optuna(study, where)
     else:
         check_trial_ids(expand_grid(study), where)
+
+
+def check_machine(study: Study, where: str, data_root: bool = True) -> None:
+    """What this machine must have to run the study: the dataset (unless `data_root` is False), a network
+    for a download, the packages of the Optuna sampler and of the trackers."""
+    if data_root:
+        check_data_root(study.data, where)
+    feasibility.check_download(study.data, where)
+    if study.search.kind == "optuna":
+        feasibility.check_optuna(study, where)
+    check_trackers(study.tracking, where)
+
+
+# the package each tracker needs (the `track` extra installs them)
+TRACKER_PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
+
+
+def check_trackers(tracking: TrackingConfig, where: str) -> None:
+    """Refuse a tracker whose package is missing (the sweep would fail when it starts logging)."""
+    for name, package in TRACKER_PACKAGES.items():
+        if getattr(tracking, name) and importlib.util.find_spec(package) is None:
+            raise UserError(where, f"tracking.{name}: the package {package} is not installed",
+                            "pip install 'decaylab[track]' (or make install), or turn the tracker off")
 
 
 def check_arm_grid(study: Study, name: str, arm: arms.ArmGrid, where: str) -> None:
@@ -338,7 +359,9 @@ def check_data_root(data: DataConfig, where: str) -> None:
 
 
 def data_problem(study: Study, where: str) -> UserError | None:
-    """Why the study's dataset cannot be read here (a missing data.root), or None."""
+    """Why the study's dataset is not here (its data.root does not exist), or None."""
+    if study.data.root is None:
+        return None  # a mistake in the study file, not a missing dataset: check_data_root says so
     try:
         check_data_root(study.data, where)
     except UserError as e:

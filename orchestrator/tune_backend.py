@@ -20,13 +20,15 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# decaylab passes Ray's loggers itself (`tune_trackers.callbacks`): the study says which trackers run
+os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
 
 import ray
 import torch
 from ray import tune
 from ray.tune.error import TuneError
 
-from orchestrator import faults, optuna_stage, records, results
+from orchestrator import faults, optuna_stage, records, results, tracking
 from orchestrator.errors import UserError
 from orchestrator.progress import Progress
 from orchestrator.spec import Study, study_from_dict
@@ -124,7 +126,7 @@ def trainable(params: dict) -> None:
     while not all(tr.finished for tr in trainers) or not reported:
         for tr in trainers:
             if not tr.finished:
-                row, state = step(tr)
+                row, state = step(tr)  # also kept in tr.rows, for the trackers' metrics below
                 records.write_epoch_row(run, tr.config.trial_id, row)  # the row first, then its checkpoint
                 records.write_checkpoint(run, tr.config.trial_id, state)
                 if tr.finished:
@@ -136,7 +138,10 @@ def trainable(params: dict) -> None:
                    "epochs": trainers[0].config.train.epochs, "method": members[0].method,
                    "node": ray.get_runtime_context().get_node_id(), "warning": warning,
                    "status": "running" if not all(tr.finished for tr in trainers) else
-                   ("ok" if all(tr.status == "ok" for tr in trainers) else "diverged")}
+                   ("ok" if all(tr.status == "ok" for tr in trainers) else "diverged"),
+                   # the trackers' x-axis (see tune_trackers), and every member's latest per-epoch metrics
+                   "timesteps_total": max(tr.epoch for tr in trainers),
+                   **tracking.member_metrics([(tr.config, tr.rows[-1]) for tr in trainers if tr.rows])}
         tune.report(metrics)
         reported, warning = True, ""
         for tr in trainers:
@@ -252,6 +257,9 @@ def _constants(launch: Launch) -> dict:
 
 
 def _run_config(launch: Launch, callbacks: list) -> tune.RunConfig:
+    from orchestrator import tune_trackers  # the trackers' packages are imported by the driver only
+
+    callbacks = [*callbacks, *tune_trackers.callbacks(launch.study, launch.run, members_of)]
     return tune.RunConfig(
         name=launch.experiment, storage_path=launch.run.location, verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=launch.study.resources.max_failures),
