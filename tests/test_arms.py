@@ -215,3 +215,39 @@ def test_trades_attack_increases_the_kl_within_the_ball_in_eval_mode():
         start = x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
         assert kl(x_adv) > 10 * max(kl(start), 1e-6), "the attack did not increase the KL"
         assert math.isfinite(kl(x_adv))
+
+
+# ------------------------------------------------------------------------ every arm, end to end
+
+
+@pytest.mark.slow
+def test_a_study_with_every_arm_validates_sweeps_and_reports(tmp_path):
+    """studies/digits_arms.yaml shrunk (300 images, 2 epochs, 1 seed): every kind through Ray to a report."""
+    import pandas as pd
+    import yaml
+    from sweep_helpers import REPO, decaylab
+
+    study = yaml.safe_load((REPO / "studies" / "digits_arms.yaml").read_text())
+    study |= {"name": "arms", "seeds": [0], "train": {**study["train"], "epochs": 2},
+              "data": {**study["data"], "subset": 300},
+              "eval": {"val_examples": 100, "test_examples": 100, "train_examples": 100}}
+    path = tmp_path / "arms.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    assert decaylab("validate", path).returncode == 0
+    out = decaylab("sweep", path, "--storage", tmp_path / "r", timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "r" / "arms"
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert set(trials["kind"]) == set(arms.KINDS) and set(trials["status"]) == {"ok"}
+    assert len(trials) == sum(len(arms.grid_class(a["kind"]).model_validate(a).points())
+                              for a in study["methods"].values())
+    early = trials[trials["method"] == "early"]
+    assert set(early["stop"]) == {0.25, 0.5} and early["lam"].eq(5e-3).all() and early["lambda_awd"].isna().all()
+    assert set(trials.loc[trials["method"] == "wrs", "granularity"]) == {"layer", "filter"}
+    epochs = pd.read_parquet(run / "epochs.parquet")
+    assert epochs.loc[epochs["kind"] == "rescale", "prescale_norm"].gt(0).all()
+    assert epochs.loc[epochs["kind"] != "rescale", "prescale_norm"].isna().all()
+    report = decaylab("report", run, "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert all(name in text for name in study["methods"]), "the report compares every arm"
