@@ -30,8 +30,12 @@ def seed_values(outcomes: pd.DataFrame, chosen: pd.DataFrame, column: str = "val
     return rows[[*ARM_KEYS, "setting", "lr", "seed", "status", "no_eval", column]]
 
 
-def _missing_reason(row: pd.Series) -> str:
-    return "no final evaluation" if row["no_eval"] else str(row["status"])
+def _reason(row: pd.Series, suffix: str) -> str:
+    """Why one side of a seed has no number: not run, failed, running, stopped, or no final evaluation."""
+    status = row[f"status{suffix}"]
+    if pd.isna(status):
+        return "not run"
+    return "no final evaluation" if row[f"no_eval{suffix}"] else str(status)
 
 
 def headline(
@@ -59,10 +63,8 @@ def _pair(arm: pd.DataFrame, ref: pd.DataFrame, column: str) -> tuple[pd.DataFra
     pair["diff"] = pair["acc"] - pair["acc_ref"]
     notes = []
     for _, row in both[~ok].sort_values("seed").iterrows():
-        side = "arm" if pd.isna(row[column]) else "reference"
-        source = row if side == "arm" else row.rename(lambda c: c.removesuffix("_ref") if c.endswith("_ref") else c)
-        reason = "not run" if pd.isna(source.get("status")) else _missing_reason(source)
-        notes.append(f"seed {int(row['seed'])} ({side}: {reason})")
+        sides = [(name, sfx) for name, sfx in (("arm", ""), ("reference", "_ref")) if pd.isna(row[f"{column}{sfx}"])]
+        notes.append(f"seed {int(row['seed'])} ({', '.join(f'{name}: {_reason(row, sfx)}' for name, sfx in sides)})")
     return pair.sort_values("seed").reset_index(drop=True), "; ".join(notes)
 
 

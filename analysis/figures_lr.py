@@ -89,7 +89,7 @@ def lr_settings_figure(curves: pd.DataFrame, env: pd.DataFrame, arms: list[str],
         plotting.percent_axis(ax, metric)
         hidden = len(settings) - len(shown)
         ax.set_title(arm + (f" ({len(shown)} of {len(settings)} settings)" if hidden else ""))
-        ax.legend(loc="lower center", fontsize=5.5, ncols=1 if len(shown) < 4 else 2)
+        ax.legend(loc="best", fontsize=5.5, ncols=1 if len(shown) < 4 else 2)
     plotting.hide_unused(axes, len(shown_arms))
     return fig
 

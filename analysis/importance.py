@@ -15,7 +15,6 @@ import logging
 import math
 import warnings
 
-import numpy as np
 import pandas as pd
 
 from analysis.select import ARM_KEYS, hyperparameters_of
@@ -72,24 +71,22 @@ def arm_importances(trials: pd.DataFrame, params: list[str]) -> list[dict]:
 
 
 def _distribution(values: pd.Series):
-    """A log-float axis for positive numbers spanning a decade or more, a float axis for other
-    numbers, categories for text and seeds (a seed has no order)."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    """The search-space axis of one parameter: categories for text; integers for the seed (its order
+    means nothing, but a forest can split any seed out, and as one-hot categories fANOVA took minutes
+    on a few hundred trials); a log-float axis for positive numbers spanning a decade, else a float axis."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    if values.name == "seed" or not pd.api.types.is_numeric_dtype(values):
-        return CategoricalDistribution(sorted({_plain(v) for v in values.dropna()}, key=str))
+    if not pd.api.types.is_numeric_dtype(values):
+        return CategoricalDistribution(sorted({str(v) for v in values.dropna()}))
     low, high = float(values.min()), float(values.max())
+    if values.name == "seed":
+        return IntDistribution(int(low), int(high))
     return FloatDistribution(low, high, log=low > 0 and high / low >= 10)
 
 
 def _param_value(value, distribution):
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    return _plain(value) if isinstance(distribution, CategoricalDistribution) else float(value)
-
-
-def _plain(value):
-    """A value Optuna stores as a category: a Python int or str, never a numpy scalar."""
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    return str(value)
+    if isinstance(distribution, CategoricalDistribution):
+        return str(value)
+    return int(value) if isinstance(distribution, IntDistribution) else float(value)

@@ -99,12 +99,8 @@ class Run:
 
     def study_field(self, *path: str, default: Any = None) -> Any:
         """A field of the resolved study, e.g. `study_field("data", "val_label_noise")`."""
-        node: Any = self.resolved_study
-        for key in path:
-            if not isinstance(node, dict) or key not in node:
-                return default
-            node = node[key]
-        return default if node is None else node
+        present, node = _lookup(self.resolved_study, path)
+        return node if present and node is not None else default
 
     @property
     def method_order(self) -> list[str]:

@@ -34,7 +34,6 @@ PER_EPOCH_ACCURACIES = [
     "gap_robust",
 ]
 ACCURACIES = [*PER_EPOCH_ACCURACIES, *FINAL_COLUMNS, "value", "value_last", "value_clean", "final_gap"]
-SUMMARY = [*selection.SUMMARY_KEYS, "score"]
 
 
 def headline_metric(run: Run) -> str:
@@ -54,10 +53,9 @@ def trial_outcomes(run: Run, metric: str) -> pd.DataFrame:
     out = base.merge(last, on="trial_id", how="left").merge(
         final_evaluations(run.evaluations), on="trial_id", how="left"
     )
-    out["evaluated"] = out["evaluated"].astype("boolean").fillna(False).astype(bool)
-    out["autoattack_best"] = out["best_autoattack_acc"].fillna(out["autoattack_best"])
-    out["autoattack_last"] = out["last_autoattack_acc"].fillna(out["autoattack_last"])
-    out["best_autoattack_acc"], out["last_autoattack_acc"] = out["autoattack_best"], out["autoattack_last"]
+    for checkpoint in CHECKPOINTS:  # trials.parquet keeps AutoAttack too, for runs evaluated before the split
+        column = f"{checkpoint}_autoattack_acc"
+        out[column] = out[column].fillna(out[f"autoattack_{checkpoint}"])
     out["value"] = out[f"best_{metric}"]
     out["value_last"] = out[f"last_{metric}"]
     out["value_clean"] = out["best_clean_acc"]
@@ -98,21 +96,19 @@ def _last_epoch(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_evaluations(evaluations: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per trial: `<checkpoint>_<metric>` of the unpruned final evaluation, `examples`, `evaluated`."""
-    columns = ["trial_id", *FINAL_COLUMNS, "examples", "best_epoch_evaluated", "evaluated"]
+    """One row per trial: `<checkpoint>_<metric>` of the unpruned final evaluation and its `examples`."""
+    columns = ["trial_id", *FINAL_COLUMNS, "examples"]
     if evaluations is None or evaluations.empty:
         return pd.DataFrame({c: pd.Series(dtype="object" if c == "trial_id" else "float64") for c in columns})
     rows = evaluations[(evaluations["sparsity"] == 0) & evaluations["checkpoint"].isin(CHECKPOINTS)]
     rows = rows.drop_duplicates(["trial_id", "checkpoint"], keep="last")  # a re-evaluation replaces
-    wide = rows.pivot(index="trial_id", columns="checkpoint", values=[*EVAL_METRICS, "examples", "epoch"])
+    wide = rows.pivot(index="trial_id", columns="checkpoint", values=[*EVAL_METRICS, "examples"])
     out = pd.DataFrame(index=wide.index)
     for checkpoint in CHECKPOINTS:
         for metric in EVAL_METRICS:
             key = (metric, checkpoint)
             out[f"{checkpoint}_{metric}"] = wide[key].astype("float64") if key in wide else np.nan
     out["examples"] = wide[("examples", "best")].astype("float64") if ("examples", "best") in wide else np.nan
-    out["best_epoch_evaluated"] = wide[("epoch", "best")].astype("float64") if ("epoch", "best") in wide else np.nan
-    out["evaluated"] = out["best_clean_acc"].notna()
     return out.reset_index()[columns]
 
 

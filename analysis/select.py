@@ -64,10 +64,10 @@ def config_table(outcomes: pd.DataFrame) -> pd.DataFrame:
     keys = [*CONFIG_KEYS, "setting_rank"]
     groups = outcomes.groupby(keys, sort=True, dropna=False)
     table = groups[["score"]].mean()
-    for status in COUNT_STATUSES:
-        table[f"n_{status}"] = groups["status"].agg(lambda s, status=status: int((s == status).sum()))
-    table["n_no_eval"] = groups["no_eval"].sum().astype(int)
-    table["n_counted"] = groups["counted"].sum().astype(int)
+    flags = {f"n_{status}": outcomes["status"].eq(status) for status in COUNT_STATUSES}
+    flags |= {"n_no_eval": outcomes["no_eval"], "n_counted": outcomes["counted"]}
+    counts = pd.DataFrame(flags).astype(int).groupby([outcomes[k] for k in keys], sort=True, dropna=False).sum()
+    table = table.join(counts)
     numbers = outcomes[[*keys, *CONFIG_METRICS]].astype({m: "float64" for m in CONFIG_METRICS})
     agg = numbers.groupby(keys, sort=True, dropna=False)[CONFIG_METRICS].agg(["mean", "std", "count"])
     agg.columns = [f"{metric}_{stat if stat != 'count' else 'n'}" for metric, stat in agg.columns]
@@ -97,10 +97,9 @@ def reference_arms(run: Run, best: pd.DataFrame) -> dict[float, str | None]:
     """
     wanted = run.study_field("analysis", "reference")
     if wanted is None:
-        fixed = [m for m in arm_order(run, best) if (best["method"].eq(m) & best["kind"].eq("fixed")).any()]
-        listed = run.study_field("methods", default={})
-        by_study = [m for m, arm in listed.items() if arm.get("kind") == "fixed"]
-        wanted = by_study[0] if by_study else (fixed[0] if fixed else None)
+        kinds = dict(zip(best["method"], best["kind"], strict=True))
+        kinds |= {m: arm.get("kind") for m, arm in run.study_field("methods", default={}).items()}
+        wanted = next((m for m in run.method_order if kinds.get(m) == "fixed"), None)
     levels = sorted(best[LEVEL].unique().tolist())
     return {level: wanted if ((best[LEVEL] == level) & (best["method"] == wanted)).any() else None for level in levels}
 
@@ -109,11 +108,6 @@ def arm_order(run: Run, frame: pd.DataFrame) -> list[str]:
     """The arms present in `frame`, in study order (the same order, and colours, in every figure)."""
     present = set(frame["method"].astype(str))
     return [m for m in run.method_order if m in present]
-
-
-def configs_of(outcomes: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
-    """The trials of the chosen configurations (rows with CONFIG_KEYS)."""
-    return outcomes.merge(chosen[CONFIG_KEYS], on=CONFIG_KEYS)
 
 
 def hyperparameters_of(kind: str) -> list[str]:

@@ -166,15 +166,6 @@ class Paired:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def conclusive(self) -> bool:
-        return self.n > 0 and self.p_value <= ALPHA
-
-    @property
-    def too_few(self) -> bool:
-        """No result at this n could reach p ≤ α."""
-        return self.min_attainable_p > ALPHA
-
 
 def paired(d: np.ndarray) -> Paired:
     """Every statistic of the report's paired tests for the differences `d` (arm − reference)."""

@@ -85,23 +85,16 @@ def pts(value: float) -> str:
     return text if text.startswith("−") else f"+{text}"
 
 
-def interval(low: float, high: float, scale: float = 100.0, signed: bool = True) -> str:
-    """'[−1.2, +0.5]' (points by default); '–' when undefined."""
+def interval(low: float, high: float) -> str:
+    """A CI of a difference of fractions in signed points ('[−1.2, +0.5]'); '–' when undefined."""
     if missing(low) or missing(high):
         return "–"
-    if signed:
-        return f"[{pts(low * scale / 100)}, {pts(high * scale / 100)}]"
-    return f"[{fixed(low * scale, 2)}, {fixed(high * scale, 2)}]"
+    return f"[{pts(low)}, {pts(high)}]"
 
 
 def p_text(p: float) -> str:
     """A p-value with two significant digits ('0.25', '0.0039')."""
     return "–" if missing(p) else f"{p:.2g}"
-
-
-def signed_pct(value: float) -> str:
-    """A relative change as '+7.5%'; '–' for NaN."""
-    return "–" if missing(value) else f"{100 * value:+.1f}%".replace("-", "−")
 
 
 def missing(value: object) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from synthetic import manifest, write_results
 
 from analysis import findings, summary_json
 from analysis.load import load_run
@@ -79,6 +80,15 @@ def test_diverged_seeds_count_zero_and_are_flagged(analysis):
     assert diverged["n_diverged"] == 3 and diverged["score"] == 0.0 and not diverged["eligible"]
     assert diverged["value_mean"] == 0.0
     assert analysis.best_per_lr.query("method == 'wd'")["lr"].tolist() == [0.01, 0.03, 0.1]
+
+
+def test_seeds_missing_on_one_side_are_left_out_and_named(tmp_path):
+    extra = [(fx.config("wd", 1e-3, 0.03, 3), "failed"), (fx.config("awd", 0.02, 0.03, 4), "running")]
+    results = fx.build(extra=extra)
+    write_results(tmp_path / "run", results, manifest(results))
+    row = analyse(load_run(tmp_path / "run")).headline.set_index("method").loc["awd"]
+    assert row["n"] == 3
+    assert row["missing"] == "seed 3 (arm: not run, reference: failed); seed 4 (arm: running, reference: not run)"
 
 
 def _independent(run_dir) -> dict:
