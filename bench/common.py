@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
+from trials import cost
 from trials import data as data_mod
 from trials.config import AttackConfig, DataConfig, GridPoint, ModelConfig, TrainAttackSpec, TrainConfig, TrialConfig
+from trials.cost import forward_flops  # noqa: F401 - the benchmarks import it from here
 
 CIFAR_INFO = data_mod.DATASETS["cifar10"][0]  # 3×32×32, 10 classes, crop pad 4, flips
 
@@ -92,14 +94,8 @@ def closing(name: str, value: float, fmt: str = ".3f") -> None:
 
 def synthetic_data(n: int, info: data_mod.DatasetInfo = CIFAR_INFO, seed: int = 0,
                    device: torch.device | str = "cpu") -> data_mod.TrialData:
-    """Random uint8 images with random labels: for timing, the values do not matter."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (n, info.channels, info.size, info.size), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, info.classes, (n,), generator=g)
-    split = data_mod.Split(x.to(device), y.to(device))
-    return data_mod.TrialData(info=info, train=split, val=split.take(64), test=split.take(64),
-                              noisy=torch.zeros(n, dtype=torch.bool, device=device), clean_train_labels=split.y,
-                              label_noise_actual=0.0)
+    """Random uint8 images with random labels (CIFAR-shaped by default): for timing, the values do not matter."""
+    return cost.synthetic_data(n, info, seed, device)
 
 
 def trial(*, arch: str, dataset: str, batch_size: int, steps: int, eps: float, step_size: float | None = None,
@@ -114,12 +110,3 @@ def trial(*, arch: str, dataset: str, batch_size: int, steps: int, eps: float, s
         train=TrainConfig(epochs=epochs, batch_size=batch_size, compile=compile_model, precision=precision),
         attack=AttackConfig(train=attack))
 
-
-def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
-    """FLOPs of one forward pass of `x` as torch counts them (2 per multiply-add of convs and matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x)
-    return float(counter.get_total_flops())

@@ -8,7 +8,7 @@ counted from its own settings:
 - per-epoch evaluation (every `eval.every` epochs): val and test images × (2K'+2) for clean +
   PGD-K' accuracy, training images × 1 for `train_clean_acc`;
 - final evaluation of the best and last weights: per sparsity clean (1) + FGSM (3) + PGD-K' (2K'+1)
-  on the final examples, and AutoAttack at sparsity 0 counted as AA_FORWARD_EQUIVALENTS per image
+  on the final examples, and AutoAttack at sparsity 0 counted as cost.AA_FORWARD_EQUIVALENTS per image
   (an assumption: the standard version spends most of its budget on the points that stay robust).
 
 Forward FLOPs are counted by `torch.utils.flop_counter` on the study's model at its input size
@@ -27,11 +27,10 @@ from pathlib import Path
 
 import torch
 
-from bench.common import forward_flops
 from orchestrator.spec import expand_grid, parse_yaml, study_from_dict
+from trials import cost
 from trials import data as data_mod
-from trials.config import TrialConfig, resolved_eval_attack, resolved_train_attack
-from trials.evaluation import final_examples, sparsities
+from trials.config import TrialConfig
 from trials.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "svhn": (73_257, 26_032),
          "fashion_mnist": (60_000, 10_000), "mnist": (60_000, 10_000), "image_folder": (100_000, 10_000)}
 CLASSES = {"image_folder": 200}  # Tiny ImageNet; the others come from the registry
-AA_FORWARD_EQUIVALENTS = 4_500  # standard AutoAttack per image, ~half the points robust (assumption)
 
 
 def info_for(cfg: TrialConfig) -> data_mod.DatasetInfo:
@@ -51,23 +49,10 @@ def info_for(cfg: TrialConfig) -> data_mod.DatasetInfo:
 
 
 def trial_flops(cfg: TrialConfig, gflop: float) -> float:
+    """FLOPs of one trial: its forward-equivalents (`trials.cost`, the model `decaylab validate --estimate`
+    uses) × the model's forward GFLOP."""
     train_full, test_full = SIZES[cfg.data.dataset]
-    n_val = round(train_full * cfg.data.val_fraction)
-    n_train = cfg.data.subset or train_full - n_val
-    k_train = resolved_train_attack(cfg).steps if cfg.attack.train.kind == "pgd" else 0
-    per_train_image = {"pgd": 2 * k_train + 3, "fgsm_rs": 5, "none": 3}[cfg.attack.train.kind]
-    k_eval = resolved_eval_attack(cfg).steps
-    ev = cfg.eval
-    evaluations = -(-cfg.train.epochs // ev.every)
-    val = ev.val_examples or n_val
-    test = ev.test_examples or test_full
-    train_eval = ev.train_examples or n_val
-    per_epoch_eval = (val + test) * (2 * k_eval + 2) + train_eval
-    per_final_image = len(sparsities(cfg)) * (1 + 3 + 2 * k_eval + 1) \
-        + (AA_FORWARD_EQUIVALENTS if ev.autoattack.enabled else 0)
-    final = 2 * final_examples(cfg, test_full) * per_final_image  # best and last weights
-    forwards = cfg.train.epochs * n_train * per_train_image + evaluations * per_epoch_eval + final
-    return forwards * gflop * 1e9
+    return cost.forward_equivalents(cfg, cost.split_sizes(cfg, train_full, test_full)).total * gflop * 1e9
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = trials[0]
         info = info_for(cfg)
         model = build_model(cfg.model, info).eval()
-        gflop = forward_flops(model, torch.rand(1, info.channels, info.size, info.size)) / 1e9
+        gflop = cost.forward_flops(model, torch.rand(1, info.channels, info.size, info.size)) / 1e9
         flops = trial_flops(cfg, gflop)
         hours = [flops / (mfu * args.peak_tflops * 1e12) / 3600 for mfu in (args.mfu, args.conservative_mfu)]
         arch = cfg.model.arch if cfg.model.arch != "wide_resnet" else f"wrn-{cfg.model.depth}-{cfg.model.width}"

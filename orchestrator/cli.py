@@ -12,7 +12,7 @@ EPILOG = "Study files: see studies/digits.yaml and `decaylab options` for every 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(expand_sets(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -41,14 +41,37 @@ def _os_error(args, e: OSError) -> RunError:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from orchestrator.catalog import bundled
+
     p = argparse.ArgumentParser(prog="decaylab", description="Fixed vs adaptive weight decay studies under "
                                 "adversarial training, on Ray Tune.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"decaylab {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def cmd(name: str, func, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         sp.set_defaults(func=func)
         return sp
+
+    def study_arg(sp):
+        sp.add_argument("study", help="study file (YAML), or the name of a bundled study: "
+                        + ", ".join(sorted(bundled())))
+
+    def run_dir_arg(sp, what="a run directory"):
+        sp.add_argument("run_dir", help=f"{what}: <storage>/<study name> as `sweep` "
+                        "printed it, or the --out directory of `decaylab train`")
+
+    def sets_arg(sp, help_):
+        sp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"{help_}; repeatable, and several may follow one --set (--set a=1 b=2)")
+
+    def out_arg(sp, help_):
+        sp.add_argument("--out", help=help_)
+
+    def report_args(sp):
+        sp.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+        out_arg(sp, "report directory (default reports/<study name>)")
+        sp.add_argument("--report-out", dest="out", help=argparse.SUPPRESS)  # the former spelling
 
     def cluster_args(sp):
         sp.add_argument("--address", help="Ray cluster to join: auto, ray://host:10001, host:6379 "
@@ -59,67 +82,133 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
 
     sp = cmd("sweep", cmd_sweep, "run a study (grid or Optuna) on Ray Tune; finished trials are kept")
-    sp.add_argument("study", help="study file (YAML)")
+    study_arg(sp)
     sp.add_argument("--storage", default="results", help="where run directories live: path or URI "
                     "(s3://, gs://); the run directory is <storage>/<study name> (default: results)")
-    sp.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override study keys, e.g. train.epochs=5 lr=[0.01,0.05]")
-    sp.add_argument("--report", action="store_true", help="write the report when the sweep ends")
-    sp.add_argument("--report-out", help="report directory (default reports/<study name>)")
+    sets_arg(sp, "override study keys, e.g. train.epochs=5 lr=[0.01,0.05]")
+    report_args(sp)
     cluster_args(sp)
 
     sp = cmd("resume", cmd_resume, "finish an interrupted sweep (finished trials are not re-run)")
-    sp.add_argument("run_dir")
-    sp.add_argument("--report", action="store_true", help="write the report when the sweep ends")
-    sp.add_argument("--report-out")
+    run_dir_arg(sp, "the run directory of the interrupted sweep")
+    report_args(sp)
     cluster_args(sp)
 
     sp = cmd("status", cmd_status, "trials done / running / failed / diverged, without Ray")
-    sp.add_argument("run_dir")
+    run_dir_arg(sp)
 
     sp = cmd("train", cmd_train, "one trial in this process (no Ray), for debugging")
-    sp.add_argument("study")
-    sp.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="method=<arm> lam=|lambda_awd=<value> seed=<n> label_noise=<r> and study keys")
-    sp.add_argument("--out", help="directory for epochs.parquet and the checkpoints "
-                    "(default results/train/<trial id>)")
-    sp.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    study_arg(sp)
+    sets_arg(sp, "method=<arm> lam=|lambda_awd=<value> seed=<n> label_noise=<r> and study keys")
+    out_arg(sp, "run directory to write (default results/train/<trial id>); `status`, `report`, `evaluate` "
+            "and `export` read it")
+    sp.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="auto: CUDA when this machine has it (default)")
 
     sp = cmd("report", cmd_report, "tables, figures and report.md from a run directory")
-    sp.add_argument("run_dir")
-    sp.add_argument("--out", help="report directory (default reports/<study name>)")
+    run_dir_arg(sp)
+    out_arg(sp, "report directory (default reports/<study name>)")
 
     sp = cmd("validate", cmd_validate, "check a study file; start nothing")
-    sp.add_argument("study")
-    sp.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    study_arg(sp)
+    sets_arg(sp, "override study keys, as for `sweep`")
+    sp.add_argument("--estimate", action="store_true", help="also print trials, epochs, forward passes and the "
+                    "expected wall time (times a few training steps here: needs torch)")
+    sp.add_argument("--mfu", type=float, help="--estimate of a GPU study on a machine without a GPU: the model "
+                    "FLOP utilisation to assume (default 0.36); with a GPU here the time is measured")
 
     sp = cmd("evaluate", cmd_evaluate, "AutoAttack / pruning on the kept checkpoints of a finished sweep")
-    sp.add_argument("run_dir")
-    sp.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="evaluation keys, e.g. eval.autoattack.enabled=true eval.pruning.enabled=true")
+    run_dir_arg(sp)
+    sets_arg(sp, "evaluation keys, e.g. eval.autoattack.enabled=true eval.pruning.enabled=true")
+    sp.add_argument("--full-test", action="store_true", help="evaluate on the whole test set "
+                    "(eval.final_examples and eval.autoattack.examples = the test split's size)")
     cluster_args(sp)
 
+    sp = cmd("export", cmd_export, "a trained model as a standalone state dict plus a JSON sidecar")
+    run_dir_arg(sp)
+    pick = sp.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", metavar="ID", help="the trial to export (its id, as `decaylab status` lists it)")
+    pick.add_argument("--best", metavar="ARM", help="export the arm's best-tuned trial (see README: "
+                      "Loading a trained model)")
+    sp.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                    help="best: the weights of the best validation epoch (default); last: the final weights")
+    sp.add_argument("--out", required=True, help="model file to write (e.g. model.pt); its JSON sidecar is "
+                    "written beside it (model.json)")
+
     cmd("options", cmd_options, "every study-file key with its default and meaning")
+    cmd("schema", cmd_schema, "the JSON Schema of study files (for editors: YAML language server)")
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("decaylab")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def expand_sets(argv: list[str]) -> list[str]:
+    """`--set a=1 b=2 STUDY` → `--set a=1 --set b=2 STUDY`: the words after a --set that look like
+    KEY=VALUE are overrides, the first one that does not is a positional again."""
+    out: list[str] = []
+    taking = False  # after a --set and its value
+    for i, word in enumerate(argv):
+        if word == "--":
+            out += argv[i:]
+            break
+        if taking and "=" in word and not word.startswith("-"):
+            out.append("--set")
+        taking = (taking or (i > 0 and argv[i - 1] == "--set")) and "=" in word and not word.startswith("-")
+        out.append(word)
+    return out
 
 
 # ------------------------------------------------------------------------------ commands
 
 
 def cmd_validate(args) -> int:
-    from orchestrator.spec import expand_grid, load_study, planned_count_text
+    from orchestrator.catalog import study_file
+    from orchestrator.spec import check_machine, data_problem, expand_grid, load_study, planned_count_text
 
-    study = load_study(args.study, args.sets)
+    path = study_file(args.study)
+    study = load_study(path, args.sets, check_data=False)
+    # a dataset not fetched yet is a warning here (the file is fine); `sweep` refuses it
+    problem = data_problem(study, path)
+    check_machine(study, path, data_root=problem is None)
     n = len(expand_grid(study)) if study.search.kind == "grid" else None
     print(f"{args.study}: ok — study {study.name!r}, {planned_count_text(study, n)}")
+    if problem is not None:
+        print(f"warning: {problem.message}", file=sys.stderr)
+    if args.estimate:
+        from orchestrator.estimate import estimate_text
+
+        print(estimate_text(study, mfu=args.mfu))
     return 0
 
 
+def cmd_schema(args) -> int:
+    import json
+
+    from orchestrator.spec import study_schema
+
+    print(json.dumps(study_schema(), indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from orchestrator.export import export
+
+    return export(args.run_dir, trial=args.trial, best=args.best, checkpoint=args.checkpoint, out=args.out)
+
+
 def cmd_sweep(args) -> int:
+    from orchestrator.catalog import study_file
     from orchestrator.spec import load_study
     from orchestrator.sweep import run_dir_for, run_study
 
-    study = load_study(args.study, args.sets)
+    study = load_study(study_file(args.study), args.sets)
     run = run_dir_for(args.storage, study)
     status = run_study(study, run, address=args.address, device=args.device, num_cpus=args.num_cpus,
                        dashboard=args.dashboard)
@@ -137,7 +226,7 @@ def cmd_resume(args) -> int:
 
 def _maybe_report(args, run_dir: str, status: int) -> int:
     if args.report:
-        path = _write_report(run_dir, args.report_out)
+        path = _write_report(run_dir, args.out)
         print(f"report: {path}", file=sys.stderr)
     return status
 
@@ -187,16 +276,17 @@ def cmd_options(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from orchestrator.catalog import study_file
     from orchestrator.train_cli import train_one
 
-    return train_one(args.study, args.sets, args.out, args.device)
+    return train_one(study_file(args.study), args.sets, args.out, args.device)
 
 
 def cmd_evaluate(args) -> int:
     from orchestrator.evaluate import evaluate_run
 
     return evaluate_run(args.run_dir, args.sets, address=args.address, device=args.device,
-                        num_cpus=args.num_cpus)
+                        num_cpus=args.num_cpus, full_test=args.full_test)
 
 
 if __name__ == "__main__":

@@ -114,11 +114,12 @@ CASES = {
     "optuna-space-unknown": study_case(study_text(search={"kind": "optuna", "space": {
         "momentum": {"low": 0.5, "high": 0.9}}}), ["search.space.momentum: not a tunable parameter"], "lr, wd.lambda"),
     # ------------------------------------------------------------------ data on disk
+    # a dataset not fetched yet: `validate` only warns (tests/test_cli.py), `sweep` refuses
     "dataset-root-missing": study_case(with_section("data", dataset="mnist", root="{tmp}/no-such-dir"),
-                                       ["data.root", "no-such-dir does not exist"], "data.download: true"),
+                                       ["data.root", "no-such-dir does not exist"], "data.download: true", "sweep"),
     "dataset-root-required": study_case(with_section("data", dataset="cifar10"), ["data.root: required"],
                                         "hint:"),
-    "image-folder-without-train": Case(["validate", "{tmp}/study.yaml"], 2, ["data.root", "imgs/train does not exist"],
+    "image-folder-without-train": Case(["sweep", "{tmp}/study.yaml"], 2, ["data.root", "imgs/train does not exist"],
                                        {"study.yaml": with_section("data", dataset="image_folder", root="{tmp}/imgs"),
                                         "imgs/val/cls/README": "not an image"}, "<root>/train/<class>"),
     "sweep-checks-before-anything": study_case(with_section("train", epochs=-1), ["train.epochs: must be ≥ 1"],

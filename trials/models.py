@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -112,6 +115,26 @@ def build_model(cfg: ModelConfig, info: DatasetInfo) -> nn.Sequential:
     else:
         raise ValueError(f"unknown model.arch {cfg.arch!r}")
     return nn.Sequential(Normalize(info.mean, info.std), net)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON file that describes an exported model file (`model.pt` → `model.json`)."""
+    return Path(path).with_suffix(".json")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """A model written by `decaylab export`, rebuilt from `path` and its sidecar (`sidecar_path`), in eval mode.
+
+    It takes (N, C, H, W) inputs in [0, 1] and normalises them itself, as RobustBench expects; the
+    sidecar also names the dataset, the threat model and the accuracies measured when it was trained.
+    """
+    meta = json.loads(sidecar_path(path).read_text())
+    d = meta["dataset"]
+    info = DatasetInfo(d["name"], d["channels"], d["size"], d["classes"], tuple(d["mean"]), tuple(d["std"]),
+                       pad=0, flip=False)
+    model = build_model(ModelConfig.model_validate(meta["architecture"]), info)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(device).eval()
 
 
 def decayed_parameters(model: nn.Module, decay: str) -> list[nn.Parameter]:

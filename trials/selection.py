@@ -78,3 +78,29 @@ def objective(rows: Iterable[Mapping[str, Any]], status: str) -> float:
         return 0.0
     best = best_row(rows)
     return math.nan if best is None else float(best["val_robust_acc"])
+
+
+def best_tuned(trials: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """An arm's best-tuned trial among `trials` (rows with setting, lr, seed, status and score, in study
+    order, one label-noise level), or None when none finished.
+
+    * The **configuration** (a setting at one lr) with the highest score — the mean of `score` over its
+      seeds, diverged seeds counting 0, failed/stopped/running ones left out — among configurations with
+      at least one `ok` seed; ties go to the configuration listed first.
+    * Of it, the `ok` **seed** with the highest score (the best validation robust accuracy); ties go to
+      the smaller seed.
+    """
+    configs: dict[tuple, list[Mapping[str, Any]]] = {}
+    for t in trials:
+        configs.setdefault((t["setting"], t["lr"]), []).append(t)
+
+    def config_score(rows: list[Mapping[str, Any]]) -> float:
+        scores = [r["score"] for r in rows if evaluated(r["score"])]
+        return sum(scores) / len(scores) if scores else -math.inf
+
+    eligible = [rows for rows in configs.values() if any(r["status"] == "ok" for r in rows)]
+    if not eligible:
+        return None
+    best = max(eligible, key=config_score)  # max keeps the first of ties
+    ok = sorted((r for r in best if r["status"] == "ok"), key=lambda r: r["seed"])
+    return max(ok, key=lambda r: r["score"] if evaluated(r["score"]) else -math.inf)

@@ -1,0 +1,110 @@
+"""`decaylab export RUN_DIR (--trial ID | --best ARM) [--checkpoint best|last] --out model.pt`.
+
+Writes the trial's weights as a standalone state dict and a JSON sidecar next to it
+(`model.json`): architecture, dataset (input shape, classes, the normalisation the model applies
+itself), threat model and ε, the accuracies of the trial's final evaluation of those weights, and
+the trial's full configuration. `trials.models.load_model(path)` rebuilds the network from the two.
+The weights come from the trial's final checkpoint (`orchestrator.records`), which holds both its
+last weights and the weights of its best validation epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+from orchestrator import records, results
+from orchestrator.errors import UserError
+from orchestrator.storage import RunDir, write_atomic_local
+from trials import selection
+from trials.config import TrialConfig, resolved_eval_attack
+from trials.datasets import dataset_info
+from trials.models import sidecar_path
+
+FORMAT = "decaylab-model/1"
+
+
+def export(location: str, *, trial: str | None, best: str | None, checkpoint: str, out: str) -> int:
+    from orchestrator.sweep import open_run, recorded_study
+
+    if Path(out).suffix == ".json":
+        raise UserError(f"--out {out}", "the model file would be its own sidecar", "give e.g. --out model.pt")
+    run, _ = open_run(location, check_data=False)
+    trial_id = trial or best_trial(run, best, recorded_study(run, check_data=False).data.label_noise[0])
+    state = finished_checkpoint(run, trial_id)
+    weights = state["best_model"] if checkpoint == "best" else state["model"]
+    epoch = int(state["best_epoch"] if checkpoint == "best" else state["epoch"])
+    if weights is None:
+        raise UserError(trial_id, "the trial has no best checkpoint (no epoch was evaluated)",
+                        "export --checkpoint last")
+    meta = sidecar(TrialConfig.from_dict(state["config"]), weights, checkpoint, epoch,
+                   results.trial_state(run, trial_id)["evaluations"], results.read_manifest(run) or {})
+    save(out, weights, meta)
+    print(f"{trial_id} ({checkpoint} weights, epoch {epoch}) → {out} and {sidecar_path(out)}", file=sys.stderr)
+    return 0
+
+
+def best_trial(run: RunDir, arm: str, label_noise: float) -> str:
+    """The arm's best-tuned trial (`trials.selection.best_tuned`) at the study's first label-noise level."""
+    states = results.trial_states(run)
+    rows = [results.trial_row(s) for s in states.values()]
+    arms = sorted({r["method"] for r in rows})
+    if arm not in arms:
+        raise UserError(f"--best {arm}", "no trial of that arm in the run", f"the arms here: {', '.join(arms)}")
+    chosen = selection.best_tuned([r for r in rows if r["method"] == arm and r["label_noise"] == label_noise])
+    if chosen is None:
+        raise UserError(f"--best {arm}", "no trial of the arm has finished", "wait for the sweep, or use --trial")
+    return chosen["trial_id"]
+
+
+def finished_checkpoint(run: RunDir, trial_id: str) -> dict:
+    if not records.valid_trial_id(trial_id) or not run.exists(records.TRIALS, trial_id):
+        raise UserError(f"--trial {trial_id}", "no such trial in the run",
+                        f"`decaylab status {run.location}` lists the trials")
+    state, _ = records.load_checkpoint(run, trial_id)
+    if state is None or state["status"] not in results.FINISHED:
+        raise UserError(trial_id, "the trial has not finished (no final checkpoint)",
+                        "finish it with `decaylab resume`, or export another trial")
+    return state
+
+
+def output_classes(weights: dict) -> int:
+    """The classes a network predicts: the rows of its last weight matrix (every decaylab model ends in a
+    linear layer; image_folder's classes are not in the dataset registry)."""
+    return int([w for w in weights.values() if w.ndim == 2][-1].shape[0])
+
+
+def sidecar(cfg: TrialConfig, weights: dict, checkpoint: str, epoch: int, evaluations: list[dict],
+            manifest: dict) -> dict:
+    info = dataset_info(cfg.data.dataset, cfg.data.image_size)
+    attack = resolved_eval_attack(cfg)
+    final = next((r for r in evaluations if r["checkpoint"] == checkpoint and r["sparsity"] == 0.0), None)
+    return {
+        "format": FORMAT,
+        "trial_id": cfg.trial_id, "checkpoint": checkpoint, "epoch": epoch,
+        "architecture": cfg.model.model_dump(mode="json"),
+        "dataset": {"name": info.name, "channels": info.channels, "size": info.size, "classes": output_classes(weights),
+                    "mean": list(info.mean), "std": list(info.std)},
+        "input": {"shape": [info.channels, info.size, info.size], "range": [0.0, 1.0],
+                  "normalization": "inside the model (dataset mean and std)"},
+        "threat_model": "Linf", "eps": attack.eps,
+        "accuracy": None if final is None else {  # null where not measured (AutoAttack off)
+            k: None if final[k] != final[k] else final[k]
+            for k in ("examples", "clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")},
+        "evaluation": {"attack": {"kind": attack.kind, "eps": attack.eps, "steps": attack.steps,
+                                  "step_size": attack.step_size}, "precision": "fp32",
+                       "test_examples": "the first `examples` of the test split shuffled by data.split_seed"},
+        "config": cfg.to_dict(),
+        "decaylab": {"git_commit": manifest.get("git_commit"), "versions": manifest.get("versions")},
+    }
+
+
+def save(out: str, weights: dict, meta: dict) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in weights.items()}, buf)
+    write_atomic_local(Path(out).resolve(), buf.getvalue())
+    write_atomic_local(sidecar_path(out).resolve(), json.dumps(meta, indent=2, default=str).encode())
