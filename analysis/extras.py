@@ -24,7 +24,7 @@ def has_label_noise(outcomes: pd.DataFrame) -> bool:
 
 
 def memorisation_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colors: dict) -> Figure:
-    """Fraction of flipped training labels predicted as their noisy label vs epoch (mean over seeds)."""
+    """Fraction of flipped training labels predicted as their noisy label vs epoch (mean, 95% band over seeds)."""
     fig, axes = plotting.new_figure(1, 1, panel_height=2.6)
     ax = axes[0, 0]
     levels = sorted(curves.loc[curves[LEVEL] > 0, LEVEL].unique())
@@ -35,13 +35,16 @@ def memorisation_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str
             chosen = best[(best[LEVEL] == level) & (best["method"] == arm)]
             if curve.empty or chosen.empty:
                 continue
+            x = curve["epoch"].to_numpy()
             ax.plot(
-                curve["epoch"],
+                x,
                 100 * curve["noisy_fit_acc_mean"],
                 color=colors[arm],
                 linestyle=styles[i % len(styles)],
                 label=f"{arm}, noise {100 * level:g}% ({chosen['setting'].iloc[0]})",
             )
+            low, high = curve["noisy_fit_acc_low"].to_numpy(float), curve["noisy_fit_acc_high"].to_numpy(float)
+            plotting.band(ax, x, 100 * low, 100 * high, colors[arm])
     plotting.epoch_axis(ax)
     ax.set_ylabel("flipped labels fitted (%)")
     ax.set_title("Memorisation of noisy training labels, best-tuned configuration per arm and noise rate")

@@ -255,7 +255,8 @@ def _test_note(a: Analysis, which: str) -> str:
     )
     return (
         f"{what}; diverged seeds count 0; exact two-sided sign-flip p; smallest p at n = 2/2^n; seeds needed for "
-        "power 0.8 at α = 0.05 (noncentral t, at least 6); detectable now: the difference found with power 0.8 at n."
+        "power 0.8 at α = 0.05 (noncentral t, at least 6); detectable now: the smallest difference found with "
+        "power 0.8 at this n (none below 6 seeds)."
     )
 
 
@@ -432,7 +433,7 @@ def _label_noise(a: Analysis, w: ReportWriter) -> None:
     w.figure(
         extras.memorisation_figure(a.epoch_curves, a.best, a.arms, _colors(a)),
         "label_noise_memorisation",
-        "Flipped training labels fitted per epoch (mean over ok seeds).",
+        "Flipped training labels fitted per epoch (mean over ok seeds, 95% band).",
     )
 
 

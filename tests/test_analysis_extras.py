@@ -154,6 +154,7 @@ def test_synthetic_frames_conform_to_the_schema():
     assert (best.loc[ok.index].to_numpy() == ok["best_epoch"].to_numpy()).all()
 
 
+@pytest.mark.slow
 def test_the_default_study_shape_reports_in_seconds(tmp_path):
     """36 trials (2 arms × 3 settings × 3 lrs × 2 seeds), 25 epochs: the size of the default study."""
     run = write_run_dir(tmp_path / "run", arms=DEFAULT_ARMS, epochs=25)
