@@ -119,6 +119,8 @@ def _count_statuses(out: pd.DataFrame) -> pd.DataFrame:
     for column in ACCURACIES:
         values = out[column].to_numpy(float)
         out[column] = np.where(diverged, 0.0, np.where(finished_ok, values, np.nan))
+    # Not accuracies: a diverged trial has no checkpoint, so no best epoch or final weight norm to average.
+    out["best_epoch"] = out["best_epoch"].astype("float64").where(finished_ok)
     out["weight_norm_last"] = out["weight_norm_last"].where(finished_ok)
     out["examples"] = out["examples"].where(finished_ok)
     # A trial takes part in the comparisons when it has a number: diverged (0) or evaluated.
