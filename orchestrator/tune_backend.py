@@ -54,15 +54,31 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     # storage is really gone (full, read-only) decaylab says so itself, in one line
     logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
     if not ray.is_initialized():
-        ray.init(**init_kwargs(address, num_cpus, dashboard, os.environ))
+        kwargs = init_kwargs(address, num_cpus, dashboard, os.environ)
+        if kwargs["address"] == "local" and dashboard:
+            check_dashboard_installed()
+        ray.init(**kwargs)
     return ray.cluster_resources()
+
+
+def check_dashboard_installed() -> None:
+    """`--dashboard` needs the dashboard's packages (ray[default]); without them `ray.init` fails with a
+    bare exception after starting half a cluster."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    if get_dashboard_dependency_error() is not None:
+        raise UserError("--dashboard", "Ray's dashboard is not installed here (it comes with ray[default])",
+                        "pip install 'ray[default]' into this environment, or run without --dashboard")
 
 
 def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, environ) -> dict:
     """The arguments of `ray.init` (a pure function, so the safety defaults can be tested)."""
     kwargs = {"include_dashboard": dashboard, "log_to_driver": False, "logging_level": logging.WARNING,
               "runtime_env": {"env_vars": {k: environ[k] for k in RAY_ENV_KEYS if k in environ}},
-              # Ray runs its HTTP API server even without the dashboard: never beyond this machine
+              # Ray 2.60 starts its API server process (dashboard.py) even without the dashboard; with
+              # include_dashboard=False (not None, which loads whatever is installed) it loads only the
+              # usage-stats module (off: RAY_USAGE_STATS_ENABLED=0) and no frontend. No supported option
+              # skips the process; bound to this machine all the same
               "dashboard_host": "127.0.0.1"}
     address = address or environ.get("RAY_ADDRESS")
     if address:

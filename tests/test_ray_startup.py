@@ -1,0 +1,68 @@
+"""What a local sweep starts besides the trials: Ray's dashboard only with --dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dashboard_without_its_packages_is_a_one_line_error_before_ray_starts(monkeypatch):
+    import ray
+    import ray._private.utils
+
+    from orchestrator import tune_backend
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray._private.utils, "get_dashboard_dependency_error", lambda: ImportError("aiohttp"))
+
+    def no_init(**kwargs):
+        raise AssertionError("ray.init must not be called")
+
+    monkeypatch.setattr(ray, "init", no_init)
+    with pytest.raises(UserError, match=r"ray\[default\]"):
+        tune_backend.connect(None, num_cpus=1, dashboard=True)
+
+
+# Starts a local cluster the way `decaylab sweep` does, then lists Ray's dashboard process (its
+# arguments and the TCP ports it listens on).
+PROBE = """
+import json, os, time
+from orchestrator.tune_backend import connect, shutdown
+import psutil  # after Ray, which ships it
+connect(None, num_cpus=1)
+time.sleep(2)
+found = []
+for p in psutil.Process(os.getpid()).children(recursive=True):
+    try:
+        args = p.cmdline()
+        if any(a.endswith('dashboard.py') for a in args):
+            ports = [c.laddr.port for c in p.net_connections(kind='tcp') if c.status == 'LISTEN']
+            found.append({'args': args, 'ports': ports})
+    except psutil.Error:
+        pass
+shutdown()
+print('DASHBOARD ' + json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+def test_a_local_sweep_starts_no_dashboard_only_ray_s_inert_api_server():
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("DASHBOARD ")), None)
+    assert line is not None, out.stderr[-2000:]
+    processes = json.loads(line.removeprefix("DASHBOARD "))
+    # Ray 2.60 always starts dashboard.py as its API server; without --dashboard it must load only the
+    # usage-stats module (disabled here), serve no frontend and listen on no port
+    for proc in processes:
+        assert "--modules-to-load=UsageStatsHead" in proc["args"] and "--disable-frontend" in proc["args"]
+        assert proc["ports"] == []
