@@ -22,19 +22,23 @@ import io
 import json
 import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from orchestrator.storage import RunDir
 
 TRIALS = "trials"
+DAMAGED = "damaged"  # records set aside by `resume` (never read)
 RESULT, ERROR, STOPPED, EVALUATION = "result.json", "error.json", "stopped.json", "evaluation.json"
 EPOCH_FILE = re.compile(r"epoch-(\d{4,})\.json$")
 CHECKPOINT_FILE = re.compile(r"checkpoint-(\d{4,})\.pt$")
 KEEP_CHECKPOINTS = 2
+MAX_JSON_BYTES = 256 << 20  # a result.json of thousands of epochs is a few megabytes
 # a trial id: an arm name, then values and tags joined by '-' (exact floats use digits . e + -)
 TRIAL_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_.+=,]+)+")
 
 log = logging.getLogger("decaylab.records")
+T = TypeVar("T")
 
 
 class DamagedRecord(ValueError):
@@ -42,7 +46,9 @@ class DamagedRecord(ValueError):
 
 
 def valid_trial_id(name: Any) -> bool:
-    return isinstance(name, str) and len(name) <= 200 and TRIAL_ID.fullmatch(name) is not None
+    """A name safe to use as one path component: an arm name and '-'-joined values, no '/' or '..'."""
+    return (isinstance(name, str) and len(name) <= 200 and TRIAL_ID.fullmatch(name) is not None
+            and ".." not in name)
 
 
 def check_trial_id(name: Any, where: str) -> str:
@@ -54,6 +60,12 @@ def check_trial_id(name: Any, where: str) -> str:
 def trial_ids(run: RunDir) -> list[str]:
     """Trials that have a record (the valid names under trials/; anything else is ignored)."""
     return [name for name in run.listdir(TRIALS) if valid_trial_id(name)]
+
+
+def free_name(run: RunDir, directory: str, name: str) -> str:
+    """`name`, or `name.2`, `name.3`, … : the first not yet used under `directory`."""
+    taken = set(run.listdir(directory))
+    return next(n for n in (name, *(f"{name}.{i}" for i in range(2, 10_000))) if n not in taken)
 
 
 def _path(trial_id: str, name: str) -> tuple[str, str, str]:
@@ -77,11 +89,26 @@ def read_epoch_rows(run: RunDir, trial_id: str) -> list[dict]:
     redone from a checkpoint before it)."""
     rows = []
     for epoch, name in sorted(epoch_files(run, trial_id).items()):
-        row = read_json(run, TRIALS, trial_id, name)
-        if not isinstance(row, dict) or row.get("epoch") != epoch:
+        try:
+            row = read_json(run, TRIALS, trial_id, name)
+        except DamagedRecord as e:
+            log.warning("%s", e)
+            break
+        if not valid_row(row, trial_id, epoch):
+            log.warning("%s/%s/%s is not a row of epoch %d of this trial: ignored", TRIALS, trial_id, name, epoch)
             break
         rows.append(row)
     return rows
+
+
+def valid_row(row: Any, trial_id: str, epoch: int) -> bool:
+    """An epoch row as the trial wrote it: its own trial and epoch, numbers where the selection reads them."""
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    return (isinstance(row, dict) and row.get("trial_id") == trial_id and row.get("epoch") == epoch
+            and not isinstance(row.get("epoch"), bool)
+            and all(number(row.get(k)) for k in ("val_robust_acc", "val_clean_acc", "test_robust_acc", "lr")))
 
 
 def drop_rows_after(run: RunDir, trial_id: str, epoch: int) -> None:
@@ -120,25 +147,28 @@ def load_state_bytes(data: bytes) -> dict:
     return state
 
 
-def load_checkpoint(run: RunDir, trial_id: str) -> tuple[dict | None, str]:
-    """The newest readable checkpoint of a trial, and a warning for the user when a newer one was
-    unreadable ("" when none was). Rows of later epochs are dropped: they are redone from it."""
-    files = checkpoint_files(run, trial_id)
+def load_checkpoint(run: RunDir, trial_id: str, use: Callable[[dict | None], T] = lambda state: state
+                    ) -> tuple[T, str]:
+    """`use(state)` of the newest checkpoint of a trial that loads and that `use` accepts (it raises
+    for a state it cannot use: wrong keys or shapes), else `use(None)`; and a warning for the user
+    when a newer one was skipped ("" when none was). Rows of later epochs are dropped: they are
+    redone from it."""
     problems = []
-    for epoch, name in files:
+    for epoch, name in checkpoint_files(run, trial_id):
         try:
             state = load_state_bytes(run.read_bytes(TRIALS, trial_id, name))
-            if state["trial_id"] != trial_id or int(state["epoch"]) != epoch:
-                raise DamagedRecord(f"it holds trial {state['trial_id']!r} epoch {state['epoch']!r}")
+            if state["trial_id"] != trial_id or state["epoch"] != epoch:
+                raise DamagedRecord(f"it holds trial {str(state['trial_id'])[:80]!r} epoch {state['epoch']!r}")
+            used = use(state)
         except Exception as e:  # a truncated, corrupted or foreign file: fall back to the one before
-            problems.append(f"{TRIALS}/{trial_id}/{name} is unreadable ({type(e).__name__}: {str(e)[:120]})")
+            problems.append(f"{TRIALS}/{trial_id}/{name} is unusable ({type(e).__name__}: {str(e)[:120]})")
             log.warning("%s", problems[-1])
             continue
         drop_rows_after(run, trial_id, epoch)
         warning = f"{problems[0]}: {trial_id} resumes from epoch {epoch}" if problems else ""
-        return state, warning
+        return used, warning
     drop_rows_after(run, trial_id, 0)
-    return None, (f"{'; '.join(problems)}: {trial_id} restarts from epoch 0" if problems else "")
+    return use(None), (f"{'; '.join(problems)}: {trial_id} restarts from epoch 0" if problems else "")
 
 
 # ------------------------------------------------------------------------------ results
@@ -163,10 +193,12 @@ def write_result(run: RunDir, state: dict) -> dict:
 def read_json(run: RunDir, *parts: str) -> Any:
     """A JSON file's content; DamagedRecord naming the file when it is unreadable."""
     try:
+        if run.size(*parts) > MAX_JSON_BYTES:
+            raise ValueError(f"larger than {MAX_JSON_BYTES:,} bytes")
         return json.loads(run.read_bytes(*parts))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
         raise DamagedRecord(f"{'/'.join(parts)}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
 
 
@@ -180,7 +212,23 @@ def read_result(run: RunDir, trial_id: str) -> dict | None:
         raise DamagedRecord(f"{where}: not the result of trial {trial_id}")
     if result.get("status") not in ("ok", "diverged") or not isinstance(result.get("rows"), list):
         raise DamagedRecord(f"{where}: no valid status and rows")
+    rows = result["rows"]
+    if not all(valid_row(r, trial_id, i + 1) for i, r in enumerate(rows)) or result.get("epoch") != len(rows):
+        raise DamagedRecord(f"{where}: its rows are not epochs 1…{len(rows)} of this trial")
+    if not isinstance(result.get("evaluations"), list) or not all(valid_evaluation(r) for r in result["evaluations"]):
+        raise DamagedRecord(f"{where}: its evaluations are not evaluation rows")
+    if not isinstance(result.get("config"), dict):
+        raise DamagedRecord(f"{where}: no configuration")
     return result
+
+
+def valid_evaluation(row: Any) -> bool:
+    """An evaluation row: which checkpoint, at which sparsity, with numeric accuracies."""
+    return (isinstance(row, dict) and row.get("checkpoint") in ("best", "last")
+            and all(isinstance(row.get(k), int | float) and not isinstance(row.get(k), bool)
+                    for k in ("sparsity", "epoch"))
+            and all(row.get(k) is None or isinstance(row.get(k), int | float)
+                    for k in ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")))
 
 
 def record_error(run: RunDir, trial_id: str, message: str, config: dict) -> None:
@@ -190,7 +238,8 @@ def record_error(run: RunDir, trial_id: str, message: str, config: dict) -> None
 
 def read_error(run: RunDir, trial_id: str) -> dict | None:
     rec = read_json(run, TRIALS, trial_id, ERROR)
-    if rec is not None and (not isinstance(rec, dict) or not isinstance(rec.get("error"), str)):
+    if rec is not None and (not isinstance(rec, dict) or not isinstance(rec.get("error"), str)
+                            or not isinstance(rec.get("config"), dict | None)):
         raise DamagedRecord(f"{TRIALS}/{trial_id}/{ERROR}: not an error record")
     return rec
 
@@ -213,6 +262,8 @@ def write_evaluation(run: RunDir, trial_id: str, record: dict) -> None:
 
 def read_evaluation(run: RunDir, trial_id: str) -> dict | None:
     rec = read_json(run, TRIALS, trial_id, EVALUATION)
-    if rec is not None and (not isinstance(rec, dict) or not isinstance(rec.get("rows"), list)):
-        raise DamagedRecord(f"{TRIALS}/{trial_id}/{EVALUATION}: not an evaluation record")
+    if rec is not None and (not isinstance(rec, dict) or rec.get("trial_id") != trial_id
+                            or not isinstance(rec.get("rows"), list)
+                            or not all(valid_evaluation(r) for r in rec["rows"])):
+        raise DamagedRecord(f"{TRIALS}/{trial_id}/{EVALUATION}: not an evaluation record of this trial")
     return rec

@@ -36,18 +36,33 @@ ENDED = (*FINISHED, "stopped")  # stopped: cut short by the tuning stage's sched
 
 
 def trial_state(run: RunDir, trial_id: str) -> dict[str, Any]:
-    """What the record of one trial says: status, config, rows, evaluations and its summary inputs."""
+    """What the record of one trial says: status, config, rows, evaluations and its summary inputs.
+    DamagedRecord, naming the file, when a file of the record cannot be used."""
+    try:
+        state = _trial_state(run, trial_id)
+        trial_frames(state)  # every value must also fit the result tables
+        return state
+    except records.DamagedRecord:
+        raise
+    except Exception as e:  # the files are anyone's: any content that does not fit is damage, not a crash
+        raise records.DamagedRecord(f"{records.TRIALS}/{trial_id}: its record cannot be used "
+                                    f"({type(e).__name__}: {str(e)[:160]})") from None
+
+
+def _trial_state(run: RunDir, trial_id: str) -> dict[str, Any]:
     result = records.read_result(run, trial_id)
     evaluation = records.read_evaluation(run, trial_id)
     if result is not None:
         evals = evaluation["rows"] if evaluation else result["evaluations"]
         return {**result, "error": "", "evaluations": evals}
     error = records.read_error(run, trial_id)
-    stopped = records.is_stopped(run, trial_id)
+    stopped = records.read_json(run, records.TRIALS, trial_id, records.STOPPED) if records.is_stopped(
+        run, trial_id) else None
+    if stopped is not None and not (isinstance(stopped, dict) and isinstance(stopped.get("config"), dict)):
+        raise records.DamagedRecord(f"{records.TRIALS}/{trial_id}/{records.STOPPED}: not a stop record")
     rows = records.read_epoch_rows(run, trial_id)
-    status = "stopped" if stopped else "failed" if error is not None else "running"
-    config = (error or {}).get("config") or (records.read_json(run, records.TRIALS, trial_id, records.STOPPED)
-                                             or {}).get("config")
+    status = "stopped" if stopped is not None else "failed" if error is not None else "running"
+    config = (error or {}).get("config") or (stopped or {}).get("config")
     return {"trial_id": trial_id, "status": status, "rows": rows, "evaluations": [], "config": config,
             "error": (error or {}).get("error", "") if status == "failed" else "",
             "label_noise_actual": math.nan, "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in rows)}
@@ -97,6 +112,31 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def scan(run: RunDir) -> tuple[dict[str, dict], dict[str, str]]:
+    """Every trial with a record → its state, and every trial whose record is damaged → why."""
+    states, damaged = {}, {}
+    for tid in records.trial_ids(run):
+        try:
+            states[tid] = trial_state(run, tid)
+        except records.DamagedRecord as e:
+            damaged[tid] = str(e)
+    return states, damaged
+
+
+def set_aside_damaged(run: RunDir) -> dict[str, str]:
+    """Move the record of every damaged trial to `damaged/<trial_id>/` (kept for a look, never read)
+    and drop its parts, so that the trial runs again from the start; returns trial → why."""
+    _, damaged = scan(run)
+    for tid in damaged:
+        target = records.free_name(run, records.DAMAGED, tid)
+        for name in run.listdir(records.TRIALS, tid):
+            run.move((records.TRIALS, tid, name), (records.DAMAGED, target, name))
+        run.delete_dir(records.TRIALS, tid)
+        for table in TABLES:
+            run.delete(PARTS, table, f"{tid}.parquet")
+    return damaged
+
+
 def export_trial(run: RunDir, trial_id: str) -> str:
     """Write the trial's parts (it has ended, or failed); returns its status."""
     state = trial_state(run, trial_id)
@@ -115,12 +155,16 @@ def consolidate(run: RunDir) -> dict[str, int]:
     first, so the files always hold every ended trial.
     """
     ended = set(part_ids(run, "trials"))
-    for trial_id in records.trial_ids(run):
-        if trial_id not in ended and trial_state(run, trial_id)["status"] != "running":
+    states, damaged = scan(run)
+    for trial_id, state in states.items():
+        if trial_id not in ended and state["status"] != "running":
             export_trial(run, trial_id)
+    for why in damaged.values():  # left out until `decaylab resume` redoes them
+        records.log.warning("%s: left out of the result files", why)
     frames = {}
     for table, columns in TABLES.items():
-        parts = [_read_part(run, table, tid) for tid in part_ids(run, table)]
+        parts = [part for tid in part_ids(run, table) if tid not in damaged
+                 and (part := _read_part(run, table, tid)) is not None]
         frames[table] = conform(pd.concat(parts, ignore_index=True), columns) if parts else _frame([], columns)
     for table in ("epochs", "evaluations", "trials"):  # trials last: readers key on it
         run.write_atomic(parquet_bytes(frames[table]), f"{table}.parquet")
@@ -132,35 +176,55 @@ def part_ids(run: RunDir, table: str) -> list[str]:
             if name.endswith(".parquet") and records.valid_trial_id(name.removesuffix(".parquet"))]
 
 
-def _read_part(run: RunDir, table: str, trial_id: str) -> pd.DataFrame:
+def _read_part(run: RunDir, table: str, trial_id: str) -> pd.DataFrame | None:
+    """A trial's part, or the same rows rebuilt from its record (the source of truth) when the part is
+    unreadable or not this trial's; None when neither is usable."""
     try:
-        return pq.read_table(pa.BufferReader(run.read_bytes(PARTS, table, f"{trial_id}.parquet"))).to_pandas()
-    except (OSError, pa.ArrowException) as e:
-        # a damaged part is rebuilt from the trial's record, the source of truth
-        records.log.warning("part %s/%s/%s.parquet is unreadable (%s): rebuilt", PARTS, table, trial_id, e)
+        frame = pq.read_table(pa.BufferReader(run.read_bytes(PARTS, table, f"{trial_id}.parquet"))).to_pandas()
+        frame = conform(frame, TABLES[table])
+        if len(frame) and not (frame["trial_id"] == trial_id).all():
+            raise ValueError(f"it holds rows of other trials than {trial_id}")
+        return frame
+    except Exception as e:  # unreadable, truncated or foreign: rebuild it
+        records.log.warning("part %s/%s/%s.parquet is unusable (%s): rebuilt", PARTS, table, trial_id,
+                            str(e)[:160])
+    try:
         return trial_frames(trial_state(run, trial_id))[table]
+    except records.DamagedRecord as e:
+        records.log.warning("%s: left out of the result files", e)
+        return None
 
 
 def trial_states(run: RunDir) -> dict[str, dict]:
-    """Every trial with a record → its state (for `status`: running trials included)."""
-    return {tid: trial_state(run, tid) for tid in records.trial_ids(run)}
+    """Every trial with a usable record → its state (running trials included; damaged ones left out)."""
+    return scan(run)[0]
 
 
 def finished_trials(run: RunDir) -> set[str]:
     """Trials that need no more work: ended on their own, or stopped by the tuning scheduler."""
-    done = set()
-    for tid in records.trial_ids(run):
-        if records.is_stopped(run, tid) or records.read_result(run, tid) is not None:
-            done.add(tid)
-    return done
+    return {tid for tid, state in trial_states(run).items() if state["status"] in ENDED}
+
+
+# what each manifest key read back must be; anything else is treated as absent
+MANIFEST_TYPES = {"study": str, "run_dir": str, "search": str, "trials_planned": int, "started": str,
+                  "finished": str, "experiments": list, "resolved_study": dict}
 
 
 def read_manifest(run: RunDir) -> dict | None:
+    """manifest.json with every known key of the right type (a wrong one is dropped: the manifest is
+    descriptive, the records are the truth); None when it is missing or not JSON."""
     try:
-        manifest = json.loads(run.read_text("manifest.json"))
-    except (OSError, FileNotFoundError, ValueError, UnicodeDecodeError):
+        manifest = records.read_json(run, "manifest.json")
+    except records.DamagedRecord as e:
+        records.log.warning("%s", e)
         return None
-    return manifest if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict):
+        return None
+    bad = [k for k, kind in MANIFEST_TYPES.items() if k in manifest and manifest[k] is not None
+           and (not isinstance(manifest[k], kind) or isinstance(manifest[k], bool))]
+    if isinstance(manifest.get("experiments"), list) and not all(isinstance(e, str) for e in manifest["experiments"]):
+        bad.append("experiments")
+    return {k: v for k, v in manifest.items() if k not in bad}
 
 
 def write_manifest(run: RunDir, manifest: dict) -> None:

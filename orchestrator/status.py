@@ -8,7 +8,7 @@ from trials import selection
 
 
 def status_text(run: RunDir) -> str:
-    states = results.trial_states(run)
+    states, damaged = results.scan(run)
     manifest = results.read_manifest(run) or {}
     planned = manifest.get("trials_planned")
     planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
@@ -22,7 +22,9 @@ def status_text(run: RunDir) -> str:
     if counts.get("stopped"):
         parts.insert(2, f"{counts['stopped']} stopped early (ASHA)")
     if planned is not None:
-        parts.append(f"{max(planned - len(states), 0)} not started")
+        parts.append(f"{max(planned - len(states) - len(damaged), 0)} not started")
+    if damaged:
+        parts.append(f"{len(damaged)} damaged")
     lines.append(f"trials: {len(states)}{f' of {planned}' if planned is not None else ''} — " + ", ".join(parts))
     if manifest and manifest.get("finished") is None:
         lines.append("the last sweep did not finish: `decaylab resume` continues it")
@@ -30,6 +32,10 @@ def status_text(run: RunDir) -> str:
     for tid, state in sorted(states.items()):
         if state["status"] == "failed":
             lines.append(f"failed {tid}: {state['error']}")
+    lines += [f"damaged {why}" for _, why in sorted(damaged.items())]
+    if damaged:
+        lines.append(f"  {len(damaged)} damaged trial record(s) are left out of the results: `decaylab resume` "
+                     f"sets them aside under {run.uri('damaged')}/ and runs those trials again")
     diverged = [f"{tid} (epoch {len(s['rows'])})" for tid, s in sorted(states.items()) if s["status"] == "diverged"]
     if diverged:
         lines.append("diverged: " + ", ".join(diverged))

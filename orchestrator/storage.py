@@ -2,11 +2,18 @@
 
 Writes are atomic: a local file is written to a temporary name in the same directory and
 renamed over the target (readers see the old or the new file, never a torn one); on object
-stores a single PUT is already atomic.
+stores a single PUT is already atomic. A local file gets the permissions of the umask (0644
+by default), so a lab sharing a storage root can read each other's results.
+
+A run directory is untrusted: every local write and delete is checked to land inside it once
+symbolic links are resolved, so a link planted in it cannot redirect a write elsewhere.
+`check_location` refuses a storage URI decaylab cannot use (scheme, credentials) in seconds,
+before anything starts.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,9 +21,52 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from orchestrator.errors import RunError, UserError
+
+SCHEMES = ("s3", "gs", "gcs")
+# where the cloud SDKs look for credentials (besides an instance's metadata service)
+CREDENTIALS = {
+    "s3": (("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+           ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials", "~/.aws/config"),
+           "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials; an S3-compatible "
+           "server is given by AWS_ENDPOINT_URL; on an instance whose role grants access, set "
+           "AWS_EC2_METADATA_DISABLED=false to use it"),
+    "gs": (("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT_CREDENTIALS"),
+           ("~/.config/gcloud/application_default_credentials.json",),
+           "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key file; "
+           "on an instance whose service account grants access, set GCE_METADATA_HOST to use it"),
+}
+METADATA_ON = {"s3": ("AWS_EC2_METADATA_DISABLED", "false"), "gs": ("GCE_METADATA_HOST", None)}
+
 
 def is_uri(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
+
+
+def scheme(location: str) -> str:
+    return location.split("://", 1)[0].lower() if is_uri(location) else ""
+
+
+def check_location(location: str) -> None:
+    """Refuse, before anything starts, a storage URI decaylab cannot use: an unsupported scheme, or an
+    object store for which no credentials are configured (the SDKs would retry for minutes)."""
+    kind = scheme(location)
+    if not kind:
+        return
+    if kind not in SCHEMES:
+        raise UserError(location, f"storage scheme {kind}:// is not supported",
+                        "give a local or NFS path, file://, s3:// (or an S3-compatible server through "
+                        "AWS_ENDPOINT_URL) or gs://")
+    kind = "gs" if kind == "gcs" else kind
+    names, files, hint = CREDENTIALS[kind]
+    variable, value = METADATA_ON[kind]
+    paths = [os.environ.get(f, "") if f.isupper() else f for f in files]
+    if any(os.environ.get(n) for n in names) or any(p and Path(p).expanduser().is_file() for p in paths):
+        return
+    if os.environ.get(variable) and (value is None or os.environ[variable].lower() == value):
+        return
+    raise RunError(location, f"no credentials for {kind}:// are configured on this machine", hint)
 
 
 def absolute(location: str) -> str:
@@ -82,10 +132,10 @@ class RunDir:
         return self.read_bytes(*parts).decode()
 
     def makedirs(self, *parts: str) -> None:
-        self.fs.create_dir(self.join(*parts), recursive=True)
+        self.fs.create_dir(self.inside(*parts), recursive=True)
 
     def write_atomic(self, data: bytes, *parts: str) -> None:
-        target = self.join(*parts)
+        target = self.inside(*parts)
         if self.local:
             write_atomic_local(Path(target), data)
         else:
@@ -94,13 +144,48 @@ class RunDir:
 
     def delete(self, *parts: str) -> None:
         if self.exists(*parts):
-            self.fs.delete_file(self.join(*parts))
+            self.fs.delete_file(self.inside(*parts))
+
+    def move(self, source: tuple[str, ...], target: tuple[str, ...]) -> None:
+        """Move one file within the run directory (a rename locally, copy and delete on object stores)."""
+        self.fs.create_dir(self.inside(*target[:-1]), recursive=True)
+        self.fs.move(self.inside(*source), self.inside(*target))
+
+    def delete_dir(self, *parts: str) -> None:
+        if self.is_dir(*parts):
+            self.fs.delete_dir(self.inside(*parts))
+
+    def inside(self, *parts: str) -> str:
+        """The path of `parts`, checked to lie inside the run directory once symbolic links are resolved
+        (local run directories; object stores have no links)."""
+        target = self.join(*parts)
+        if not self.local:
+            return target
+        root = Path(self.location).resolve()
+        real = Path(target).resolve()
+        if real != root and root not in real.parents:
+            raise RunError(target, f"it leads outside the run directory (to {real}) through a symbolic link",
+                           f"decaylab writes only inside {root}: remove the link, or give the real run directory")
+        return target
+
+
+@functools.cache
+def file_mode() -> int:
+    """0666 less the process's umask: what `open()` would give a new file (mkstemp gives 0600)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):  # not Linux: read it by setting it (restored at once)
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_atomic_local(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -27,7 +27,7 @@ from orchestrator import feasibility, records, results, safe_yaml
 from orchestrator.errors import RunError, UserError
 from orchestrator.progress import Progress, clock
 from orchestrator.spec import Study, expand_grid, study_from_dict
-from orchestrator.storage import RunDir, absolute
+from orchestrator.storage import RunDir, absolute, check_location
 from trials.config import SHARED_SECTIONS
 
 STUDY_FILE = "study.yaml"
@@ -35,11 +35,13 @@ EXPERIMENT = re.compile(r"sweep-(\d{3,})$")
 
 
 def run_dir_for(storage: str, study: Study) -> RunDir:
+    check_location(storage)
     return RunDir(absolute(storage).rstrip("/") + "/" + study.name)
 
 
 def open_run(location: str, check_data: bool = True) -> tuple[RunDir, Study]:
     """An existing run directory and its resolved study, or a clear error."""
+    check_location(location)
     run = RunDir(absolute(location))
     if not run.exists():
         raise UserError(location, "no such run directory", "give <storage>/<study name>, e.g. results/digits")
@@ -221,6 +223,8 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
         feasibility.check_fits(study, [feasibility.local_node(num_cpus)], device, where, "this machine")
     check_writable(run)
     prepare(run, study)
+    for why in results.set_aside_damaged(run).values():
+        print(f"warning: {why}: set aside under {run.uri(records.DAMAGED)}/; the trial runs again", file=sys.stderr)
     planned = planned_trials(study)
     finished = results.finished_trials(run)
     todo = []
@@ -236,7 +240,6 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
                   file=sys.stderr)
             return summarize(run)
     from orchestrator import tune_backend as tb  # Ray starts only from here on
-    from orchestrator.estimate import estimate
 
     with open_log(run) as sink:
         progress = Progress(total=planned, already_done=len(finished), sink=sink)
@@ -252,8 +255,6 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             results.write_manifest(run, man)
             progress.say(f"{study.name}: {len(todo) or planned - len(finished)} trials to run ({planned} planned, "
                          f"{len(finished)} already finished) on {describe(resources, use)} → {run.location}")
-            progress.say(estimate(study, len(todo) or planned - len(finished), cpus=resources.get("CPU"),
-                                  device=use, measure_gpu=False).text())
             launch = tb.Launch(run, experiment, study, use, progress,
                                entries=[{"trial_id": c.trial_id, "members": [c.to_dict()]} for c in todo])
             if study.search.kind == "grid":

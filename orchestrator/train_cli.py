@@ -36,6 +36,11 @@ def train_one(study_path: str, sets: list[str], out: str | None, device: str) ->
     from trials.train import run_trial
 
     study, cfg = single_trial(study_path, sets)
+    if device == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device gpu", "this machine has no CUDA GPU", "use --device cpu (or auto)")
     run = RunDir(str(Path(out or Path("results") / "train" / cfg.trial_id).resolve()))
     run.makedirs()
     run.write_atomic(safe_yaml.dump(study.to_dict()).encode(), "study.yaml")
