@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from orchestrator.errors import RunError, UserError
@@ -68,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     def out_arg(sp, help_):
         sp.add_argument("--out", help=help_)
 
+    def force_arg(sp):
+        sp.add_argument("--force", action="store_true", help="write the report into a non-empty directory that "
+                        "holds no earlier report (nothing there is removed)")
+
     def report_args(sp):
         sp.add_argument("--report", action="store_true", help="write the report when the sweep ends")
         out_arg(sp, "report directory (default reports/<study name>)")
+        force_arg(sp)
         sp.add_argument("--report-out", dest="out", help=argparse.SUPPRESS)  # the former spelling
 
     def cluster_args(sp):
@@ -108,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("report", cmd_report, "tables, figures and report.md from a run directory")
     run_dir_arg(sp)
     out_arg(sp, "report directory (default reports/<study name>)")
+    force_arg(sp)
 
     sp = cmd("validate", cmd_validate, "check a study file; start nothing")
     study_arg(sp)
@@ -226,24 +233,27 @@ def cmd_resume(args) -> int:
 
 def _maybe_report(args, run_dir: str, status: int) -> int:
     if args.report:
-        path = _write_report(run_dir, args.out)
+        path = _write_report(run_dir, args.out, args.force)
         print(f"report: {path}", file=sys.stderr)
     return status
 
 
-def _write_report(run_dir: str, out: str | None):
-    """The report of `run_dir`; damaged result files are a clear error, not a traceback."""
+def _write_report(run_dir: str, out: str | None, force: bool = False):
+    """The report of `run_dir`; damaged result files and a refused --out are clear errors, not tracebacks."""
     import pyarrow
 
     from analysis.load import ResultsError
+    from analysis.output import OutputError
     from analysis.report import write_report
 
     try:
-        return write_report(run_dir, out)
-    except (ResultsError, pyarrow.ArrowException) as e:
-        raise RunError(run_dir, f"the result files cannot be read: {str(e)[:300]}",
-                       "`decaylab resume RUN_DIR` rebuilds the parquet files from the checkpoints; "
-                       "a damaged manifest.json can be deleted") from None
+        return write_report(run_dir, out, force=force)
+    except OutputError as e:  # "<dir>: what is wrong; what to do"
+        reason, _, hint = str(e).partition("; ")
+        raise UserError("", reason, hint or None) from None
+    except (ResultsError, pyarrow.ArrowException) as e:  # the message names the file and what is wrong
+        raise RunError("", str(e)[:400], "a damaged result file (epochs/trials/evaluations.parquet) is "
+                       "rebuilt from the trial records by `decaylab resume RUN_DIR`") from None
 
 
 def cmd_status(args) -> int:
@@ -256,13 +266,18 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from orchestrator import results
     from orchestrator.sweep import open_run
 
     run, _ = open_run(args.run_dir, check_data=False)
+    # trials that ended since the last consolidation (a sweep still running, or killed) join in; a run
+    # directory this user may only read is reported from its files as they are
+    with contextlib.suppress(OSError):
+        results.consolidate(run)
     if not run.exists("trials.parquet"):
         raise UserError(args.run_dir, "no results yet (trials.parquet is missing)",
                         "wait for the first trial to finish, or run `decaylab resume`")
-    path = _write_report(run.location, args.out)
+    path = _write_report(run.location, args.out, args.force)
     print(f"report: {path}")
     return 0
 
