@@ -34,8 +34,8 @@ def improves(value: float, best: float | None) -> bool:
 def best_row(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The row of the best epoch (see the rule above), or None when no epoch was evaluated."""
     best = None
-    for row in sorted(rows, key=lambda r: r["epoch"]):
-        if improves(row["val_robust_acc"], None if best is None else best["val_robust_acc"]):
+    for row in sorted((r for r in rows if evaluated(r.get("epoch"))), key=lambda r: r["epoch"]):
+        if improves(row.get("val_robust_acc"), None if best is None else best["val_robust_acc"]):
             best = row
     return best
 
