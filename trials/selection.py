@@ -47,7 +47,7 @@ def summarize(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     out["best_epoch"] = None
     if not rows:
         return out
-    last = max(rows, key=lambda r: r["epoch"])
+    last = max(rows, key=lambda r: r.get("epoch") if evaluated(r.get("epoch")) else -1)
     out["weight_norm_last"] = last.get("weight_norm", nan)
     best = best_row(rows)
     if best is None:
