@@ -31,7 +31,16 @@ def eval_settings(run: RunDir, sets: list[str]):
     return study_from_dict(apply_overrides(raw, sets), f"{run.uri('study.yaml')} with --set")
 
 
-def evaluate_one(run_location: str, trial_id: str, eval_section: dict, threads: int, device: str) -> dict:
+def whole_test_split(cfg: TrialConfig, test_size: int) -> TrialConfig:
+    """`cfg` with the final evaluation (AutoAttack included) on every one of the `test_size` test examples."""
+    ev = cfg.eval
+    whole = ev.model_copy(update={"final_examples": test_size,
+                                  "autoattack": ev.autoattack.model_copy(update={"examples": test_size})})
+    return cfg.model_copy(update={"eval": whole})
+
+
+def evaluate_one(run_location: str, trial_id: str, eval_section: dict, threads: int, device: str,
+                 full_test: bool = False) -> dict:
     """Runs in a Ray worker: rebuild the trial's data and model, evaluate its best and last weights."""
     import torch
 
@@ -57,20 +66,26 @@ def evaluate_one(run_location: str, trial_id: str, eval_section: dict, threads: 
     if found is None:
         raise RuntimeError(f"no usable checkpoint of {trial_id} in {records.TRIALS}/{trial_id}/ ({warning or 'none'})")
     state, cfg, tr = found
+    if full_test:
+        cfg = whole_test_split(cfg, len(tr.data.test))
     rows = evaluate_weights(cfg, tr.model, state["model"], tr.data, "last", state["epoch"], tr.device)
     if state.get("best_model") is not None:
         rows += evaluate_weights(cfg, tr.model, state["best_model"], tr.data, "best", state["best_epoch"], tr.device)
-    return {"trial_id": trial_id, "settings": config_hash(eval_section), "rows": rows}
+    return {"trial_id": trial_id, "settings": settings_hash(eval_section, full_test), "rows": rows}
+
+
+def settings_hash(eval_section: dict, full_test: bool) -> str:
+    return config_hash({**eval_section, "full_test": True} if full_test else eval_section)
 
 
 def evaluate_run(location: str, sets: list[str], *, address: str | None, device: str,
-                 num_cpus: int | None = None) -> int:
+                 num_cpus: int | None = None, full_test: bool = False) -> int:
     from orchestrator.sweep import check_writable, decide_device, open_run, resolve_device
 
     run, _ = open_run(location)
     study = eval_settings(run, sets)
     section = study.eval.model_dump(mode="json")
-    settings = config_hash(section)
+    settings = settings_hash(section, full_test)
     decide_device(device, address)
     check_writable(run)
     finished = [tid for tid, s in results.trial_states(run).items() if s["status"] == "ok"]
@@ -88,7 +103,8 @@ def evaluate_run(location: str, sets: list[str], *, address: str | None, device:
     threads = study.resources.torch_threads or max(1, int(study.resources.cpu))
     print(f"evaluating {len(todo)} of {len(finished)} finished trials (AutoAttack: "
           f"{'on' if study.eval.autoattack.enabled else 'off'}, pruning: "
-          f"{'on' if study.eval.pruning.enabled else 'off'}) → {run.location}", file=sys.stderr)
+          f"{'on' if study.eval.pruning.enabled else 'off'}, examples: "
+          f"{'the whole test split' if full_test else 'as the study says'}) → {run.location}", file=sys.stderr)
     failures = 0
 
     def on_done(index: int, record: dict | None, error: str | None) -> None:
@@ -104,7 +120,7 @@ def evaluate_run(location: str, sets: list[str], *, address: str | None, device:
         print(f"  {tid}: done (AutoAttack best {aa.get('best', float('nan')):.3f}, "
               f"last {aa.get('last', float('nan')):.3f})", file=sys.stderr)
 
-    tb.run_tasks(evaluate_one, [(run.location, tid, section, threads, use) for tid in todo],
+    tb.run_tasks(evaluate_one, [(run.location, tid, section, threads, use, full_test) for tid in todo],
                  {"num_cpus": study.resources.cpu, "num_gpus": study.resources.gpu if use == "cuda" else 0},
                  on_done)
     results.consolidate(run)

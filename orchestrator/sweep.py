@@ -240,6 +240,7 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
                   file=sys.stderr)
             return summarize(run)
     from orchestrator import tune_backend as tb  # Ray starts only from here on
+    from orchestrator.estimate import estimate
 
     with open_log(run) as sink:
         progress = Progress(total=planned, already_done=len(finished), sink=sink)
@@ -255,6 +256,8 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             results.write_manifest(run, man)
             progress.say(f"{study.name}: {len(todo) or planned - len(finished)} trials to run ({planned} planned, "
                          f"{len(finished)} already finished) on {describe(resources, use)} → {run.location}")
+            progress.say(estimate(study, len(todo) or planned - len(finished), cpus=resources.get("CPU"),
+                                  device=use, measure_gpu=False).text())
             launch = tb.Launch(run, experiment, study, use, progress,
                                entries=[{"trial_id": c.trial_id, "members": [c.to_dict()]} for c in todo])
             if study.search.kind == "grid":

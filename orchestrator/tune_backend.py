@@ -20,13 +20,15 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# decaylab passes Ray's loggers itself (`tune_trackers.callbacks`): the study says which trackers run
+os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
 
 import ray
 import torch
 from ray import tune
 from ray.tune.error import TuneError
 
-from orchestrator import faults, optuna_stage, records, results
+from orchestrator import faults, optuna_stage, records, results, tracking
 from orchestrator.errors import UserError
 from orchestrator.progress import Progress
 from orchestrator.spec import Study, study_from_dict
@@ -52,15 +54,31 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     # storage is really gone (full, read-only) decaylab says so itself, in one line
     logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
     if not ray.is_initialized():
-        ray.init(**init_kwargs(address, num_cpus, dashboard, os.environ))
+        kwargs = init_kwargs(address, num_cpus, dashboard, os.environ)
+        if kwargs["address"] == "local" and dashboard:
+            check_dashboard_installed()
+        ray.init(**kwargs)
     return ray.cluster_resources()
+
+
+def check_dashboard_installed() -> None:
+    """`--dashboard` needs the dashboard's packages (ray[default]); without them `ray.init` fails with a
+    bare exception after starting half a cluster."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    if get_dashboard_dependency_error() is not None:
+        raise UserError("--dashboard", "Ray's dashboard is not installed here (it comes with ray[default])",
+                        "pip install 'ray[default]' into this environment, or run without --dashboard")
 
 
 def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, environ) -> dict:
     """The arguments of `ray.init` (a pure function, so the safety defaults can be tested)."""
     kwargs = {"include_dashboard": dashboard, "log_to_driver": False, "logging_level": logging.WARNING,
               "runtime_env": {"env_vars": {k: environ[k] for k in RAY_ENV_KEYS if k in environ}},
-              # Ray runs its HTTP API server even without the dashboard: never beyond this machine
+              # Ray 2.60 starts its API server process (dashboard.py) even without the dashboard; with
+              # include_dashboard=False (not None, which loads whatever is installed) it loads only the
+              # usage-stats module (off: RAY_USAGE_STATS_ENABLED=0) and no frontend. No supported option
+              # skips the process; bound to this machine all the same
               "dashboard_host": "127.0.0.1"}
     address = address or environ.get("RAY_ADDRESS")
     if address:
@@ -132,7 +150,7 @@ def trainable(params: dict) -> None:
     while not all(tr.finished for tr in trainers) or not reported:
         for tr in trainers:
             if not tr.finished:
-                row, state = step(tr)
+                row, state = step(tr)  # also kept in tr.rows, for the trackers' metrics below
                 records.write_epoch_row(run, tr.config.trial_id, row)  # the row first, then its checkpoint
                 records.write_checkpoint(run, tr.config.trial_id, state)
                 if tr.finished:
@@ -144,7 +162,10 @@ def trainable(params: dict) -> None:
                    "epochs": trainers[0].config.train.epochs, "method": members[0].method,
                    "node": ray.get_runtime_context().get_node_id(), "warning": warning,
                    "status": "running" if not all(tr.finished for tr in trainers) else
-                   ("ok" if all(tr.status == "ok" for tr in trainers) else "diverged")}
+                   ("ok" if all(tr.status == "ok" for tr in trainers) else "diverged"),
+                   # the trackers' x-axis (see tune_trackers), and every member's latest per-epoch metrics
+                   "timesteps_total": max(tr.epoch for tr in trainers),
+                   **tracking.member_metrics([(tr.config, tr.rows[-1]) for tr in trainers if tr.rows])}
         tune.report(metrics)
         reported, warning = True, ""
         for tr in trainers:
@@ -260,6 +281,9 @@ def _constants(launch: Launch) -> dict:
 
 
 def _run_config(launch: Launch, callbacks: list) -> tune.RunConfig:
+    from orchestrator import tune_trackers  # the trackers' packages are imported by the driver only
+
+    callbacks = [*callbacks, *tune_trackers.callbacks(launch.study, launch.run, members_of)]
     return tune.RunConfig(
         name=launch.experiment, storage_path=launch.run.location, verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=launch.study.resources.max_failures),
