@@ -1,4 +1,5 @@
-"""A real two-node Ray cluster on this machine (head + worker started with `ray start` on loopback)."""
+"""A real two-node Ray cluster on this machine: head and worker started on loopback by the functions of
+cluster/ray-nodes.sh, the ones cluster/slurm.sbatch starts a SLURM job's nodes with."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sweep_helpers import decaylab, write_study
+from sweep_helpers import REPO, decaylab, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +32,15 @@ def free_port() -> int:
 
 
 def ray_env() -> dict:
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **TOKEN_ENV}
+    path = f"{Path(RAY).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # this venv's `ray` first
+    return {**os.environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0", **TOKEN_ENV}
 
 
-def start_node(*args: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--num-gpus=0",
-                             "--node-ip-address=127.0.0.1", *args], stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, env=ray_env(), start_new_session=True)
+def start_node(function: str, *args: str, log: Path) -> subprocess.Popen:
+    """`ray_head`/`ray_worker` of cluster/ray-nodes.sh with `args`, one CPU and no GPU."""
+    command = f"source {REPO / 'cluster' / 'ray-nodes.sh'}; {function} 127.0.0.1 {' '.join(args)} 1 0"
+    return subprocess.Popen(["bash", "-c", command], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env=ray_env(), start_new_session=True)
 
 
 def alive_nodes(address: str) -> int:
@@ -60,15 +63,14 @@ def stop(proc: subprocess.Popen) -> None:
 def two_node_cluster(tmp_path):
     port = free_port()
     address = f"127.0.0.1:{port}"
-    head = start_node("--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
-                      log=tmp_path / "head.log")
+    head = start_node("ray_head", str(port), log=tmp_path / "head.log")
     procs = [head]
     try:
         deadline = time.monotonic() + 90
         while alive_nodes(address) < 1:
             assert time.monotonic() < deadline and head.poll() is None, (tmp_path / "head.log").read_text()[-2000:]
             time.sleep(1)
-        procs.append(start_node(f"--address={address}", log=tmp_path / "worker.log"))
+        procs.append(start_node("ray_worker", address, log=tmp_path / "worker.log"))
         while alive_nodes(address) < 2:
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
             time.sleep(1)
