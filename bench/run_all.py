@@ -1,11 +1,11 @@
 """Run every benchmark in turn, each in its own process, then summarise their closing lines.
 
-    .venv/bin/python -m bench.run_all             (what `make bench` runs; ~6-8 minutes on 2 CPU cores)
+    .venv/bin/python -m bench.run_all             (what `make bench` runs; ~20 minutes on 2 CPU cores)
 
-Each benchmark's output is passed through as it comes. The summary repeats every closing
-`name: value` line with its target and PASS / MISS (INFO where there is no target, SKIP where the
-benchmark could not run here). The exit status is 1 only if a benchmark failed to run; a MISS is
-a measurement, reported, not an error.
+Each benchmark's output is passed through as it comes. A benchmark closes with one or more
+`name: value` lines; the summary repeats each with its target and PASS / MISS (INFO where there is
+no target, SKIP where the benchmark could not run here). The exit status is 1 only if a benchmark
+failed to run; a MISS is a measurement, reported, not an error.
 """
 
 from __future__ import annotations
@@ -17,34 +17,39 @@ import time
 
 from orchestrator.progress import clock
 
-# name: (comparison, target); None where the figure is informational
-BENCHMARKS: dict[str, tuple[str, float] | None] = {
-    "awd_overhead": ("<=", 1.02),
-    "trainer_vs_reference": (">=", 1.4),
-    "attack_cost": ("<=", 1.15),
-    "sweep_overhead": ("<=", 1.15),
-    "report_speed": None,
-    "gpu_throughput": None,
+Target = tuple[str, float] | None  # (comparison, bound); None where the figure is informational
+# module: {closing name: target}, in the order they run
+BENCHMARKS: dict[str, dict[str, Target]] = {
+    "awd_overhead": {"awd_overhead": ("<=", 1.02)},
+    "attack_cost": {"attack_cost": ("<=", 1.15)},
+    "trainer_vs_reference": {"trainer_vs_reference": (">=", 1.4)},
+    "records_scaling": {"checkpoint_growth": ("<=", 1.01), "export_growth": ("<=", 1.2)},
+    "cli_startup": {"cli_startup": ("<=", 1.0)},
+    "sweep_overhead": {"sweep_overhead": ("<=", 1.15)},
+    "orchestration_scaling": {"orchestration_vs_ray": ("<=", 1.5), "orchestration_growth": ("<=", 1.2),
+                              "report_million_rows": None},
+    "report_speed": {"report_speed": None},
+    "gpu_check": {"gpu_check": None},
 }
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
-def run(name: str) -> tuple[str | None, float, int]:
-    """(closing line or None, seconds, exit status) of `python -m bench.<name>`, echoing its output."""
-    print(f"\n===== bench.{name} =====", flush=True)
-    start, closing = time.perf_counter(), None
-    with subprocess.Popen([sys.executable, "-m", f"bench.{name}"], stdout=subprocess.PIPE,
+def run(module: str) -> tuple[dict[str, str], float, int]:
+    """({closing name: line}, seconds, exit status) of `python -m bench.<module>`, echoing its output."""
+    print(f"\n===== bench.{module} =====", flush=True)
+    start, closings = time.perf_counter(), {}
+    with subprocess.Popen([sys.executable, "-m", f"bench.{module}"], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             print(line, end="", flush=True)
-            if line.startswith(f"{name}: "):
-                closing = line.strip()
-    return closing, time.perf_counter() - start, proc.returncode
+            for name in BENCHMARKS[module]:
+                if line.startswith(f"{name}: "):
+                    closings[name] = line.strip()
+    return closings, time.perf_counter() - start, proc.returncode
 
 
-def verdict(name: str, closing: str | None, status: int) -> tuple[str, str]:
+def verdict(target: Target, closing: str | None, status: int) -> tuple[str, str]:
     """(target text, PASS / MISS / INFO / SKIP / ERROR)."""
-    target = BENCHMARKS[name]
     target_text = f"target {'≤' if target[0] == '<=' else '≥'} {target[1]:g}" if target else "no target"
     if status != 0 or closing is None:
         return target_text, "ERROR"
@@ -60,15 +65,16 @@ def verdict(name: str, closing: str | None, status: int) -> tuple[str, str]:
 
 def main() -> int:
     start = time.perf_counter()
-    results = {name: run(name) for name in BENCHMARKS}
+    results = {module: run(module) for module in BENCHMARKS}
     total = time.perf_counter() - start
     print(f"\n===== summary: {len(results)} benchmarks in {clock(total)} =====")
     failed = False
-    for name, (closing, seconds, status) in results.items():
-        target_text, word = verdict(name, closing, status)
-        failed |= word == "ERROR"
-        line = closing or f"{name}: (no closing line, exit status {status})"
-        print(f"{line:<58} {target_text:<16} {word:<5} ({clock(seconds)})")
+    for module, (closings, seconds, status) in results.items():
+        for name, target in BENCHMARKS[module].items():
+            target_text, word = verdict(target, closings.get(name), status)
+            failed |= word == "ERROR"
+            line = closings.get(name) or f"{name}: (no closing line, exit status {status})"
+            print(f"{line:<58} {target_text:<16} {word:<5} ({module}, {clock(seconds)})")
     return 1 if failed else 0
 
 

@@ -1,21 +1,28 @@
-"""What Ray Tune and decaylab's orchestration add to a sweep, beyond the trials' own work.
+"""What Ray Tune and decaylab's orchestration add to a sweep, against the same trials run without them.
 
-Runs `decaylab sweep` in a subprocess on the embedded default study (studies/digits.yaml, what
-`make sweep` runs) cut to one seed and two learning rates: 12 trials × 25 epochs, `resources.cpu: 1`
-on a 2-CPU local cluster → 2 trials at a time, ~3 minutes. Its wall time is compared with the sum
-of the trials' own times (`train_seconds` of trials.parquet: their epochs, training and
-evaluation) divided by the concurrency. The difference is start-up (Python imports, Ray),
-per-trial set-up, checkpoints, final evaluations, exports, scheduling gaps and teardown; each is
-printed. The start-up and teardown (~8 s) are fixed, so the ratio falls as a sweep grows: the
-full 36-trial `make sweep` sits below this one.
+In one run, on a slice of the default study (studies/digits.yaml: its arms, settings and first lr,
+two seeds, `EPOCHS` epochs; one CPU per trial, two at a time on this 2-CPU machine):
 
-    .venv/bin/python -m bench.sweep_overhead      (target: wall / (Σ train_seconds / concurrency) ≤ 1.15)
+- **sweep**: `decaylab sweep` in a subprocess, from process start to exit;
+- **baseline**: the same trials back to back with `trials.train.run_trial`, no Ray and no records,
+  in as many processes as the sweep runs trials at once (each takes every other trial), from
+  process start to the last exit. The two processes contend for the machine as the sweep's two
+  trials do, so the comparison charges the orchestration with nothing the hardware does.
+
+The ratio is sweep ÷ baseline. The difference is split into start-up (process start → Ray
+connected, against the baseline's imports), each trial's work outside its epochs (set-up, row and
+checkpoint files, final evaluations: Ray's `time_total_s` less the epochs), the gap a slot stays
+empty between two trials (a trial's last report → the next trial's start in the same worker; the
+first trial of each worker also waits for the worker's start and imports), and teardown.
+
+    .venv/bin/python -m bench.sweep_overhead      (target: sweep ÷ baseline ≤ 1.15)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,71 +34,115 @@ import yaml
 
 from bench.common import closing, machine_line
 
-CPUS, CPU_PER_TRIAL = 2, 1
-DEFAULT_STUDY = Path(__file__).resolve().parents[1] / "studies" / "digits.yaml"
-# the default study, one seed, two of its three learning rates: 12 of its 36 trials, unchanged otherwise
-STUDY = {**yaml.safe_load(DEFAULT_STUDY.read_text()), "name": "bench-sweep", "seeds": [0], "lr": [0.03, 0.1],
-         "resources": {"cpu": CPU_PER_TRIAL, "gpu": 0}}
-CLI = "import sys; from orchestrator.cli import main; sys.exit(main())"
+CPUS = 2
+EPOCHS = 10
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((REPO / "studies" / "digits.yaml").read_text())
+STUDY = {**DEFAULT, "name": "bench-sweep", "seeds": [0, 1], "lr": DEFAULT["lr"][:1],
+         "train": {**DEFAULT["train"], "epochs": EPOCHS}, "resources": {"cpu": 1, "gpu": 0}}
+ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
+# one baseline process: every `step`-th trial of the study from `first`, back to back, one thread
+BASELINE = """
+import sys, time, torch
+from orchestrator.spec import expand_grid, load_study
+from trials.train import run_trial
+torch.set_num_threads(1)
+study = load_study(sys.argv[1], [])
+for cfg in expand_grid(study)[int(sys.argv[2])::int(sys.argv[3])]:
+    run_trial(cfg, lambda row, state: None, device="cpu")
+print("BASELINE", time.time())
+"""
 
 
-def run_sweep(tmp: Path) -> tuple[float, dict[str, float], list[str]]:
-    """(wall seconds, {event: seconds after start}, output lines) of one `decaylab sweep`."""
-    study = tmp / "study.yaml"
-    study.write_text(yaml.safe_dump(STUDY, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # always a fresh local cluster
-    cmd = [sys.executable, "-c", CLI, "sweep", str(study), "--storage", str(tmp / "results"), "--device", "cpu",
-           "--num-cpus", str(CPUS)]
+def run_sweep(tmp: Path, study: Path) -> tuple[float, dict[str, float]]:
+    """(wall seconds, {event: unix time}) of one `decaylab sweep`."""
+    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", str(study), "--storage", str(tmp / "results"),
+           "--device", "cpu", "--num-cpus", str(CPUS)]
     # "… trials to run" is printed right after Ray is up, "done in …" once Tune has returned
     marks = {"connected": "trials to run", "done": "done in"}
-    start, seen, lines = time.perf_counter(), {}, []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+    seen: dict[str, float] = {}
+    lines = []
+    start = time.time()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                          cwd=REPO) as proc:
         for line in proc.stdout:
             lines.append(line.rstrip())
             for event, text in marks.items():
                 if event not in seen and text in line:
-                    seen[event] = time.perf_counter() - start
-    wall = time.perf_counter() - start
-    if proc.returncode != 0 or set(seen) != set(marks):
+                    seen[event] = time.time()
+    seen["start"], seen["exit"] = start, time.time()
+    if proc.returncode != 0 or len(seen) != 4:
         raise SystemExit("decaylab sweep failed:\n" + "\n".join(lines[-20:]))
-    return wall, seen, lines
+    return seen["exit"] - start, seen
 
 
-def ray_trial_seconds(run_dir: Path) -> float:
-    """Σ over trials of Ray's `time_total_s`: the trainable's whole time, set-up, checkpoints and
-    final evaluations included (the last line of each trial's result.json)."""
-    total = 0.0
+def run_baseline(study: Path) -> float:
+    """Wall seconds of the trials back to back in CPUS processes, from their start to the last exit."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", BASELINE, str(study), str(i), str(CPUS)], env=ENV, cwd=REPO,
+                              stdout=subprocess.PIPE, text=True) for i in range(CPUS)]
+    for p in procs:
+        p.communicate(timeout=3600)
+        if p.returncode != 0:
+            raise SystemExit("a baseline process failed")
+    return time.perf_counter() - start
+
+
+def trial_timeline(run_dir: Path) -> pd.DataFrame:
+    """Per trial: its worker's pid, start and last report (unix times), and Ray's time_total_s.
+
+    The last report is when the driver wrote Ray's result.json line for it (the file's mtime); the
+    start is that, less Ray's time_total_s (the trainable's time from its start to its last report)."""
+    rows = []
     for path in run_dir.glob("sweep-*/*/result.json"):
-        last = path.read_text().strip().splitlines()[-1]
-        total += float(json.loads(last)["time_total_s"])
-    return total
+        last = json.loads(path.read_text().strip().splitlines()[-1])
+        end = path.stat().st_mtime
+        rows.append({"trial": path.parent.name, "pid": last["pid"], "start": end - last["time_total_s"],
+                     "last_report": end, "time_total_s": last["time_total_s"]})
+    return pd.DataFrame(rows).sort_values("start")
+
+
+def slot_gaps(timeline: pd.DataFrame, connected: float) -> tuple[list[float], list[float]]:
+    """(first trial's start after Ray connected, per worker; gaps between consecutive trials of a worker)."""
+    firsts, gaps = [], []
+    for _, trials in timeline.groupby("pid"):
+        trials = trials.sort_values("start")
+        firsts.append(trials["start"].iloc[0] - connected)
+        gaps += (trials["start"].iloc[1:].to_numpy() - trials["last_report"].iloc[:-1].to_numpy()).tolist()
+    return firsts, gaps
 
 
 def main() -> None:
     print(machine_line())
     with tempfile.TemporaryDirectory() as d:
-        wall, at, lines = run_sweep(Path(d))
-        run_dir = Path(d) / "results" / STUDY["name"]
+        tmp = Path(d)
+        study = tmp / "study.yaml"
+        study.write_text(yaml.safe_dump(STUDY, sort_keys=False))
+        wall, at = run_sweep(tmp, study)
+        baseline = run_baseline(study)
+        run_dir = tmp / "results" / STUDY["name"]
         trials = pd.read_parquet(run_dir / "trials.parquet")
-        in_trainable = ray_trial_seconds(run_dir)
+        timeline = trial_timeline(run_dir)
     n = len(trials)
-    concurrency = min(CPUS // CPU_PER_TRIAL, n)
-    work = float(trials["train_seconds"].sum())
-    ideal = work / concurrency
-    startup, teardown = at["connected"], wall - at["done"]
-    scheduling = wall - startup - teardown - in_trainable / concurrency
-    print(f"sweep: {n} trials × {STUDY['train']['epochs']} epochs of digits, concurrency {concurrency}, "
-          f"statuses {trials['status'].value_counts().to_dict()}; {lines[-1] if lines else ''}")
-    print(f"  Σ train_seconds {work:.1f} s ({work / n:.1f} s a trial) ÷ {concurrency} = {ideal:.1f} s;"
-          f" sweep wall time {wall:.1f} s")
-    print("  where the difference went:")
-    print(f"    start-up (process start → Ray connected)        {startup:6.1f} s")
-    print(f"    inside trials, outside epochs (set-up, checkpoints, final evaluations): "
-          f"{(in_trainable - work) / n:.2f} s a trial → {(in_trainable - work) / concurrency:6.1f} s of wall time")
-    print(f"    between trials (Ray scheduling, driver exports)  {scheduling:6.1f} s")
-    print(f"    teardown (Tune done → process exit)             {teardown:6.1f} s")
-    print(f"  ratio without start-up and teardown: {(wall - startup - teardown) / ideal:.3f}")
-    closing("sweep_overhead", wall / ideal)
+    epochs_s = float(trials["train_seconds"].sum())
+    outside = float(timeline["time_total_s"].sum()) - epochs_s
+    firsts, gaps = slot_gaps(timeline, at["connected"])
+    startup, teardown = at["connected"] - at["start"], at["exit"] - at["done"]
+    print(f"{n} trials × {EPOCHS} epochs of the default study, {CPUS} at a time; statuses "
+          f"{trials['status'].value_counts().to_dict()}")
+    print(f"  sweep wall time {wall:7.1f} s    baseline (same trials, no Ray, {CPUS} processes) {baseline:7.1f} s")
+    print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's extra time went:")
+    print(f"    start-up: process start → Ray connected              {startup:6.1f} s")
+    print(f"    first trial of each worker starts after              "
+          + ", ".join(f"{f:.1f}" for f in sorted(firsts)) + " s (worker start, imports)")
+    print(f"    each trial outside its epochs (set-up, records, final evaluations) "
+          f"{outside / n:.2f} s → {outside / CPUS:6.1f} s of wall time")
+    if gaps:
+        print(f"    slot empty between two trials of a worker: median {statistics.median(gaps):.2f} s, "
+              f"max {max(gaps):.2f} s → {sum(gaps) / CPUS:6.1f} s of wall time")
+    print(f"    teardown: Tune done → process exit                    {teardown:6.1f} s")
+    print(f"  worker processes: {timeline['pid'].nunique()} for {n} trials (reuse_actors)")
+    closing("sweep_overhead", wall / baseline)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,14 @@ ENDED = (*FINISHED, "stopped")  # stopped: cut short by the tuning stage's sched
 def trial_state(run: RunDir, trial_id: str) -> dict[str, Any]:
     """What the record of one trial says: status, config, rows, evaluations and its summary inputs.
     DamagedRecord, naming the file, when a file of the record cannot be used."""
+    return _checked_state(run, trial_id)[0]
+
+
+def _checked_state(run: RunDir, trial_id: str) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The trial's state and its rows of the three tables (which also check that every value fits them)."""
     try:
         state = _trial_state(run, trial_id)
-        trial_frames(state)  # every value must also fit the result tables
-        return state
+        return state, trial_frames(state)
     except records.DamagedRecord:
         raise
     except Exception as e:  # the files are anyone's: any content that does not fit is damage, not a crash
@@ -139,8 +143,8 @@ def set_aside_damaged(run: RunDir) -> dict[str, str]:
 
 def export_trial(run: RunDir, trial_id: str) -> str:
     """Write the trial's parts (it has ended, or failed); returns its status."""
-    state = trial_state(run, trial_id)
-    for table, frame in trial_frames(state).items():
+    state, frames = _checked_state(run, trial_id)  # the frames are built once: they are the check too
+    for table, frame in frames.items():
         run.write_atomic(parquet_bytes(frame), PARTS, table, f"{trial_id}.parquet")
     return state["status"]
 

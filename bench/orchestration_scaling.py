@@ -1,0 +1,213 @@
+"""decaylab's cost per trial against plain Ray Tune's, at 36, 200 and 1,000 trials; the report on 1,000,000 rows.
+
+**Sweeps.** For each size, `decaylab sweep` runs a study of trivially cheap trials (small_cnn on 10
+digits, 2 epochs of PGD-2, evaluations on 10 examples) on a local 2-CPU Ray cluster, one CPU per
+trial. Its peer is plain Ray Tune running a no-op function trainable of the same length: the same
+number of `tune.report` calls, the same resources, `reuse_actors=True`, a grid of the same size.
+Each runs in its own process, so each pays its own imports and `ray.init` (not counted below).
+
+The figure compared is the steady-state slot time per trial: with trials completing at times
+t₁ ≤ … ≤ tₙ (decaylab: when the driver writes the trial's result parts; the peer: a callback's
+`on_trial_complete`), (t_j − t_i)/(j − i) × concurrency between the 10% and the 90% completion, so
+start-up, the first trials' process starts and the tail are left out. decaylab's overhead is that
+slot time less the trial's own training and evaluation time (`train_seconds`: the science, not the
+orchestration); the peer's is all of its slot time. Also printed: the worker processes the trials
+ran in (`reuse_actors` at work), and the consolidation at the sweep's end.
+
+**Report.** `analysis.report.write_report` on 1,000,000 synthetic epoch rows (5,000 trials × 200
+epochs), in a fresh process, against reading the same parquet files with pandas in another: seconds
+and peak resident memory of each.
+
+    .venv/bin/python -m bench.orchestration_scaling
+        targets: decaylab's overhead per trial ≤ 1.5 × Ray Tune's at every size;
+                 per-trial overhead at 1,000 trials ≤ 1.2 × at 36 (flat)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from bench.common import closing, machine_line
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = (36, 200, 1000)
+EPOCHS = 2
+CPUS = 2  # a local cluster of 2 CPUs, one per trial: two trials at a time
+SETTINGS = 4  # 2 arms × 2 values; the sizes are reached with seeds
+ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_USAGE_STATS_ENABLED": "0",
+       "RAY_AIR_NEW_OUTPUT": "0", "PYTHONUNBUFFERED": "1"}
+
+
+def tiny_study(n: int) -> dict:
+    return {
+        "name": f"scaling-{n}",
+        "data": {"dataset": "digits", "subset": 10},
+        "model": {"arch": "small_cnn"},
+        "train": {"epochs": EPOCHS, "batch_size": 10},
+        "attack": {"train": {"kind": "pgd", "eps": 0.25, "steps": 2, "step_size": 0.15},
+                   "eval": {"kind": "pgd", "steps": 2}},
+        "eval": {"val_examples": 10, "test_examples": 10, "train_examples": 10, "final_examples": 10},
+        "methods": {"wd": {"kind": "fixed", "lambda": [0.0, 5e-4]},
+                    "awd": {"kind": "adaptive", "lambda_awd": [0.01, 0.02]}},
+        "lr": [0.1],
+        "seeds": list(range(n // SETTINGS)),
+        "resources": {"cpu": 1, "gpu": 0},
+    }
+
+
+def steady_slot_seconds(done: list[float], concurrency: int) -> float:
+    """Slot-seconds per trial between the 10% and the 90% completion."""
+    t = sorted(done)
+    i, j = int(0.1 * (len(t) - 1)), int(0.9 * (len(t) - 1))
+    return (t[j] - t[i]) / (j - i) * concurrency
+
+
+def run_decaylab(n: int, tmp: Path) -> dict:
+    study = tmp / f"scaling-{n}.yaml"
+    study.write_text(yaml.safe_dump(tiny_study(n), sort_keys=False))
+    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", str(study), "--storage", str(tmp / "results"),
+           "--device", "cpu", "--num-cpus", str(CPUS)]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=3600)
+    wall = time.perf_counter() - start
+    run = tmp / "results" / f"scaling-{n}"
+    if out.returncode != 0:
+        raise SystemExit(f"decaylab sweep of {n} trials failed:\n{out.stderr[-3000:]}")
+    parts = list((run / "parts" / "trials").glob("*.parquet"))
+    trials = pd.read_parquet(run / "trials.parquet")
+    pids = set()
+    for path in run.glob("sweep-*/*/result.json"):
+        pids |= {json.loads(line)["pid"] for line in path.read_text().splitlines() if line.strip()}
+    consolidated = max(p.stat().st_mtime for p in run.glob("*.parquet"))
+    return {"n": len(trials), "wall": wall, "slot": steady_slot_seconds([p.stat().st_mtime for p in parts], CPUS),
+            "compute": float(trials["train_seconds"].mean()), "pids": len(pids),
+            "statuses": trials["status"].value_counts().to_dict(),
+            "consolidation": consolidated - max(p.stat().st_mtime for p in parts)}
+
+
+def run_peer(n: int, tmp: Path) -> dict:
+    out_file = tmp / f"peer-{n}.json"
+    cmd = [sys.executable, "-m", "bench.orchestration_scaling", "--peer", str(n), str(tmp / "peer"), str(out_file)]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=3600)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"the Ray Tune peer of {n} trials failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out_file.read_text())
+    return {"n": len(result["done"]), "wall": wall, "slot": steady_slot_seconds(result["done"], CPUS),
+            "compute": 0.0, "pids": len(set(result["pids"]))}
+
+
+def peer(n: int, storage: str, out_file: str) -> None:
+    """Plain Ray Tune: a no-op function trainable reporting EPOCHS times, n of them in a grid."""
+    import ray
+    from ray import tune
+
+    def noop(config: dict) -> None:
+        for epoch in range(1, EPOCHS + 1):
+            tune.report({"epoch": epoch, "objective": 0.0, "pid": os.getpid()})
+
+    class Completions(tune.Callback):
+        def __init__(self) -> None:
+            self.done: list[float] = []
+            self.pids: list[int] = []
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self.done.append(time.time())
+            self.pids.append(trial.last_result.get("pid", 0))
+
+    ray.init(address="local", num_cpus=CPUS, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    callback = Completions()
+    tuner = tune.Tuner(
+        tune.with_resources(noop, {"cpu": 1}),
+        param_space={"i": tune.grid_search(list(range(n)))},
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(name=f"peer-{n}", storage_path=os.path.abspath(storage), verbose=0,
+                                  callbacks=[callback]),
+    )
+    tuner.fit()
+    ray.shutdown()
+    Path(out_file).write_text(json.dumps({"done": callback.done, "pids": callback.pids}))
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+REPORT_ROWS = {"trials": 5000, "epochs": 200}  # 1,000,000 epoch rows
+PEAK = "import resource, sys; print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+
+
+def timed_child(code: str) -> tuple[float, float]:
+    """(seconds, peak resident MiB) of `python -c code`, the imports excluded from neither."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code + "\n" + PEAK], capture_output=True, text=True, cwd=REPO,
+                         timeout=3600)
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"failed:\n{out.stderr[-3000:]}")
+    peak_kib = next(int(ln.split()[1]) for ln in out.stderr.splitlines() if ln.startswith("PEAK "))
+    return seconds, peak_kib / 1024
+
+
+def report_million(tmp: Path) -> tuple[int, tuple[float, float], tuple[float, float]]:
+    """(epoch rows, (seconds, MiB) of write_report, (seconds, MiB) of reading the parquet files)."""
+    from tests.synthetic import grid, write_run_dir
+
+    run = tmp / "million"
+    seeds = REPORT_ROWS["trials"] // (2 * 5 * 5)  # 2 arms × 5 settings × 5 lr
+    write_run_dir(run, arms={"wd": grid("fixed", lam=(0.0, 1e-4, 5e-4, 1e-3, 5e-3)),
+                             "awd": grid("adaptive", lambda_awd=(0.005, 0.01, 0.02, 0.03, 0.05))},
+                  lrs=(0.01, 0.02, 0.05, 0.1, 0.2), seeds=tuple(range(seeds)), epochs=REPORT_ROWS["epochs"],
+                  evaluations=True, autoattack=True, schedule="piecewise")
+    rows = len(pd.read_parquet(run / "epochs.parquet", columns=["epoch"]))
+    read = timed_child("import pandas as pd\n" + "\n".join(
+        f"pd.read_parquet({str(run / f'{t}.parquet')!r})" for t in ("epochs", "trials", "evaluations")))
+    report = timed_child(f"from analysis.report import write_report\nwrite_report({str(run)!r}, "
+                         f"{str(tmp / 'million-report')!r})")
+    return rows, report, read
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    print(machine_line())
+    print(f"sweeps: trials of {EPOCHS} epochs on 10 digits, {CPUS} CPUs, one per trial; slot time per trial in the "
+          "steady state (10%–90% of completions)")
+    ratios, overheads = {}, {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for n in SIZES:
+            ours, theirs = run_decaylab(n, tmp), run_peer(n, tmp)
+            overheads[n] = ours["slot"] - ours["compute"]
+            ratios[n] = overheads[n] / theirs["slot"]
+            print(f"  {n:5d} trials  decaylab: {ours['slot']:.3f} s a trial, of which training {ours['compute']:.3f} s "
+                  f"→ overhead {overheads[n]:.3f} s; wall {ours['wall']:.0f} s, {ours['pids']} worker processes, "
+                  f"consolidation {ours['consolidation']:.1f} s, {ours['statuses']}", flush=True)
+            print(f"  {'':5s}         Ray Tune: {theirs['slot']:.3f} s a trial (no-op); wall {theirs['wall']:.0f} s, "
+                  f"{theirs['pids']} worker processes   → decaylab ÷ Ray Tune {ratios[n]:.2f}", flush=True)
+        rows, report, read = report_million(tmp)
+    growth = overheads[SIZES[-1]] / overheads[SIZES[0]]
+    print(f"decaylab's overhead per trial, {SIZES[-1]} vs {SIZES[0]} trials: {growth:.2f}×")
+    print(f"report on {rows:,} epoch rows: write_report {report[0]:.1f} s, peak {report[1]:.0f} MiB; "
+          f"reading the parquet files {read[0]:.1f} s, peak {read[1]:.0f} MiB "
+          f"(×{report[0] / read[0]:.1f} time, ×{report[1] / read[1]:.1f} memory)")
+    closing("orchestration_vs_ray", max(ratios.values()), ".2f")
+    closing("orchestration_growth", growth, ".2f")
+    closing("report_million_rows", report[0], ".1f")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--peer"]:
+        peer(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    else:
+        main()

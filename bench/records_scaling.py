@@ -1,0 +1,123 @@
+"""decaylab's records grow linearly: checkpoints of constant size, export and consolidation flat per trial.
+
+**Checkpoints.** One small real trial (small_cnn on 100 digits, 25 epochs) writes its rows and
+checkpoints through `orchestrator.records`, as a sweep's trials do; the checkpoint's size is printed
+against the epoch. It holds the model, the optimiser, the arm's state, the RNG states and the best
+epoch's weights — nothing that grows with the epochs (rows live in their own files, written once).
+The last checkpoint also carries the final evaluations.
+
+**Export and consolidation.** Run directories of 36, 200 and 1,000 trials are filled with that
+trial's record (its result.json, re-keyed for every trial of a grid); each trial is exported to its
+parquet parts (`results.export_trial`, what the driver does when a trial ends), then the parts are
+consolidated into the three result files (`results.consolidate`, at the sweep's end). Both are
+timed and divided by the number of trials.
+
+    .venv/bin/python -m bench.records_scaling
+        targets: checkpoint size at the last running epoch ÷ at epoch 1 ≤ 1.01;
+                 export + consolidation per trial at 1,000 trials ≤ 1.2 × at 36
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import closing, machine_line
+from orchestrator import records, results
+from orchestrator.spec import expand_grid, study_from_dict
+from orchestrator.storage import RunDir
+from trials.train import run_trial
+
+EPOCHS = 25
+SIZES = (36, 200, 1000)
+STUDY = {
+    "name": "records",
+    "data": {"dataset": "digits", "subset": 100},
+    "model": {"arch": "small_cnn"},
+    "train": {"epochs": EPOCHS, "batch_size": 50},
+    "attack": {"train": {"kind": "pgd", "eps": 0.25, "steps": 2, "step_size": 0.15},
+               "eval": {"kind": "pgd", "steps": 2}},
+    "eval": {"val_examples": 20, "test_examples": 20, "train_examples": 20, "final_examples": 20},
+    "methods": {"wd": {"kind": "fixed", "lambda": [0.0, 5e-4]},
+                "awd": {"kind": "adaptive", "lambda_awd": [0.01, 0.02]}},
+    "lr": [0.1],
+}
+
+
+def checkpoint_sizes(run: RunDir, tmp: Path) -> tuple[dict[int, int], str]:
+    """{epoch: checkpoint bytes} of one trial written through the records, and its trial id."""
+    (cfg, *_) = expand_grid(study_from_dict({**STUDY, "seeds": [0]}, "bench"))
+    sizes: dict[int, int] = {}
+
+    def report(row: dict, state: dict) -> None:
+        records.write_epoch_row(run, cfg.trial_id, row)
+        records.write_checkpoint(run, cfg.trial_id, state)
+        sizes[row["epoch"]] = (tmp / "trials" / cfg.trial_id / f"checkpoint-{row['epoch']:04d}.pt").stat().st_size
+
+    final = run_trial(cfg, report, device="cpu")
+    records.write_result(run, final)
+    return sizes, cfg.trial_id
+
+
+def fill(run: RunDir, template: dict, n: int) -> list[str]:
+    """Give each of the n trials of the grid the template's record, under its own id and configuration."""
+    ids = []
+    for cfg in expand_grid(study_from_dict({**STUDY, "seeds": list(range(n // 4))}, "bench")):
+        keys = cfg.key_columns()
+        record = {**template, "trial_id": cfg.trial_id, "config": cfg.to_dict(),
+                  "rows": [{**row, **keys} for row in template["rows"]],
+                  "evaluations": [{**row, **keys} for row in template["evaluations"]]}
+        run.write_atomic(json.dumps(record).encode(), records.TRIALS, cfg.trial_id, records.RESULT)
+        ids.append(cfg.trial_id)
+    return ids
+
+
+def export_costs(tmp: Path, template: dict, n: int) -> tuple[float, float]:
+    """(seconds per trial of export_trial, seconds of consolidate) in a run directory of n trials."""
+    run = RunDir(str(tmp / f"run-{n}"))
+    ids = fill(run, template, n)
+    start = time.perf_counter()
+    for trial_id in ids:
+        results.export_trial(run, trial_id)
+    export = (time.perf_counter() - start) / n
+    start = time.perf_counter()
+    counts = results.consolidate(run)
+    if counts != {"ok": n}:
+        raise SystemExit(f"consolidation of {n} trials gave {counts}")
+    return export, time.perf_counter() - start
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    print(machine_line())
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        run = RunDir(str(tmp))
+        sizes, trial_id = checkpoint_sizes(run, tmp)
+        template = records.read_result(run, trial_id)
+        print(f"checkpoint bytes by epoch (one trial, small_cnn, {EPOCHS} epochs; kept: the 2 newest, then the last):")
+        shown = sorted({1, 2, 5, 10, EPOCHS - 1, EPOCHS})
+        print("  " + "  ".join(f"epoch {e}: {sizes[e]:,}" for e in shown))
+        growth = sizes[EPOCHS - 1] / sizes[1]
+        print(f"  last running epoch ÷ epoch 1: {growth:.4f}; the final one (with the final evaluations) "
+              f"{sizes[EPOCHS] - sizes[EPOCHS - 1]:+,} bytes")
+        print(f"export and consolidation, trials of {EPOCHS} epoch rows each:")
+        export_costs(tmp, template, 4)  # first calls (pandas' and pyarrow's lazy set-up) untimed
+        per_trial = {}
+        for n in SIZES:
+            export, consolidation = export_costs(tmp, template, n)
+            per_trial[n] = export + consolidation / n
+            print(f"  {n:5d} trials: export {export * 1000:6.1f} ms a trial, consolidation {consolidation:6.2f} s "
+                  f"({consolidation / n * 1000:5.1f} ms a trial) → {per_trial[n] * 1000:6.1f} ms a trial", flush=True)
+    export_growth = per_trial[SIZES[-1]] / per_trial[SIZES[0]]
+    print(f"per-trial export + consolidation, {SIZES[-1]} vs {SIZES[0]} trials: {export_growth:.2f}×")
+    closing("checkpoint_growth", growth, ".4f")
+    closing("export_growth", export_growth, ".2f")
+
+
+if __name__ == "__main__":
+    main()
