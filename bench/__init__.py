@@ -1,1 +1,1 @@
-"""Benchmarks that print ratios measured side by side in one run (DESIGN.md §1)."""
+"""Benchmarks that print ratios measured side by side in one run, closing on `name: value` lines."""

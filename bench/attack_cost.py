@@ -2,7 +2,7 @@
 
 A lean PGD-K training step costs K attack forwards and K input-only backwards (≈ 1 forward each,
 no weight-gradient kernels), then one forward and one full backward (≈ 2 forwards): 2K+3
-forward-equivalents (ANCHORS.md). Measured here: the time of one `trials.train.train_step`
+forward-equivalents. Measured here: the time of one `trials.train.train_step`
 divided by the time of one forward pass of the same batch in train mode (autograd recording,
 as the step's own forwards run), interleaved. The attack alone is timed too, against its 2K.
 PreAct ResNet-18, batch 16 of 32×32, K = 10 (the Rice et al. setting).
@@ -36,7 +36,7 @@ K = 10
 BATCH = 16
 ROUNDS = 4
 FORWARDS_PER_ROUND = 4  # a forward is ~1/23 of a step: time several for a steadier median
-ANCHOR_GFLOP = {"preact_resnet18": 1.11, "wide_resnet": 10.49}  # ANCHORS.md, forward, one 32×32 image
+ANCHOR_GFLOP = {"preact_resnet18": 1.11, "wide_resnet": 10.49}  # published forward GFLOP of one 32×32 image
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     gflop = {arch: forward_flops(build_model(ModelConfig(arch=arch), CIFAR_INFO), probe) / 1e9
              for arch in ANCHOR_GFLOP}
     for arch, anchor in ANCHOR_GFLOP.items():
-        print(f"forward FLOPs per 32×32 image, {arch}: {gflop[arch]:.3f} GFLOP (FlopCounterMode; ANCHORS.md: {anchor})")
+        print(f"forward FLOPs per 32×32 image, {arch}: {gflop[arch]:.3f} GFLOP (FlopCounterMode; published: {anchor})")
 
     cfg = trial(arch="preact_resnet18", dataset="cifar10", batch_size=BATCH, steps=K, eps=8 / 255, step_size=2 / 255)
     attack = resolved_train_attack(cfg)

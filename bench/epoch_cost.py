@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrn28_10_step_b32_process_cpu_s: {cpu:.1f}")
     wrn_per_image = wall / wrn.train.batch_size
     print(f"wrn28_10_train_ms_per_image_cpu: {1000 * wrn_per_image:.0f}")
-    # the FLOP ratio of the two networks is 10.49 / 1.11 = 9.5 (ANCHORS.md); CPU efficiency differs by shape
+    # the FLOP ratio of the two networks is 10.49 / 1.11 = 9.5; CPU efficiency differs by shape
     print(f"wrn28_10_over_preact18_per_image: {wrn_per_image / preact_per_image:.1f}")
 
 

@@ -133,7 +133,7 @@ def main() -> None:
     print(f"  sweep wall time {wall:7.1f} s    baseline (same trials, no Ray, {CPUS} processes) {baseline:7.1f} s")
     print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's extra time went:")
     print(f"    start-up: process start → Ray connected              {startup:6.1f} s")
-    print(f"    first trial of each worker starts after              "
+    print("    first trial of each worker starts after              "
           + ", ".join(f"{f:.1f}" for f in sorted(firsts)) + " s (worker start, imports)")
     print(f"    each trial outside its epochs (set-up, records, final evaluations) "
           f"{outside / n:.2f} s → {outside / CPUS:6.1f} s of wall time")
