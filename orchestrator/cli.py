@@ -266,14 +266,15 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from orchestrator import results
+    from orchestrator import records, results
     from orchestrator.sweep import open_run
 
     run, _ = open_run(args.run_dir, check_data=False)
     # trials that ended since the last consolidation (a sweep still running, or killed) join in; a run
     # directory this user may only read is reported from its files as they are
-    with contextlib.suppress(OSError):
-        results.consolidate(run)
+    if records.trial_ids(run):
+        with contextlib.suppress(OSError):
+            results.consolidate(run)
     if not run.exists("trials.parquet"):
         raise UserError(args.run_dir, "no results yet (trials.parquet is missing)",
                         "wait for the first trial to finish, or run `decaylab resume`")
