@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     def out_arg(sp, help_):
         sp.add_argument("--out", help=help_)
 
+    def large_grid_arg(sp):
+        sp.add_argument("--allow-large-grid", action="store_true", help="accept a grid of more than "
+                        "10,000 trials (refused by default: usually a list where fewer values were meant)")
+
     def force_arg(sp):
         sp.add_argument("--force", action="store_true", help="write the report into a non-empty directory that "
                         "holds no earlier report (nothing there is removed)")
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--storage", default="results", help="where run directories live: path or URI "
                     "(s3://, gs://); the run directory is <storage>/<study name> (default: results)")
     sets_arg(sp, "override study keys, e.g. train.epochs=5 lr=[0.01,0.05]")
+    large_grid_arg(sp)
     report_args(sp)
     cluster_args(sp)
 
@@ -119,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("validate", cmd_validate, "check a study file; start nothing")
     study_arg(sp)
     sets_arg(sp, "override study keys, as for `sweep`")
+    large_grid_arg(sp)
     sp.add_argument("--estimate", action="store_true", help="also print trials, epochs, forward passes and the "
                     "expected wall time (times a few training steps here: needs torch)")
     sp.add_argument("--mfu", type=float, help="--estimate of a GPU study on a machine without a GPU: the model "
@@ -180,7 +186,7 @@ def cmd_validate(args) -> int:
     from orchestrator.spec import check_machine, data_problem, expand_grid, load_study, planned_count_text
 
     path = study_file(args.study)
-    study = load_study(path, args.sets, check_data=False)
+    study = load_study(path, args.sets, check_data=False, allow_large_grid=args.allow_large_grid)
     # a dataset not fetched yet is a warning here (the file is fine); `sweep` refuses it
     problem = data_problem(study, path)
     check_machine(study, path, data_root=problem is None)
@@ -215,10 +221,11 @@ def cmd_sweep(args) -> int:
     from orchestrator.spec import load_study
     from orchestrator.sweep import run_dir_for, run_study
 
-    study = load_study(study_file(args.study), args.sets)
+    path = study_file(args.study)
+    study = load_study(path, args.sets, allow_large_grid=args.allow_large_grid)
     run = run_dir_for(args.storage, study)
     status = run_study(study, run, address=args.address, device=args.device, num_cpus=args.num_cpus,
-                       dashboard=args.dashboard)
+                       dashboard=args.dashboard, source=str(path))
     return _maybe_report(args, run.location, status)
 
 
@@ -267,6 +274,7 @@ def cmd_status(args) -> int:
 
 def cmd_report(args) -> int:
     from orchestrator import records, results
+    from orchestrator.storage import local_copy
     from orchestrator.sweep import open_run
 
     run, _ = open_run(args.run_dir, check_data=False)
@@ -278,7 +286,8 @@ def cmd_report(args) -> int:
     if not run.exists("trials.parquet"):
         raise UserError(args.run_dir, "no results yet (trials.parquet is missing)",
                         "wait for the first trial to finish, or run `decaylab resume`")
-    path = _write_report(run.location, args.out, args.force)
+    with local_copy(run) as run_dir:  # the analysis reads local files: an object store's are fetched
+        path = _write_report(run_dir, args.out, args.force)
     print(f"report: {path}")
     return 0
 

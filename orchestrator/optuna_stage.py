@@ -74,15 +74,17 @@ def distributions(study: Study, method: str) -> dict[str, Any]:
     return out | {"lr": dist("lr", study.lr)}
 
 
-def make_sampler(study: Study):
+def make_sampler(study: Study, done: int = 0):
+    """The study's seeded sampler; `done` configurations already trained shift its seed, so that a
+    resumed stage does not replay the first run's draws (they would propose those configurations again)."""
     import optuna
 
-    s = study.search
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
-                "random": lambda: optuna.samplers.RandomSampler(seed=s.seed),
-                "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
-                "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed)}
-    return samplers[s.sampler]()
+    seed = study.search.seed + done
+    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+                "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+                "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+                "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed)}
+    return samplers[study.search.sampler]()
 
 
 def members(study: Study, params: dict) -> list[TrialConfig]:

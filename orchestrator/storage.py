@@ -13,9 +13,11 @@ before anything starts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +181,23 @@ def file_mode() -> int:
         umask = os.umask(0o022)
         os.umask(umask)
     return 0o666 & ~umask
+
+
+RESULT_FILES = ("epochs.parquet", "trials.parquet", "evaluations.parquet", "manifest.json")
+
+
+@contextlib.contextmanager
+def local_copy(run: RunDir, names: tuple[str, ...] = RESULT_FILES) -> Iterator[str]:
+    """A local directory holding the run's result files: the run directory itself when it is local,
+    else a temporary copy of them (removed afterwards)."""
+    if run.local:
+        yield run.location
+        return
+    with tempfile.TemporaryDirectory(prefix="decaylab-") as tmp:
+        for name in names:
+            if run.exists(name):
+                (Path(tmp) / name).write_bytes(run.read_bytes(name))
+        yield tmp
 
 
 def write_atomic_local(target: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from analysis.schema import STATUSES
-from orchestrator import feasibility, records, results, safe_yaml
+from orchestrator import feasibility, records, results, safe_yaml, signals
 from orchestrator.errors import RunError, UserError
 from orchestrator.progress import Progress, clock
 from orchestrator.spec import Study, expand_grid, study_from_dict
@@ -64,8 +64,11 @@ def recorded_study(run: RunDir, check_data: bool = True) -> Study:
         if not isinstance(raw, dict):
             raise UserError(where, "not a mapping of keys")
         return study_from_dict(raw, where, check_data, allow_large_grid=True)  # accepted when it started
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(where, f"the run's study file cannot be read ({e})", fix) from None
+    except UnicodeDecodeError as e:
+        raise UserError(where, f"the run's study file is damaged (not UTF-8 text: {e.reason} at byte {e.start})",
+                        fix) from None
+    except OSError as e:
+        raise UserError(where, f"the run's study file cannot be read ({e.strerror or e})", fix) from None
     except UserError as e:
         if e.reason.startswith("data.root"):  # the data is elsewhere on this machine: not damage
             raise
@@ -240,32 +243,20 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
                   file=sys.stderr)
             return summarize(run)
     from orchestrator import tune_backend as tb  # Ray starts only from here on
-    from orchestrator.estimate import estimate
 
     with open_log(run) as sink:
         progress = Progress(total=planned, already_done=len(finished), sink=sink)
         try:
             resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
-            if not local:
-                feasibility.check_fits(study, tb.node_resources(), device, where, "the Ray cluster")
-            use = resolve_device(device, resources, study)
-            tb.check_gpu(resources, use)
-            experiment = next_experiment(run)
-            man = manifest(run, study, planned, resources)
-            man["experiments"] = sorted({*man["experiments"], experiment})
-            results.write_manifest(run, man)
-            progress.say(f"{study.name}: {len(todo) or planned - len(finished)} trials to run ({planned} planned, "
-                         f"{len(finished)} already finished) on {describe(resources, use)} → {run.location}")
-            progress.say(estimate(study, len(todo) or planned - len(finished), cpus=resources.get("CPU"),
-                                  device=use, measure_gpu=False).text())
-            launch = tb.Launch(run, experiment, study, use, progress,
-                               entries=[{"trial_id": c.trial_id, "members": [c.to_dict()]} for c in todo])
-            if study.search.kind == "grid":
-                tb.run_grid(launch)
-            else:
-                tb.run_optuna(launch, resumed=bool(records.trial_ids(run)))
-        finally:
-            results.consolidate(run)
+            # after ray.init, which installs Ray's own SIGTERM handler (a stack dump and an abort)
+            with signals.graceful_stop():
+                try:
+                    launch(study, run, todo, planned, len(finished), resources, device, local, where, progress)
+                finally:
+                    results.consolidate(run)
+            signals.check()
+        except signals.Interrupted as stop:
+            return interrupted(run, progress, stop)
         man = results.read_manifest(run) or {}
         man["finished"] = now()
         results.write_manifest(run, man)
@@ -274,6 +265,43 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
 
             progress.say(f"best configurations as a grid study: {write_best_grid(run, study)}")
         return summarize(run, progress)  # inside the log's block: its last line is the summary
+
+
+def launch(study: Study, run: RunDir, todo: list, planned: int, finished: int, resources: dict, device: str,
+           local: bool, where: str, progress: Progress) -> None:
+    """Submit the unfinished trials as a new Ray Tune experiment of the run directory."""
+    from orchestrator import tune_backend as tb
+    from orchestrator.estimate import estimate
+
+    if not local:
+        feasibility.check_fits(study, tb.node_resources(), device, where, "the Ray cluster")
+    use = resolve_device(device, resources, study)
+    tb.check_gpu(resources, use)
+    experiment = next_experiment(run)
+    man = manifest(run, study, planned, resources)
+    man["experiments"] = sorted({*man["experiments"], experiment})
+    results.write_manifest(run, man)
+    progress.say(f"{study.name}: {len(todo) or planned - finished} trials to run ({planned} planned, "
+                 f"{finished} already finished) on {describe(resources, use)} → {run.location}")
+    progress.say(estimate(study, len(todo) or planned - finished, cpus=resources.get("CPU"),
+                          device=use, measure_gpu=False).text())
+    spec = tb.Launch(run, experiment, study, use, progress,
+                     entries=[{"trial_id": c.trial_id, "members": [c.to_dict()]} for c in todo])
+    if study.search.kind == "grid":
+        tb.run_grid(spec)
+    else:
+        tb.run_optuna(spec, resumed=bool(records.trial_ids(run)))
+
+
+def interrupted(run: RunDir, progress: Progress, stop: signals.Interrupted) -> int:
+    """After SIGTERM or SIGINT: Ray is shut down (no orphaned workers), finished trials are in the result
+    files, and running ones continue from their last finished epoch on resume. Exit 128 + signal."""
+    from orchestrator import tune_backend as tb
+
+    tb.shutdown()
+    progress.say(f"stopped by {stop}: finished trials are kept, running ones continue from their last "
+                 f"finished epoch — `decaylab resume {run.location}`")
+    return stop.exit_status
 
 
 def resolve_device(flag: str, resources: dict, study: Study) -> str:

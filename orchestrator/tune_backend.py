@@ -19,6 +19,9 @@ from pathlib import Path
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# decaylab stops a sweep on SIGINT itself (orchestrator.signals); Tune's handler would end the
+# running trials as if they had completed
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # decaylab passes Ray's loggers itself (`tune_trackers.callbacks`): the study says which trackers run
 os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -28,7 +31,7 @@ import torch
 from ray import tune
 from ray.tune.error import TuneError
 
-from orchestrator import faults, optuna_stage, records, results, tracking
+from orchestrator import faults, optuna_stage, records, results, signals, tracking
 from orchestrator.errors import UserError
 from orchestrator.progress import Progress
 from orchestrator.spec import Study, study_from_dict
@@ -64,11 +67,11 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
 def check_dashboard_installed() -> None:
     """`--dashboard` needs the dashboard's packages (ray[default]); without them `ray.init` fails with a
     bare exception after starting half a cluster."""
-    from ray._private.utils import get_dashboard_dependency_error
-
-    if get_dashboard_dependency_error() is not None:
+    try:  # what Ray itself imports to decide whether it can start the dashboard
+        import ray.dashboard.optional_deps  # noqa: F401
+    except ImportError:
         raise UserError("--dashboard", "Ray's dashboard is not installed here (it comes with ray[default])",
-                        "pip install 'ray[default]' into this environment, or run without --dashboard")
+                        "pip install 'ray[default]' into this environment, or run without --dashboard") from None
 
 
 def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, environ) -> dict:
@@ -113,14 +116,15 @@ def resume(run: RunDir, cfg: TrialConfig, device: str) -> tuple[Trainer, str]:
     checkpoint is usable when it loads into the trainer (a foreign or damaged one falls back to the
     one before, not a failure on every retry) and the rows of all its epochs are there."""
     rows = len(records.read_epoch_rows(run, cfg.trial_id))
+    ended = records.read_result(run, cfg.trial_id) is not None  # its rows are in result.json
 
     def use(state: dict | None) -> Trainer:
-        if state is not None and state["epoch"] > rows:
+        if state is not None and state["epoch"] > rows and not ended:
             raise records.DamagedRecord(f"the rows of epochs {rows + 1}…{state['epoch']} are missing or damaged")
         return start_trial(cfg, state, device)
 
     trainer, warning = records.load_checkpoint(run, cfg.trial_id, use)
-    if trainer.finished and records.read_result(run, cfg.trial_id) is None:
+    if trainer.finished and not ended:
         records.write_result(run, trainer.state_dict())  # the process died between checkpoint and result
     return trainer, warning
 
@@ -201,6 +205,8 @@ class SweepCallback(tune.Callback):
                                  result.get("epoch", 0), result.get("epochs", 0))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if signals.stopping():  # cut short by a stop signal: it resumes from its record
+            return
         status = trial.last_result.get("status", "ok")
         if trial.last_result.get("epoch") is None:
             status = "failed"  # a trial that reports nothing is an error, not a success
@@ -211,6 +217,8 @@ class SweepCallback(tune.Callback):
         self._finish(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if signals.stopping():  # its worker went down with the sweep: not a failure of the trial
+            return
         message = _error_message(trial)
         for cfg in members_of(trial.config):
             records.record_error(self.run, cfg.trial_id, message, cfg.to_dict())
@@ -280,13 +288,23 @@ def _constants(launch: Launch) -> dict:
             "threads": r.torch_threads or max(1, int(r.cpu))}
 
 
+class StopOnSignal(tune.Stopper):
+    """Ends the experiment once SIGTERM or SIGINT has arrived (`orchestrator.signals`)."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return signals.stopping()
+
+
 def _run_config(launch: Launch, callbacks: list) -> tune.RunConfig:
     from orchestrator import tune_trackers  # the trackers' packages are imported by the driver only
 
     callbacks = [*callbacks, *tune_trackers.callbacks(launch.study, launch.run, members_of)]
     return tune.RunConfig(
         name=launch.experiment, storage_path=launch.run.location, verbose=0, callbacks=callbacks,
-        failure_config=tune.FailureConfig(max_failures=launch.study.resources.max_failures),
+        stop=StopOnSignal(), failure_config=tune.FailureConfig(max_failures=launch.study.resources.max_failures),
     )
 
 
@@ -332,8 +350,9 @@ def run_optuna(launch: Launch, resumed: bool = False) -> None:
         name, samples = (study.name if storage else None), optuna_stage.planned(study)
     if samples == 0:
         return
+    sampler = optuna_stage.make_sampler(study, done=optuna_stage.planned(study) - samples)
     search = OptunaSearch(space=optuna_stage.OptunaSpace(study), metric="objective", mode="max",
-                          sampler=optuna_stage.make_sampler(study), storage=storage, study_name=name)
+                          sampler=sampler, storage=storage, study_name=name)
     scheduler = None
     if study.search.scheduler == "asha":
         evaluations = -(-study.train.epochs // study.eval.every)

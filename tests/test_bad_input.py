@@ -7,9 +7,11 @@ subprocess to prove that no traceback reaches the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,8 @@ def study_case(text: str | bytes, says: list[str], hint: str = "hint:", command:
 
 
 RUN_STUDY = yaml.safe_dump(GOOD, sort_keys=False)  # a run directory's resolved study
+LAUGHS = "name: x\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))
 
 CASES = {
     # ------------------------------------------------------------------ YAML itself
@@ -191,6 +195,64 @@ CASES = {
     "num-cpus-not-a-number": Case(["sweep", "{tmp}/study.yaml", "--num-cpus", "two"], 2, ["--num-cpus", "'two'"],
                                   {"study.yaml": study_text()}, "usage: decaylab"),
     "missing-argument": Case(["status"], 2, ["required: run_dir"], hint="usage: decaylab"),
+    # ------------------------------------------------------------------ hostile YAML
+    "yaml-billion-laughs": study_case(LAUGHS, ["refused", "more than 100,000 values"], "aliases"),
+    "yaml-recursive-alias": study_case("name: x\nlr: &a [*a]\n", ["refused", "recursive alias"], "aliases"),
+    "yaml-deep-nesting": study_case("lr: " + "[" * 5000 + "]" * 5000 + "\n", ["refused", "nested more than 32"],
+                                    "aliases"),
+    "yaml-huge-number": study_case("seeds: [" + "9" * 5000 + "]\n", ["refused", "a number of 5000 digits"]),
+    "yaml-non-string-key": study_case("1: x\n", ["the key 1 is not a string"], "quote the key"),
+    "yaml-complex-key": study_case("? [a, b]\n: x\n", ["a key is a list or a mapping"], "quote the key"),
+    "yaml-binary-tag": study_case("name: !!binary aGVsbG8=\n", ["binary"], "remove the `!!` tag"),
+    "yaml-zero-padded-seed": study_case(study_text(seeds=None) + "seeds: [007]\n", ["'007' is a zero-padded number"],
+                                        "without leading zeros"),
+    "yaml-yes-for-a-bool": study_case(study_text(data=None) + "data: {dataset: digits, augment: yes}\n",
+                                      ["data.augment: expected true or false", "'yes'"], "true or false"),
+    "yaml-too-large": study_case("# " + "x" * (1 << 20) + "\n", ["too large for a study file"]),
+    "yaml-control-characters": study_case("name: x\x00\n", ["not valid YAML"], "binary data"),
+    # ------------------------------------------------------------------ would fail every trial
+    "seed-above-2-63": study_case(study_text(seeds=[2**64]), ["seeds[0]", "[0, 2**63 − 1]"]),
+    "split-seed-negative": study_case(with_section("data", split_seed=-1), ["data.split_seed", "[0, 2**63 − 1]"]),
+    "test-fraction-one": study_case(with_section("data", test_fraction=1.0),
+                                    ["data.test_fraction", "leaving none to train on"], "below 1"),
+    "val-fraction-zero": study_case(with_section("data", val_fraction=0.0),
+                                    ["data.val_fraction", "validation split empty"], "0.1"),
+    "splits-leave-no-training": study_case(with_section("data", test_fraction=0.99, val_fraction=0.9),
+                                           ["data.val_fraction", "leaves no training examples"]),
+    "subset-below-classes": study_case(with_section("data", subset=5), ["data.subset: 5 is fewer than the 10"],
+                                       "at least 10"),
+    "subset-above-training-split": study_case(with_section("data", subset=5000), ["data.subset", "more than"],
+                                              "at most"),
+    "gpu-fraction-above-one": study_case(with_section("resources", gpu=1.5), ["resources.gpu", "must be whole"],
+                                         "0.5"),
+    "max-failures-forever": study_case(with_section("resources", max_failures=-1),
+                                       ["resources.max_failures: must be ≥ 0"], "number of retries"),
+    "seeds-per-trial-above-seeds": study_case(study_text(search={"kind": "optuna", "seeds_per_trial": 3}),
+                                              ["search.seeds_per_trial: 3 is more than the 1 seeds"]),
+    "optuna-journal-missing-dir": study_case(study_text(search={"kind": "optuna", "storage": "{tmp}/no/j.log"}),
+                                             ["search.storage", "no does not exist"], "mkdir -p"),
+    "grid-too-large": study_case(study_text(lr=[0.001 * (i + 1) for i in range(101)], seeds=list(range(100))),
+                                 ["the grid has 10,100 trials"], "--allow-large-grid"),
+    "sweep-grid-too-large": study_case(study_text(lr=[0.001 * (i + 1) for i in range(101)], seeds=list(range(100))),
+                                       ["the grid has 10,100 trials"], "--allow-large-grid", command="sweep"),
+    "sweep-cpu-above-machine": study_case(with_section("resources", cpu=4096), ["resources.cpu", "4096 CPUs",
+                                          "this machine has at most"], "--set resources.cpu", command="sweep"),
+    "sweep-gpu-absent": study_case(with_section("resources", gpu=0.5), ["resources.gpu", "has no GPU"],
+                                   "--device cpu", command="sweep"),
+    "train-lam-negative": Case(["train", "{tmp}/study.yaml", "--set", "lam=-0.5"], 2, ["lambda", "≥ 0"],
+                               {"study.yaml": study_text()}),
+    "train-gpu-on-a-cpu-only-machine": Case(["train", "{tmp}/study.yaml", "--device", "gpu"], 2,
+                                            ["--device gpu", "no CUDA GPU"], {"study.yaml": study_text()},
+                                            "--device cpu"),
+    "storage-scheme-unsupported": Case(["sweep", "{tmp}/study.yaml", "--storage", "ftp://host/results"], 2,
+                                       ["ftp:// is not supported"], {"study.yaml": study_text()}, "s3://"),
+    # ------------------------------------------------------------------ damaged run directories
+    "run-study-file-binary": Case(["status", "{tmp}/run"], 2, ["run/study.yaml", "damaged"],
+                                  {"run/study.yaml": bytes(range(256))}, "manifest.json"),
+    "run-study-file-truncated": Case(["resume", "{tmp}/run"], 2, ["run/study.yaml", "damaged"],
+                                     {"run/study.yaml": RUN_STUDY[: RUN_STUDY.index("methods:")]}, "manifest.json"),
+    "run-study-file-is-a-directory": Case(["status", "{tmp}/run"], 2, ["run/study.yaml"],
+                                          {"run/study.yaml/x": "x"}, "manifest.json"),
 }
 
 
@@ -233,7 +295,7 @@ def run_main(argv: list[str]) -> int:
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_bad_input_is_rejected_with_a_hint_and_starts_nothing(case: Case, tmp_path, capsys, no_ray, monkeypatch):
-    if case.argv[-1:] == ["gpu"] and torch.cuda.is_available():
+    if (case.argv[-1:] == ["gpu"] or "has no GPU" in case.says) and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     monkeypatch.chdir(tmp_path)  # a stray relative write (results/, reports/) would show up in the listing
     write_files(tmp_path, case.files)
@@ -252,7 +314,61 @@ def test_bad_input_is_rejected_with_a_hint_and_starts_nothing(case: Case, tmp_pa
 
 
 def test_there_are_enough_cases():
-    assert len(CASES) >= 25
+    assert len(CASES) >= 100
+
+
+def test_hostile_yaml_is_refused_in_well_under_a_second(tmp_path):
+    from orchestrator.errors import UserError
+    from orchestrator.spec import load_study
+
+    for text in (LAUGHS, "a: &a [*a]\n", "[" * 100_000 + "]" * 100_000):
+        (tmp_path / "s.yaml").write_text(text)
+        start = time.monotonic()
+        with pytest.raises(UserError):
+            load_study(tmp_path / "s.yaml")
+        assert time.monotonic() - start < 1.0
+
+
+def test_yaml_1_2_scalars_and_merge_keys(tmp_path):
+    """`on`/`yes` are strings (an arm may be called `on`), merge keys work, 5e-4 is a number."""
+    from orchestrator.spec import load_study
+
+    (tmp_path / "s.yaml").write_text(study_text(methods=None, attack=None) + textwrap.dedent("""\
+        methods:
+          on: {kind: fixed, lambda: [5e-4]}
+        attack:
+          train: &pgd {kind: pgd, eps: 0.25, steps: 2, step_size: 0.15}
+          eval: {<<: *pgd, steps: 3}
+        """))
+    study = load_study(tmp_path / "s.yaml")
+    assert list(study.methods) == ["on"] and study.methods["on"].lam == (5e-4,)
+    assert study.attack.eval.eps == 0.25 and study.attack.eval.steps == 3
+
+
+def test_fuzzed_study_files_never_give_a_traceback(tmp_path):
+    """Random bytes, random YAML-ish text and a good study with values swapped for other types: every
+    one is a study or a UserError, never another exception."""
+    import random
+
+    from orchestrator.errors import UserError
+    from orchestrator.spec import load_study
+
+    rng = random.Random(0)
+    chars = "[]{}:,-&*!|>'\"#%@` \n\t?<=~0123456789.eE+abnoytrufl"
+    texts = [bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200))) for _ in range(300)]
+    texts += ["".join(rng.choice(chars) for _ in range(rng.randint(0, 80))).encode() for _ in range(1500)]
+    values = ["x", -1, 0, 1.5, 10**30, 1e308, None, True, [], [1, "a"], {}, {"a": 1}, float("nan")]
+    for key in GOOD:
+        for value in values:
+            texts.append(yaml.safe_dump({**GOOD, key: value}).encode())
+            if isinstance(GOOD[key], dict):
+                for sub in GOOD[key]:
+                    texts.append(yaml.safe_dump({**GOOD, key: {**GOOD[key], sub: value}}).encode())
+    path = tmp_path / "s.yaml"
+    for text in texts:
+        path.write_bytes(text)
+        with contextlib.suppress(UserError):
+            load_study(path)
 
 
 def test_an_existing_run_is_not_touched_by_a_rejected_sweep(tmp_path, capsys, no_ray):

@@ -16,13 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_dashboard_without_its_packages_is_a_one_line_error_before_ray_starts(monkeypatch):
+    import sys
+
     import ray
-    import ray._private.utils
 
     from orchestrator import tune_backend
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray._private.utils, "get_dashboard_dependency_error", lambda: ImportError("aiohttp"))
+    monkeypatch.setitem(sys.modules, "ray.dashboard.optional_deps", None)  # its import fails: not installed
 
     def no_init(**kwargs):
         raise AssertionError("ray.init must not be called")
