@@ -126,6 +126,7 @@ def resume(run: RunDir, cfg: TrialConfig, device: str) -> tuple[Trainer, str]:
     trainer, warning = records.load_checkpoint(run, cfg.trial_id, use)
     if trainer.finished and not ended:
         records.write_result(run, trainer.state_dict())  # the process died between checkpoint and result
+        results.export_trial(run, cfg.trial_id)
     return trainer, warning
 
 
@@ -159,6 +160,9 @@ def trainable(params: dict) -> None:
                 records.write_checkpoint(run, tr.config.trial_id, state)
                 if tr.finished:
                     records.write_result(run, state)
+                    # its result parts too: here they are written in parallel across the workers,
+                    # not one after the other by the driver (which exports failed and stopped trials)
+                    results.export_trial(run, tr.config.trial_id)
         objectives = [member_objective(tr) for tr in trainers]
         finite = [v for v in objectives if not math.isnan(v)]
         metrics = {"objective": sum(finite) / len(finite) if len(finite) == len(objectives) else math.nan,
@@ -180,7 +184,7 @@ def trainable(params: dict) -> None:
 
 
 class SweepCallback(tune.Callback):
-    """Driver side: live progress, failed-trial records, and each ended trial's result parts."""
+    """Driver side: live progress, failed-trial records, and the result parts of trials that did not finish."""
 
     def __init__(self, run: RunDir, progress: Progress):
         self.run = run
@@ -229,7 +233,8 @@ class SweepCallback(tune.Callback):
 
     def _finish(self, trial, status: str) -> None:
         for cfg in members_of(trial.config):
-            results.export_trial(self.run, cfg.trial_id)
+            if status not in results.FINISHED:  # a trial that finished exported its parts itself
+                results.export_trial(self.run, cfg.trial_id)
             self._warn_sanity(cfg.trial_id)
         if self.progress:
             self.progress.finished(trial_label(trial), status)
