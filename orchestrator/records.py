@@ -102,13 +102,16 @@ def read_epoch_rows(run: RunDir, trial_id: str) -> list[dict]:
 
 
 def valid_row(row: Any, trial_id: str, epoch: int) -> bool:
-    """An epoch row as the trial wrote it: its own trial and epoch, numbers where the selection reads them."""
+    """An epoch row as the trial wrote it: its own trial and epoch, text and numbers where `status`, the
+    selection and the result tables read them (NaN is a number: an epoch without evaluation)."""
     def number(v: Any) -> bool:
-        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+        return isinstance(v, int | float) and not isinstance(v, bool)
 
     return (isinstance(row, dict) and row.get("trial_id") == trial_id and row.get("epoch") == epoch
-            and not isinstance(row.get("epoch"), bool)
-            and all(number(row.get(k)) for k in ("val_robust_acc", "val_clean_acc", "test_robust_acc", "lr")))
+            and not isinstance(row.get("epoch"), bool) and isinstance(row.get("seed"), int)
+            and all(isinstance(row.get(k), str) for k in ("method", "kind", "setting"))
+            and all(number(row.get(k)) for k in ("val_robust_acc", "val_clean_acc", "test_robust_acc",
+                                                 "test_clean_acc", "lr")))
 
 
 def drop_rows_after(run: RunDir, trial_id: str, epoch: int) -> None:

@@ -422,3 +422,29 @@ def test_study_files_are_parsed_with_a_safe_loader(tmp_path):
         load_study(path)
     assert err.value.exit_status == 2 and "python/object" in err.value.message
     assert not marker.exists()
+
+
+def test_a_download_without_a_network_is_refused_with_the_command_to_fetch_elsewhere(tmp_path, capsys, no_ray,
+                                                                                    monkeypatch):
+    from orchestrator import feasibility
+
+    monkeypatch.setattr(feasibility, "reachable", lambda host, port: False)  # no traffic leaves the test
+    write_files(tmp_path, {"study.yaml": with_section("data", dataset="mnist", root=str(tmp_path / "data"),
+                                                      download=True)})
+    for command in (["validate"], ["sweep", "--storage", str(tmp_path / "storage")]):
+        status = run_main([command[0], str(tmp_path / "study.yaml"), *command[1:]])
+        err = capsys.readouterr().err
+        assert status == 2 and "data.download" in err and "cannot be reached" in err, err
+        assert "torchvision.datasets.MNIST(" in err and "download=True" in err  # the command to run elsewhere
+    assert not (tmp_path / "storage").exists()
+
+
+def test_a_sampler_whose_package_is_missing_is_refused_with_the_pip_command(tmp_path, capsys, no_ray, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else find_spec(name, *a))
+    write_files(tmp_path, {"study.yaml": study_text(search={"kind": "optuna", "sampler": "cmaes"})})
+    status = run_main(["validate", str(tmp_path / "study.yaml")])
+    err = capsys.readouterr().err
+    assert status == 2 and "search.sampler: cmaes needs the package(s) cmaes" in err and "pip install cmaes" in err

@@ -32,7 +32,8 @@ BASE = {
     "lr": [0.05],
 }
 DONE, RUNNING, FAILED = "wd-0-lr0.05-s0", "wd-0-lr0.05-s1", "wd-0-lr0.05-s2"
-SWAPS = ["two", None, [1], -1, "../../../evil"]
+SWAPS = ["two", None, [1]]  # a string, nothing, a list: what a hand edit or another program leaves
+PATHLIKE = "../../../evil"  # for names, which become paths
 ROW_KEYS = ["epoch", "trial_id", "method", "setting", "lr", "seed", "val_robust_acc", "status"]
 STRUCTURAL = {
     "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
@@ -90,7 +91,7 @@ def swaps(run: Path, name: str) -> list[tuple[str, object]]:
     keys = ROW_KEYS if "/epoch-" in name else list(data)
     if name.endswith("result.json"):
         keys += ["rows.0.epoch", "rows.0.trial_id", "rows.0.val_robust_acc", "evaluations.0.checkpoint"]
-    return [(k, v) for k in keys for v in SWAPS]
+    return [(k, v) for k in keys for v in [*SWAPS, *([PATHLIKE] if k.endswith(("trial_id", "study")) else [])]]
 
 
 def swap(path: Path, key: str, value: object) -> None:

@@ -609,15 +609,21 @@ def test_a_failed_export_keeps_the_previous_files(reference, tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_damaged_result_files_give_a_clear_error_and_resume_repairs_them(reference, tmp_path):
+def test_damaged_result_files_are_rebuilt_from_the_records_or_give_a_clear_error(reference, tmp_path):
     run = tmp_path / "faults"
     shutil.copytree(reference.run, run)
     (run / "epochs.parquet").write_bytes(b"PAR1 not really parquet")
-    status, _, err = cli(["report", run, "--out", tmp_path / "r1"])
-    assert status in (1, 2) and "hint:" in err and "Traceback" not in err
-    assert cli(["resume", run])[0] == 0  # nothing to run: the parquet files are rebuilt from the records
+    assert cli(["resume", run])[0] == 0  # nothing to run: the result files are rebuilt from the records
     assert pd.read_parquet(run / "epochs.parquet").shape[0] == TRIALS * EPOCHS
-    assert cli(["report", run, "--out", tmp_path / "r2"])[0] == 0
+    (run / "epochs.parquet").write_bytes(b"PAR1 not really parquet")
+    status, _, err = cli(["report", run, "--out", tmp_path / "r1"])  # report consolidates first: repaired too
+    assert status == 0 and "Traceback" not in err
+    assert pd.read_parquet(run / "epochs.parquet").shape[0] == TRIALS * EPOCHS
+    bare = tmp_path / "bare"  # the result files without the records they come from
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("trials", "parts"))
+    (bare / "epochs.parquet").write_bytes(b"PAR1 not really parquet")
+    status, _, err = cli(["report", bare, "--out", tmp_path / "r2"])
+    assert status in (1, 2) and "epochs.parquet" in err and "hint:" in err and "Traceback" not in err
     (run / "manifest.json").write_text('{"study": "fau')
     assert cli(["status", run])[0] == 0
     status, _, err = cli(["report", run, "--out", tmp_path / "r3"])
