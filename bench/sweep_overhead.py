@@ -9,11 +9,11 @@ two seeds, `EPOCHS` epochs; one CPU per trial, two at a time on this 2-CPU machi
   process start to the last exit. The two processes contend for the machine as the sweep's two
   trials do, so the comparison charges the orchestration with nothing the hardware does.
 
-The ratio is sweep ÷ baseline. The difference is split into start-up (process start → Ray
-connected, against the baseline's imports), each trial's work outside its epochs (set-up, row and
-checkpoint files, final evaluations: Ray's `time_total_s` less the epochs), the gap a slot stays
-empty between two trials (a trial's last report → the next trial's start in the same worker; the
-first trial of each worker also waits for the worker's start and imports), and teardown.
+The ratio is sweep ÷ baseline. The sweep's time is split into start-up (process start → Ray
+connected), the trials' phase and teardown; the trials' phase offers one slot per CPU, used by the
+trials' epochs, by their work outside the epochs inside the trainable (set-up, row and checkpoint
+files, final evaluations, result parts: Ray's `time_total_s` less the epochs), or left empty (each
+worker's start and imports before its first trial, scheduling between trials, the last trial's tail).
 
     .venv/bin/python -m bench.sweep_overhead      (target: sweep ÷ baseline ≤ 1.15)
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,28 +87,16 @@ def run_baseline(study: Path) -> float:
     return time.perf_counter() - start
 
 
-def trial_timeline(run_dir: Path) -> pd.DataFrame:
-    """Per trial: its worker's pid, start and last report (unix times), and Ray's time_total_s.
-
-    The last report is when the driver wrote Ray's result.json line for it (the file's mtime); the
-    start is that, less Ray's time_total_s (the trainable's time from its start to its last report)."""
+def ray_results(run_dir: Path) -> pd.DataFrame:
+    """Per trial, from Ray's result.json: its worker's pid, Ray's time_total_s (the trainable's time from
+    its start to its last report) and, to the second, when the trainable started."""
     rows = []
     for path in run_dir.glob("sweep-*/*/result.json"):
-        last = json.loads(path.read_text().strip().splitlines()[-1])
-        end = path.stat().st_mtime
-        rows.append({"trial": path.parent.name, "pid": last["pid"], "start": end - last["time_total_s"],
-                     "last_report": end, "time_total_s": last["time_total_s"]})
-    return pd.DataFrame(rows).sort_values("start")
-
-
-def slot_gaps(timeline: pd.DataFrame, connected: float) -> tuple[list[float], list[float]]:
-    """(first trial's start after Ray connected, per worker; gaps between consecutive trials of a worker)."""
-    firsts, gaps = [], []
-    for _, trials in timeline.groupby("pid"):
-        trials = trials.sort_values("start")
-        firsts.append(trials["start"].iloc[0] - connected)
-        gaps += (trials["start"].iloc[1:].to_numpy() - trials["last_report"].iloc[:-1].to_numpy()).tolist()
-    return firsts, gaps
+        lines = path.read_text().strip().splitlines()
+        first, last = json.loads(lines[0]), json.loads(lines[-1])
+        rows.append({"pid": last["pid"], "time_total_s": last["time_total_s"],
+                     "started": first["timestamp"] - first["time_total_s"]})
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -122,26 +109,31 @@ def main() -> None:
         baseline = run_baseline(study)
         run_dir = tmp / "results" / STUDY["name"]
         trials = pd.read_parquet(run_dir / "trials.parquet")
-        timeline = trial_timeline(run_dir)
+        ray = ray_results(run_dir)
     n = len(trials)
     epochs_s = float(trials["train_seconds"].sum())
-    outside = float(timeline["time_total_s"].sum()) - epochs_s
-    firsts, gaps = slot_gaps(timeline, at["connected"])
+    in_trainables = float(ray["time_total_s"].sum())
     startup, teardown = at["connected"] - at["start"], at["exit"] - at["done"]
+    phase = at["done"] - at["connected"]
+    # the trials' phase offers CPUS slots; what the trainables did not use of them stayed empty
+    empty = CPUS * phase - in_trainables
+    firsts = ray.groupby("pid")["started"].min() - at["connected"]
     print(f"{n} trials × {EPOCHS} epochs of the default study, {CPUS} at a time; statuses "
           f"{trials['status'].value_counts().to_dict()}")
     print(f"  sweep wall time {wall:7.1f} s    baseline (same trials, no Ray, {CPUS} processes) {baseline:7.1f} s")
-    print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's extra time went:")
-    print(f"    start-up: process start → Ray connected              {startup:6.1f} s")
-    print("    first trial of each worker starts after              "
-          + ", ".join(f"{f:.1f}" for f in sorted(firsts)) + " s (worker start, imports)")
-    print(f"    each trial outside its epochs (set-up, records, final evaluations) "
-          f"{outside / n:.2f} s → {outside / CPUS:6.1f} s of wall time")
-    if gaps:
-        print(f"    slot empty between two trials of a worker: median {statistics.median(gaps):.2f} s, "
-              f"max {max(gaps):.2f} s → {sum(gaps) / CPUS:6.1f} s of wall time")
-    print(f"    teardown: Tune done → process exit                    {teardown:6.1f} s")
-    print(f"  worker processes: {timeline['pid'].nunique()} for {n} trials (reuse_actors)")
+    print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's time went:")
+    print(f"    start-up: process start → Ray connected                {startup:6.1f} s")
+    print(f"    trials' phase: Ray connected → Tune done               {phase:6.1f} s = {CPUS} slots × {phase:.1f} s, "
+          "of which")
+    print(f"      epochs (training and per-epoch evaluation)          {epochs_s / CPUS:6.1f} s")
+    print(f"      in the trainable, outside the epochs (set-up, row and checkpoint files, final evaluations, "
+          f"parts): {(in_trainables - epochs_s) / n:.2f} s a trial → {(in_trainables - epochs_s) / CPUS:6.1f} s")
+    print(f"      slots empty (worker start and imports, scheduling between trials, the last trial's tail) "
+          f"{empty / n:.2f} s a trial → {empty / CPUS:6.1f} s")
+    print("        each worker's first trial started "
+          + ", ".join(f"{f:.0f}" for f in sorted(firsts)) + " s after Ray connected (to the second)")
+    print(f"    teardown: Tune done → process exit                      {teardown:6.1f} s")
+    print(f"  worker processes: {ray['pid'].nunique()} for {n} trials (reuse_actors)")
     closing("sweep_overhead", wall / baseline)
 
 
