@@ -34,7 +34,7 @@ STUDIES = REPO / "studies"
 
 # Every study file and its exact number of grid trials.
 TRIALS = {
-    "digits.yaml": 36,
+    "digits.yaml": 48,
     "digits_label_noise.yaml": 24,
     "digits_pruning.yaml": 8,
     "cifar10_preact18.yaml": 108,
