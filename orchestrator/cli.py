@@ -239,7 +239,7 @@ def cmd_resume(args) -> int:
 
 
 def _maybe_report(args, run_dir: str, status: int) -> int:
-    if args.report:
+    if args.report and status not in (130, 143):  # a stopped sweep reports when it has been resumed
         path = _write_report(run_dir, args.out, args.force)
         print(f"report: {path}", file=sys.stderr)
     return status

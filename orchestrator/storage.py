@@ -90,15 +90,19 @@ class RunDir:
     def local(self) -> bool:
         return not is_uri(self.location)
 
+    @functools.cached_property  # one filesystem per RunDir: opening an S3 connection is not free
+    def _resolved(self) -> tuple[pafs.FileSystem, str]:
+        if self.local:
+            return pafs.LocalFileSystem(), self.location
+        return pafs.FileSystem.from_uri(self.location)
+
     @property
     def fs(self) -> pafs.FileSystem:
-        if self.local:
-            return pafs.LocalFileSystem()
-        return pafs.FileSystem.from_uri(self.location)[0]
+        return self._resolved[0]
 
     @property
     def fs_path(self) -> str:
-        return self.location if self.local else pafs.FileSystem.from_uri(self.location)[1]
+        return self._resolved[1]
 
     def join(self, *parts: str) -> str:
         return "/".join([self.fs_path.rstrip("/"), *parts])
