@@ -27,7 +27,7 @@ import yaml
 from bench.common import closing, machine_line
 
 REPO = Path(__file__).resolve().parents[1]
-ROUNDS = 5
+ROUNDS = 3
 # the command, then what it imported and (report) the seconds inside write_report, as one JSON line
 WRAPPER = """
 import json, sys, time

@@ -1,6 +1,6 @@
 """decaylab's records grow linearly: checkpoints of constant size, export and consolidation flat per trial.
 
-**Checkpoints.** One small real trial (small_cnn on 100 digits, 25 epochs) writes its rows and
+**Checkpoints.** One small real trial (small_cnn on 100 digits, 20 epochs, as the default study) writes its rows and
 checkpoints through `orchestrator.records`, as a sweep's trials do; the checkpoint's size is printed
 against the epoch. It holds the model, the optimiser, the arm's state, the RNG states and the best
 epoch's weights — nothing that grows with the epochs (rows live in their own files, written once).
@@ -32,7 +32,7 @@ from orchestrator.spec import expand_grid, study_from_dict
 from orchestrator.storage import RunDir
 from trials.train import run_trial
 
-EPOCHS = 25
+EPOCHS = 20
 SIZES = (36, 200, 1000)
 STUDY = {
     "name": "records",
