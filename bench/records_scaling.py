@@ -1,14 +1,14 @@
 """decaylab's records grow linearly: checkpoints of constant size, export and consolidation flat per trial.
 
-**Checkpoints.** One small real trial (small_cnn on 100 digits, 20 epochs, as the default study) writes its rows and
-checkpoints through `orchestrator.records`, as a sweep's trials do; the checkpoint's size is printed
-against the epoch. It holds the model, the optimiser, the arm's state, the RNG states and the best
+**Checkpoints.** One small real trial (small_cnn on 100 digits, 20 epochs as in the default study)
+writes its rows and checkpoints through `orchestrator.records`, as a sweep's trials do; the
+checkpoint's size is printed against the epoch. It holds the model, the optimiser, the arm's state, the RNG states and the best
 epoch's weights — nothing that grows with the epochs (rows live in their own files, written once).
 The last checkpoint also carries the final evaluations.
 
 **Export and consolidation.** Run directories of 36, 200 and 1,000 trials are filled with that
 trial's record (its result.json, re-keyed for every trial of a grid); each trial is exported to its
-parquet parts (`results.export_trial`, what the driver does when a trial ends), then the parts are
+parquet parts (`results.export_trial`, what a trial's worker does when it ends), then the parts are
 consolidated into the three result files (`results.consolidate`, at the sweep's end). Both are
 timed and divided by the number of trials.
 
