@@ -234,14 +234,14 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
     if study.search.kind == "grid":
         todo = [cfg for cfg in expand_grid(study) if cfg.trial_id not in finished]
         if not todo:
-            results.consolidate(run)
+            counts = results.consolidate(run)
             man = results.read_manifest(run)
             if man is not None and man.get("finished") is None:  # killed after its last trial: complete now
                 man["finished"] = now()
                 results.write_manifest(run, man)
             print(f"nothing to run: all {planned} trials of {study.name} are finished in {run.location}",
                   file=sys.stderr)
-            return summarize(run)
+            return summarize(run, counts=counts)
     from orchestrator import tune_backend as tb  # Ray starts only from here on
 
     with open_log(run) as sink:
@@ -249,11 +249,12 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
         try:
             resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
             # after ray.init, which installs Ray's own SIGTERM handler (a stack dump and an abort)
+            counts = None
             with signals.graceful_stop():
                 try:
                     launch(study, run, todo, planned, len(finished), resources, device, local, where, progress)
                 finally:
-                    results.consolidate(run)
+                    counts = results.consolidate(run)
             signals.check()
         except signals.Interrupted as stop:
             return interrupted(run, progress, stop)
@@ -264,7 +265,7 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             from orchestrator.optuna_stage import write_best_grid
 
             progress.say(f"best configurations as a grid study: {write_best_grid(run, study)}")
-        return summarize(run, progress)  # inside the log's block: its last line is the summary
+        return summarize(run, progress, counts)  # inside the log's block: its last line is the summary
 
 
 def launch(study: Study, run: RunDir, todo: list, planned: int, finished: int, resources: dict, device: str,
@@ -334,10 +335,13 @@ def open_log(run: RunDir):
         run.write_atomic((old + buffer.getvalue()).encode(), "sweep.log")
 
 
-def summarize(run: RunDir, progress: Progress | None = None) -> int:
-    counts: dict[str, int] = {}
-    for state in results.trial_states(run).values():
-        counts[state["status"]] = counts.get(state["status"], 0) + 1
+def summarize(run: RunDir, progress: Progress | None = None, counts: dict[str, int] | None = None) -> int:
+    """The closing line; `counts` (trials by status) as `results.consolidate` returned them, which saves
+    reading every record once more at the end of a large sweep."""
+    if counts is None:
+        counts = {}
+        for state in results.trial_states(run).values():
+            counts[state["status"]] = counts.get(state["status"], 0) + 1
     text = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
     elapsed = f" in {clock(time.monotonic() - progress.started)}" if progress else ""
     say = progress.say if progress else (lambda line: print(line, file=sys.stderr))
