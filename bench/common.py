@@ -100,13 +100,14 @@ def synthetic_data(n: int, info: data_mod.DatasetInfo = CIFAR_INFO, seed: int = 
 
 def trial(*, arch: str, dataset: str, batch_size: int, steps: int, eps: float, step_size: float | None = None,
           kind: str = "fixed", value: float = 5e-4, lr: float = 0.05, epochs: int = 1,
-          compile_model: bool = False, precision: str = "auto") -> TrialConfig:
+          compile_model: bool = False, precision: str = "auto", channels_last: bool | None = None) -> TrialConfig:
     """A one-trial config built directly (no study file: synthetic data needs no dataset root)."""
     attack = TrainAttackSpec(kind="pgd", eps=eps, steps=steps, step_size=step_size)
     params = {"lam": value} if kind == "fixed" else {"lambda_awd": value}
     point = GridPoint(method="wd" if kind == "fixed" else "awd", kind=kind, params=params, lr=lr, seed=0)
     return TrialConfig(
         study="bench", point=point, data=DataConfig(dataset=dataset), model=ModelConfig(arch=arch),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, compile=compile_model, precision=precision),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, compile=compile_model, precision=precision,
+                          channels_last=channels_last),
         attack=AttackConfig(train=attack))
 

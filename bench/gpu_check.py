@@ -98,7 +98,7 @@ DRY = Plan("cpu", "small_cnn", "bf16", 2 * 16 + 8, 16, 3, 64, 2 * 16 + 8, 1, "ao
 def config(plan: Plan, compiled: bool = False, precision: str | None = None) -> TrialConfig:
     return trial(arch=plan.arch, dataset="cifar10", batch_size=plan.batch, steps=plan.steps, eps=8 / 255,
                  step_size=2 / 255, lr=0.1, epochs=1000, compile_model=compiled,
-                 precision=precision or plan.precision)
+                 precision=precision or plan.precision, channels_last=True)  # on CUDA the default anyway
 
 
 def sync(device: str) -> None:

@@ -2,8 +2,9 @@
 
 **Checkpoints.** One small real trial (small_cnn on 100 digits, 20 epochs as in the default study)
 writes its rows and checkpoints through `orchestrator.records`, as a sweep's trials do; the
-checkpoint's size is printed against the epoch. It holds the model, the optimiser, the arm's state, the RNG states and the best
-epoch's weights — nothing that grows with the epochs (rows live in their own files, written once).
+checkpoint's size is printed against the epoch. It holds the model, the optimiser, the arm's state,
+the RNG states and the best epoch's weights — nothing that grows with the epochs (rows live in their
+own files, written once).
 The last checkpoint also carries the final evaluations.
 
 **Export and consolidation.** Run directories of 36, 200 and 1,000 trials are filled with that

@@ -13,7 +13,7 @@ piece of the reference at a time by decaylab's:
     + no logging forward          metrics summed on the device and read once per epoch
     decaylab (NCHW)               `train_epoch` itself: the arm's hooks instead of SGD's weight_decay,
                                   the lr factor, the accumulators
-    decaylab                      `train_epoch` with its default memory format (channels_last)
+    decaylab                      `train_epoch` in channels_last, as the default study sets it
 
 All variants train the same network from the same initialisation, with the same batch size, ε, step
 size and number of PGD steps, on the same images; the rounds interleave them (A B C … C B A). Each
@@ -45,9 +45,9 @@ from trials.train import build_trainer, lr_factor, train_epoch
 SETTINGS = {
     # name: (config, synthetic training images or None for the configured dataset, timed rounds)
     "digits": (trial(arch="small_cnn", dataset="digits", batch_size=32, steps=5, eps=0.25, step_size=0.1,
-                     lr=0.1, epochs=10), None, 5),
+                     lr=0.1, epochs=10, channels_last=True), None, 5),
     "preact18": (trial(arch="preact_resnet18", dataset="cifar10", batch_size=16, steps=10, eps=8 / 255,
-                       step_size=2 / 255, lr=0.1, epochs=10), 16, 3),
+                       step_size=2 / 255, lr=0.1, epochs=10, channels_last=True), 16, 3),
 }
 LADDER = ("reference", "+ device data", "+ input-only attack", "+ no logging forward", "decaylab (NCHW)", "decaylab")
 

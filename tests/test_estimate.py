@@ -23,8 +23,9 @@ def test_forward_equivalents_of_the_default_study():
     splits = cost.split_sizes(cfg, 1797, None)  # digits: no official test split, 20% held out
     assert (splits.test, splits.val) == (359, 144) and splits.train == 1797 - 359 - 144
     fe = cost.forward_equivalents(cfg, splits)
-    assert fe.train == 25 * splits.train * (2 * 5 + 3)  # PGD-5 training
-    assert fe.evaluation == 25 * ((144 + 359) * (2 * 10 + 2) + 144)  # PGD-10 every epoch, train-clean on 144
+    assert fe.train == 20 * splits.train * (2 * 5 + 3)  # PGD-5 training
+    # PGD-10 every epoch on the validation split and 180 test images, train-clean on 144
+    assert fe.evaluation == 20 * ((144 + 180) * (2 * 10 + 2) + 144)
     assert fe.final == 2 * 359 * (1 + 3 + 21)  # best and last weights: clean, FGSM, PGD-10
 
 

@@ -101,8 +101,7 @@ class TrainConfig(Section):
     max_loss: Positive = Field(
         100.0, description="a trial whose mean training loss exceeds this (or is not finite) has diverged; "
         "cross-entropy at chance is ln(classes) ≈ 2.3 for 10 classes")
-    channels_last: bool | None = Field(
-        None, description="channels_last memory format; null = on (convolutions run faster in it on CPU and CUDA)")
+    channels_last: bool | None = Field(None, description="channels_last memory format; null = on for CUDA")
 
 
 class AttackSpec(Section):

@@ -143,9 +143,8 @@ def build_trainer(config: TrialConfig, device: torch.device | str | None = None,
     data = data or data_mod.load(config.data, config.label_noise, device)
     torch.manual_seed(config.seed)  # same seed → same initialisation in every arm (paired trials)
     model = build_model(config.model, data.info).to(device)
-    # channels_last unless the study says otherwise: convolutions run faster in it on CUDA and on CPU
-    # (bench.trainer_vs_reference measures the difference)
-    channels_last = config.train.channels_last if config.train.channels_last is not None else True
+    channels_last = config.train.channels_last if config.train.channels_last is not None \
+        else device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.train.momentum,
