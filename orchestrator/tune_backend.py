@@ -9,11 +9,13 @@ member starts from its newest readable checkpoint there — on a Ray retry, on `
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Set before Ray starts so that local workers inherit them.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -39,6 +41,9 @@ from orchestrator.storage import RunDir
 from trials.config import TrialConfig
 from trials.evaluation import sanity_problems
 from trials.train import Trainer, start_trial, step
+
+if TYPE_CHECKING:  # the trackers' module imports their packages: the driver's business only
+    from orchestrator.tune_trackers import Members
 
 log = logging.getLogger("decaylab.sweep")
 # passed to every worker, also on remote nodes (which do not inherit this process's environment)
@@ -103,10 +108,11 @@ def shutdown() -> None:
 # ------------------------------------------------------------------------------ trainable
 
 
-def members_of(params: dict) -> list[TrialConfig]:
-    """The member trials of a Ray trial, from its config (a grid entry or an Optuna sample)."""
-    if "entry" in params:
-        return [TrialConfig.from_dict(m) for m in params["entry"]["members"]]
+def members_of(params: dict, entries: dict[str, list[dict]] | None = None) -> list[TrialConfig]:
+    """The member trials of a Ray trial: a grid trial's by its id (`entries`: id → the members'
+    configurations), an Optuna trial's from its sample."""
+    if "trial" in params:
+        return [TrialConfig.from_dict(m) for m in entries[params["trial"]]]
     study = study_from_dict(params["study"], "optuna trial", check_data=False)
     return optuna_stage.members(study, params)
 
@@ -143,9 +149,9 @@ def member_objective(tr: Trainer) -> float:
     return tr.best["val_robust_acc"] if tr.best else math.nan
 
 
-def trainable(params: dict) -> None:
+def trainable(params: dict, entries: dict[str, list[dict]] | None = None) -> None:
     """The Ray Tune function trainable: train the members, report every epoch."""
-    members = members_of(params)
+    members = members_of(params, entries)
     torch.set_num_threads(params["threads"])
     run = RunDir(params["run_dir"])
     started = [resume(run, cfg, params["device"]) for cfg in members]
@@ -186,19 +192,20 @@ def trainable(params: dict) -> None:
 class SweepCallback(tune.Callback):
     """Driver side: live progress, failed-trial records, and the result parts of trials that did not finish."""
 
-    def __init__(self, run: RunDir, progress: Progress):
+    def __init__(self, run: RunDir, progress: Progress, members: Members):
         self.run = run
         self.progress = progress
+        self.members = members
 
     def __getstate__(self) -> dict:  # pickled with the experiment state: keep it light
-        return {"run": self.run, "progress": None}
+        return {"run": self.run, "progress": None, "members": None}
 
     def on_step_end(self, iteration, trials, **info):
         if self.progress:
             self.progress.tick()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        for cfg in members_of(trial.config):
+        for cfg in self.members(trial.config):
             records.clear_error(self.run, cfg.trial_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -216,7 +223,7 @@ class SweepCallback(tune.Callback):
             status = "failed"  # a trial that reports nothing is an error, not a success
         elif status == "running":  # ended without finishing: the tuning scheduler (ASHA) stopped it
             status = "stopped"
-            for cfg in members_of(trial.config):
+            for cfg in self.members(trial.config):
                 records.record_stopped(self.run, cfg.trial_id, cfg.to_dict())
         self._finish(trial, status)
 
@@ -224,7 +231,7 @@ class SweepCallback(tune.Callback):
         if signals.stopping():  # its worker went down with the sweep: not a failure of the trial
             return
         message = _error_message(trial)
-        for cfg in members_of(trial.config):
+        for cfg in self.members(trial.config):
             records.record_error(self.run, cfg.trial_id, message, cfg.to_dict())
         if self.progress:
             where = f" (traceback: {trial.error_file})" if trial.error_file else ""
@@ -232,7 +239,7 @@ class SweepCallback(tune.Callback):
         self._finish(trial, "failed")
 
     def _finish(self, trial, status: str) -> None:
-        for cfg in members_of(trial.config):
+        for cfg in self.members(trial.config):
             if status not in results.FINISHED:  # a trial that finished exported its parts itself
                 results.export_trial(self.run, cfg.trial_id)
             self._warn_sanity(cfg.trial_id)
@@ -249,7 +256,7 @@ class SweepCallback(tune.Callback):
 
 
 def trial_label(trial) -> str:
-    return trial.config.get("entry", {}).get("trial_id") or trial.trial_id
+    return trial.config.get("trial") or trial.trial_id
 
 
 def _error_message(trial) -> str:
@@ -303,10 +310,11 @@ class StopOnSignal(tune.Stopper):
         return signals.stopping()
 
 
-def _run_config(launch: Launch, callbacks: list) -> tune.RunConfig:
+def _run_config(launch: Launch, members: Members) -> tune.RunConfig:
     from orchestrator import tune_trackers  # the trackers' packages are imported by the driver only
 
-    callbacks = [*callbacks, *tune_trackers.callbacks(launch.study, launch.run, members_of)]
+    callbacks = [SweepCallback(launch.run, launch.progress, members),
+                 *tune_trackers.callbacks(launch.study, launch.run, members)]
     return tune.RunConfig(
         name=launch.experiment, storage_path=launch.run.location, verbose=0, callbacks=callbacks,
         stop=StopOnSignal(), failure_config=tune.FailureConfig(max_failures=launch.study.resources.max_failures),
@@ -329,15 +337,19 @@ def _fit(tuner: tune.Tuner) -> None:
 
 def run_grid(launch: Launch) -> None:
     """The comparison: every entry run to full length, FIFO, no early stopping."""
-    space = {**_constants(launch), "entry": tune.grid_search(launch.entries)}
+    entries = {e["trial_id"]: e["members"] for e in launch.entries}
+    # The grid holds trial ids only, the configurations travel once through the object store: Ray copies
+    # the search space for every trial it generates, so configurations in it would cost O(trials²)
+    # before the first trial starts (a minute at 1,000 trials).
+    space = {**_constants(launch), "trial": tune.grid_search(list(entries))}
     tuner = tune.Tuner(
-        tune.with_resources(trainable, _resources(launch.study, launch.device)),
+        tune.with_resources(tune.with_parameters(trainable, entries=entries),
+                            _resources(launch.study, launch.device)),
         param_space=space,
         tune_config=tune.TuneConfig(
             reuse_actors=True, max_concurrent_trials=launch.study.resources.max_concurrent,
-            trial_dirname_creator=lambda t: t.config["entry"]["trial_id"],
-            trial_name_creator=lambda t: t.config["entry"]["trial_id"]),
-        run_config=_run_config(launch, [SweepCallback(launch.run, launch.progress)]),
+            trial_dirname_creator=lambda t: t.config["trial"], trial_name_creator=lambda t: t.config["trial"]),
+        run_config=_run_config(launch, functools.partial(members_of, entries=entries)),
     )
     _fit(tuner)
 
@@ -371,7 +383,7 @@ def run_optuna(launch: Launch, resumed: bool = False) -> None:
             search_alg=search, scheduler=scheduler, num_samples=samples, reuse_actors=True,
             max_concurrent_trials=study.resources.max_concurrent,
             trial_dirname_creator=lambda t: f"optuna-{t.trial_id}"),
-        run_config=_run_config(launch, [SweepCallback(launch.run, launch.progress)]),
+        run_config=_run_config(launch, members_of),
     )
     _fit(tuner)
 
