@@ -1,7 +1,7 @@
 """What Ray Tune and decaylab's orchestration add to a sweep, against the same trials run without them.
 
 In one run, on a slice of the default study (studies/digits.yaml: its arms, settings and first lr,
-two seeds, `EPOCHS` epochs; one CPU per trial, two at a time on this 2-CPU machine):
+two seeds, its own number of epochs; one CPU per trial, two at a time on this 2-CPU machine):
 
 - **sweep**: `decaylab sweep` in a subprocess, from process start to exit;
 - **baseline**: the same trials back to back with `trials.train.run_trial`, no Ray and no records,
@@ -34,11 +34,10 @@ import yaml
 from bench.common import closing, machine_line
 
 CPUS = 2
-EPOCHS = 10
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((REPO / "studies" / "digits.yaml").read_text())
 STUDY = {**DEFAULT, "name": "bench-sweep", "seeds": [0, 1], "lr": DEFAULT["lr"][:1],
-         "train": {**DEFAULT["train"], "epochs": EPOCHS}, "resources": {"cpu": 1, "gpu": 0}}
+         "resources": {"cpu": 1, "gpu": 0}}
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
 # one baseline process: every `step`-th trial of the study from `first`, back to back, one thread
 BASELINE = """
@@ -118,7 +117,7 @@ def main() -> None:
     # the trials' phase offers CPUS slots; what the trainables did not use of them stayed empty
     empty = CPUS * phase - in_trainables
     firsts = ray.groupby("pid")["started"].min() - at["connected"]
-    print(f"{n} trials × {EPOCHS} epochs of the default study, {CPUS} at a time; statuses "
+    print(f"{n} trials × {STUDY['train']['epochs']} epochs of the default study, {CPUS} at a time; statuses "
           f"{trials['status'].value_counts().to_dict()}")
     print(f"  sweep wall time {wall:7.1f} s    baseline (same trials, no Ray, {CPUS} processes) {baseline:7.1f} s")
     print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's time went:")
