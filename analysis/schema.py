@@ -107,7 +107,8 @@ def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     out = {}
     for name, dtype in columns.items():
         if name in frame.columns:
-            out[name] = frame[name].astype(dtype)
+            column = frame[name]
+            out[name] = column if column.dtype == dtype else column.astype(dtype)
         elif dtype == "int64":
             raise KeyError(f"result frame lacks the integer column {name!r}")
         else:

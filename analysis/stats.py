@@ -22,7 +22,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import optimize, stats
 
 ALPHA = 0.05
 POWER = 0.8
@@ -58,6 +57,8 @@ def t_half_width(x: np.ndarray, level: float = LEVEL) -> float:
     x = x[np.isfinite(x)]
     if len(x) < 2:
         return math.nan
+    from scipy import stats  # here, not at the top: scipy.stats takes half a second to import
+
     return float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
@@ -65,6 +66,8 @@ def t_half_widths(std: np.ndarray, n: np.ndarray, level: float = LEVEL) -> np.nd
     """Elementwise t-interval half-widths from standard deviations and counts (NaN below 2)."""
     n = np.asarray(n, float)
     with np.errstate(invalid="ignore", divide="ignore"):
+        from scipy import stats
+
         q = stats.t.ppf(0.5 + level / 2, np.where(n > 1, n - 1, np.nan))
         return q * np.asarray(std, float) / np.sqrt(n)
 
@@ -109,6 +112,8 @@ def t_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     if n < 2:
         return 0.0
     df = n - 1
+    from scipy import stats
+
     crit = stats.t.ppf(1 - alpha / 2, df)
     nc = effect * math.sqrt(n)
     upper, lower = stats.nct.sf(crit, df, nc), stats.nct.cdf(-crit, df, nc)
@@ -141,6 +146,8 @@ def detectable_effect(sd: float, n: int) -> float:
     """
     if n < seeds_floor() or not math.isfinite(sd) or sd < TIE_TOLERANCE:
         return math.nan
+    from scipy import optimize
+
     effect = optimize.brentq(lambda e: t_power(e, n) - POWER, 1e-6, 40.0)
     return float(effect * sd)
 
