@@ -1,4 +1,4 @@
-"""L∞ attacks (DESIGN.md §4, §7): the ε-ball, the image box, untouched weights and modes, strength."""
+"""L∞ attacks: the ε-ball, the image box, untouched weights and modes, strength."""
 
 from __future__ import annotations
 

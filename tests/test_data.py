@@ -1,4 +1,4 @@
-"""Datasets (DESIGN.md §3, §7): splits, subsets, label noise, augmentation and the on-disk formats."""
+"""Datasets: splits, subsets, label noise, augmentation and the on-disk formats."""
 
 from __future__ import annotations
 

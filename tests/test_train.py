@@ -1,4 +1,4 @@
-"""One trial end to end (DESIGN.md §4, §5, §7): learning, divergence, resume, pairing, schema, syncs."""
+"""One trial end to end: learning, divergence, resume, pairing, schema, syncs."""
 
 from __future__ import annotations
 

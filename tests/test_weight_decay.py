@@ -1,4 +1,4 @@
-"""Fixed and adaptive weight decay (DESIGN.md §4): the AWD rule, in-place grads, no host syncs."""
+"""Fixed and adaptive weight decay: the AWD rule, in-place grads, no host syncs."""
 
 from __future__ import annotations
 
