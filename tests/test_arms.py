@@ -231,6 +231,8 @@ def test_a_study_with_every_arm_validates_sweeps_and_reports(tmp_path):
     study |= {"name": "arms", "seeds": [0], "train": {**study["train"], "epochs": 2},
               "data": {**study["data"], "subset": 300},
               "eval": {"val_examples": 100, "test_examples": 100, "train_examples": 100}}
+    study["methods"] |= {"wrs": {"kind": "rescale", "granularity": ["layer", "filter"]},  # grids of several values
+                         "early": {"kind": "windowed", "lambda": [5e-3], "stop": [0.25, 0.5]}}
     path = tmp_path / "arms.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     assert decaylab("validate", path).returncode == 0

@@ -43,7 +43,7 @@ TRIALS = {
     "svhn_preact18.yaml": 108,
     "fashion_mnist.yaml": 108,
     "tiny_imagenet_preact18.yaml": 108,
-    "digits_arms.yaml": 39,
+    "digits_arms.yaml": 60,
     "cifar10_arms_preact18.yaml": 51,
 }
 # The paper reproductions (GPU studies): file → (dataset, model.arch).
