@@ -29,10 +29,15 @@ def _line(ax: Axes, curve: pd.DataFrame, column: str, scale: float = 1.0, **line
     )
 
 
-def overfitting_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colors: dict) -> Figure:
-    """Every arm in one panel: validation (dashed) and test (solid) robust accuracy vs epoch."""
+def overfitting_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colors: dict,
+                       drops: pd.DataFrame | None = None) -> Figure:
+    """Every arm in one panel: validation (dashed) and test (solid) robust accuracy vs epoch; the
+    epochs where the lr schedule steps down (`drops`, the first epoch at the lower lr) marked."""
     fig, axes = plotting.new_figure(1, 1, panel_height=2.9)
     ax = axes[0, 0]
+    steps = sorted(set(drops["epoch"])) if drops is not None and len(drops) else []
+    for i, epoch in enumerate(steps):
+        ax.axvline(epoch, color="0.55", linestyle=":", linewidth=1, label="lr step" if i == 0 else None, zorder=0)
     for arm in arms:
         chosen = best[best["method"] == arm]
         curve = curves[curves["method"] == arm]

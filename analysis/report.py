@@ -382,7 +382,7 @@ def _overfitting(a: Analysis, w: ReportWriter) -> None:
             w.text("No finished trial at this level.")
             return
         w.figure(
-            fe.overfitting_figure(at_level(a.epoch_curves, level), best, a.arms, colors),
+            fe.overfitting_figure(at_level(a.epoch_curves, level), best, a.arms, colors, at_level(a.drops, level)),
             f"robust_overfitting{sfx}",
             "Robust accuracy per epoch of each arm's best-tuned configuration: test (per-epoch PGD on "
             "`eval.test_examples`, solid) "
