@@ -108,7 +108,8 @@ def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     for name, dtype in columns.items():
         if name in frame.columns:
             column = frame[name]
-            out[name] = column if column.dtype == dtype else column.astype(dtype)
+            # compare names: pandas' own `str` dtype compares equal to "string" but keeps NaN, not <NA>
+            out[name] = column if str(column.dtype) == dtype else column.astype(dtype)
         elif dtype == "int64":
             raise KeyError(f"result frame lacks the integer column {name!r}")
         else:
