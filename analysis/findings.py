@@ -123,12 +123,12 @@ def _left_out(test: pd.Series) -> str:
 def _lr_robustness(a: Analysis, level: float, method: str, reference: str) -> str:
     test = _row(a.lr_robustness, level, method)
     lrs = sorted(at_level(a.outcomes, level)["lr"].unique())
+    if len(lrs) < 2:
+        return f"*Across the lr grid*: one lr only ({', '.join(f'{lr:g}' for lr in lrs)}), so robustness to the lr cannot be assessed."
     head = (
         f"*Across the lr grid* ({len(lrs)} lrs: {', '.join(f'{lr:g}' for lr in lrs)}; per seed, the mean over lrs "
         f"of each arm's best-per-lr {metric_name(a)}): "
     )
-    if len(lrs) < 2:
-        return head + "one lr only, so robustness to the lr cannot be assessed."
     if test is None or test["n"] == 0:
         return head + wording.verdict(test if test is not None else _empty(method, reference), a.smoke_test)
     means = at_level(a.lr_seed_means, level)
@@ -142,6 +142,8 @@ def _sensitivity(a: Analysis, level: float, method: str, reference: str) -> str:
     arm, ref = _row(a.sensitivity, level, method), _row(a.sensitivity, level, reference)
     if arm is None or ref is None:
         return "LR sensitivity: not available for both arms."
+    if at_level(a.outcomes, level)["lr"].nunique() < 2:
+        return "*LR sensitivity*: one lr only, so spread and LR-AUC are not defined."
 
     def number(row: pd.Series, name: str) -> str:
         low, high = row[name + "_low"], row[name + "_high"]

@@ -30,8 +30,13 @@ def importances(outcomes: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple, str]]
     rows, notes = [], {}
     for key, trials in outcomes[outcomes["score"].notna()].groupby(ARM_KEYS, sort=True):
         params = _varying(trials, [*hyperparameters_of(key[2]), "lr", "seed"])
-        if len(trials) < MIN_TRIALS or not params:
-            why = f"only {len(trials)} scored trial(s)" if len(trials) < MIN_TRIALS else "no parameter takes two values"
+        if len(trials) < MIN_TRIALS or not set(params) - {"seed"}:
+            # the seed alone would get an importance of 1 whatever the data: nothing to learn from it
+            why = (
+                f"only {len(trials)} scored trial(s)"
+                if len(trials) < MIN_TRIALS
+                else "only the seed varies (one configuration)"
+            )
             notes[key] = f"not computed: {why}."
             continue
         found = arm_importances(trials, params)

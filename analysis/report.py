@@ -234,6 +234,9 @@ def _comparison(a: Analysis, w: ReportWriter) -> None:
             )
         )
         w.heading(3, "Across the lr grid (LR robustness)" + noise)
+        if (only := _single_lr(a, level)) is not None:
+            w.text(f"One lr only ({only:g}): robustness to the lr cannot be assessed, so there is no such test.")
+            return
         w.table(
             displays.tests(
                 at_level(a.lr_robustness, level),
@@ -245,6 +248,12 @@ def _comparison(a: Analysis, w: ReportWriter) -> None:
         )
 
     _per_level(a, w, body)
+
+
+def _single_lr(a: Analysis, level: float) -> float | None:
+    """The study's only learning rate at `level`, or None when it has several."""
+    lrs = at_level(a.outcomes, level)["lr"].unique()
+    return float(lrs[0]) if len(lrs) == 1 else None
 
 
 def _test_note(a: Analysis, which: str) -> str:
@@ -268,6 +277,9 @@ def _sensitivity(a: Analysis, w: ReportWriter) -> None:
         curves, env, best = at_level(a.curves, level), at_level(a.envelope, level), at_level(a.best, level)
         if best.empty:
             w.text("No finished trial at this level.")
+            return
+        if (only := _single_lr(a, level)) is not None:
+            w.text(f"One lr only ({only:g}): sensitivity to the lr needs at least two values in `lr`.")
             return
         arms = [arm for arm in a.arms if (curves["method"] == arm).any()]
         w.figure(

@@ -186,3 +186,24 @@ def test_summary_json_has_every_key_and_is_strict(run_dir, summary, analysis):
     assert [entry["n"] for entry in budget] == list(range(1, 9))
     assert set(budget[0]) == {"n", "expected_best", "low", "high", "compute_hours"}
     assert set(level["importance"]) == {"wd", "awd"}
+
+
+def test_a_single_lr_study_claims_nothing_about_the_lr(tmp_path):
+    """With one lr there is no spread, no LR-AUC and no LR-robustness test: the summary says so."""
+    from synthetic import make_results
+
+    results = make_results(lrs=(0.1,), seeds=(0, 1, 2), evaluations=True)
+    write_results(tmp_path / "run", results, manifest(results))
+    items = _flatten(findings.findings(analyse(load_run(tmp_path / "run")), 0.0))
+    across = [item for item in items if item.startswith("*Across the lr grid*")]
+    sensitivity = [item for item in items if item.startswith("*LR sensitivity*")]
+    assert across and all("one lr only (0.1)" in item and "lrs" not in item for item in across)
+    assert sensitivity and all("not defined" in item and "spread (max" not in item for item in sensitivity)
+    from analysis.report import write_report
+
+    report = write_report(tmp_path / "run", tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "One lr only (0.1): robustness to the lr cannot be assessed" in text
+    assert "One lr only (0.1): sensitivity to the lr needs" in text
+    assert "lr_sensitivity.png" not in text and not (tmp_path / "report" / "figures" / "lr_heatmaps.png").exists()
+    assert report is not None
