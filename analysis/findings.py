@@ -124,7 +124,8 @@ def _lr_robustness(a: Analysis, level: float, method: str, reference: str) -> st
     test = _row(a.lr_robustness, level, method)
     lrs = sorted(at_level(a.outcomes, level)["lr"].unique())
     if len(lrs) < 2:
-        return f"*Across the lr grid*: one lr only ({', '.join(f'{lr:g}' for lr in lrs)}), so robustness to the lr cannot be assessed."
+        only = ", ".join(f"{lr:g}" for lr in lrs)
+        return f"*Across the lr grid*: one lr only ({only}), so robustness to the lr cannot be assessed."
     head = (
         f"*Across the lr grid* ({len(lrs)} lrs: {', '.join(f'{lr:g}' for lr in lrs)}; per seed, the mean over lrs "
         f"of each arm's best-per-lr {metric_name(a)}): "

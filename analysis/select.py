@@ -26,7 +26,8 @@ RULES = [
     "0; failed, stopped and running seeds are left out.",
     "**Best-tuned configuration of an arm**: the one with the highest score among those with at "
     "least one finished (`ok`) seed; ties go to the configuration listed first in the study (its "
-    "hyperparameter values in the study file's order, then the learning rate). *Best per lr*: the same choice made at each learning rate separately.",
+    "hyperparameter values in the study file's order, then the learning rate). *Best per lr*: the same "
+    "choice made at each learning rate separately.",
     "**Test numbers are never used to choose**: they are looked up only after the choice.",
 ]
 

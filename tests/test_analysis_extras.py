@@ -188,8 +188,15 @@ def test_a_run_where_nothing_finished_still_reports(tmp_path):
 def test_an_arm_with_one_configuration_gets_no_importance():
     """Only the seed varies: it would get an importance of 1 whatever the scores, so none is shown."""
     outcomes = pd.DataFrame(
-        {"label_noise": 0.0, "method": "wd", "kind": "fixed", "lam": 1e-4, "lr": 0.1,
-         "seed": [0, 1, 2, 3, 4, 5], "score": [0.4, 0.5, 0.45, 0.41, 0.47, 0.44]}
+        {
+            "label_noise": 0.0,
+            "method": "wd",
+            "kind": "fixed",
+            "lam": 1e-4,
+            "lr": 0.1,
+            "seed": [0, 1, 2, 3, 4, 5],
+            "score": [0.4, 0.5, 0.45, 0.41, 0.47, 0.44],
+        }
     )
     rows, notes = importance.importances(outcomes)
     assert rows.empty and notes[(0.0, "wd", "fixed")] == "not computed: only the seed varies (one configuration)."
