@@ -36,15 +36,16 @@ def memorisation_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str
             if curve.empty or chosen.empty:
                 continue
             x = curve["epoch"].to_numpy()
-            ax.plot(
+            plotting.finite_line(
+                ax,
                 x,
-                100 * curve["noisy_fit_acc_mean"],
+                100 * curve["noisy_fit_acc_mean"].to_numpy(float),
                 color=colors[arm],
                 linestyle=styles[i % len(styles)],
                 label=f"{arm}, noise {100 * level:g}% ({chosen['setting'].iloc[0]})",
             )
             low, high = curve["noisy_fit_acc_low"].to_numpy(float), curve["noisy_fit_acc_high"].to_numpy(float)
-            plotting.band(ax, x, 100 * low, 100 * high, colors[arm])
+            plotting.band(ax, x, 100 * low, 100 * high, colors[arm], (0, 100))
     plotting.epoch_axis(ax)
     ax.set_ylabel("flipped labels fitted (%)")
     ax.set_title("Memorisation of noisy training labels, best-tuned configuration per arm and noise rate")

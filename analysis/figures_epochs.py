@@ -16,16 +16,18 @@ from analysis import plotting
 PER_EPOCH_PGD = "per-epoch PGD on eval.test_examples"
 
 
-def _line(ax: Axes, curve: pd.DataFrame, column: str, scale: float = 1.0, **line) -> None:
-    """Mean line of `column` with its 95% band over seeds."""
+def _line(ax: Axes, curve: pd.DataFrame, column: str, scale: float = 1.0,
+          limits: tuple[float, float] | None = None, **line) -> None:
+    """Mean line of `column` with its 95% band over seeds (clipped to `limits`)."""
     x = curve["epoch"].to_numpy()
-    ax.plot(x, scale * curve[f"{column}_mean"].to_numpy(float), **line)
+    plotting.finite_line(ax, x, scale * curve[f"{column}_mean"].to_numpy(float), **line)
     plotting.band(
         ax,
         x,
         scale * curve[f"{column}_low"].to_numpy(float),
         scale * curve[f"{column}_high"].to_numpy(float),
         line["color"],
+        limits,
     )
 
 
@@ -46,8 +48,9 @@ def overfitting_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str]
         row = chosen.iloc[0]
         n = int(curve["n"].max())
         label = f"{arm} ({row['setting']}, lr={row['lr']:g}, {n} seed{'s' if n != 1 else ''})"
-        _line(ax, curve, "test_robust_acc", 100, color=colors[arm], label=f"{label}: test")
-        _line(ax, curve, "val_robust_acc", 100, color=colors[arm], linestyle="--", linewidth=0.9, label=f"{label}: val")
+        _line(ax, curve, "test_robust_acc", 100, (0, 100), color=colors[arm], label=f"{label}: test")
+        _line(ax, curve, "val_robust_acc", 100, (0, 100), color=colors[arm], linestyle="--", linewidth=0.9,
+              label=f"{label}: val")
     if not ax.lines:
         plotting.mark_no_data(ax)
     plotting.epoch_axis(ax)

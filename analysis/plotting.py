@@ -137,11 +137,25 @@ def percent_axis(ax: Axes, label: str) -> None:
     ax.set_ylabel(f"{label} (%)")
 
 
-def band(ax: Axes, x: np.ndarray, low: np.ndarray, high: np.ndarray, color: str) -> None:
-    """A shaded 95% interval; nothing where it is undefined (one seed)."""
-    low, high = np.asarray(low, float), np.asarray(high, float)
-    if np.isfinite(low).any():
-        ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+def band(ax: Axes, x: np.ndarray, low: np.ndarray, high: np.ndarray, color: str,
+         limits: tuple[float, float] | None = None) -> None:
+    """A shaded 95% interval through the points where it is defined (not with one seed, not on epochs
+    that were not evaluated); `limits` clips it to the values the quantity can take (0–100 %)."""
+    x, low, high = np.asarray(x), np.asarray(low, float), np.asarray(high, float)
+    keep = np.isfinite(low) & np.isfinite(high)
+    if keep.any():
+        low, high = low[keep], high[keep]
+        if limits is not None:
+            low, high = np.clip(low, *limits), np.clip(high, *limits)
+        ax.fill_between(x[keep], low, high, color=color, alpha=0.2, linewidth=0)
+
+
+def finite_line(ax: Axes, x: np.ndarray, y: np.ndarray, **line) -> None:
+    """A line through the finite points only: epochs without a value (`eval.every` > 1) are skipped,
+    not drawn as gaps (with every other epoch missing, a plain plot would draw nothing)."""
+    x, y = np.asarray(x), np.asarray(y, float)
+    keep = np.isfinite(y)
+    ax.plot(x[keep], y[keep], **line)
 
 
 def draw_points(ax: Axes, x: np.ndarray, y: np.ndarray, diverged: np.ndarray, **line) -> None:

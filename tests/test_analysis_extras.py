@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import analysis_fixtures as fx
+import numpy as np
 import pandas as pd
 import pytest
 from synthetic import DEFAULT_ARMS, MANY_KINDS, make_results, write_run_dir
@@ -200,3 +201,23 @@ def test_an_arm_with_one_configuration_gets_no_importance():
     )
     rows, notes = importance.importances(outcomes)
     assert rows.empty and notes[(0.0, "wd", "fixed")] == "not computed: only the seed varies (one configuration)."
+
+
+def test_epoch_curves_with_every_other_epoch_missing_are_drawn():
+    """eval.every = 2 leaves NaN on odd epochs: the line goes through the evaluated ones (a plain plot
+    draws nothing), and the band is clipped to what an accuracy can be."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(1, 11)
+    y = np.where(x % 2 == 0, x * 10.0, np.nan)
+    fig, ax = plt.subplots()
+    plotting.finite_line(ax, x, y, color="k")
+    plotting.band(ax, x, y - 50, y + 50, "k", (0, 100))
+    line = ax.lines[0]
+    assert list(line.get_xdata()) == [2, 4, 6, 8, 10] and np.isfinite(line.get_ydata()).all()
+    (_, _), (low, high) = ax.collections[0].get_datalim(ax.transData).get_points()
+    assert low >= 2 and high <= 100
+    plt.close(fig)
