@@ -81,7 +81,7 @@ def pruning_figure(table: pd.DataFrame, arms: list[str], colors: dict, metric: s
             x, y = 100 * curve["sparsity"].to_numpy(float), 100 * curve[f"{column}_mean"].to_numpy(float)
             half = 100 * curve[f"{column}_ci"].to_numpy(float)
             ax.plot(x, y, color=colors[arm], marker="o", label=f"{arm} ({curve['setting'].iloc[0]})")
-            plotting.band(ax, x, y - half, y + half, colors[arm])
+            plotting.band(ax, x, y - half, y + half, colors[arm], (0, 100))
         ax.set_xlabel("weights pruned (%)")
         plotting.percent_axis(ax, name)
         ax.set_title(f"{name[0].upper()}{name[1:]} vs sparsity")

@@ -43,7 +43,7 @@ def lr_summary_figure(
                     label=f"{arm}: {label}",
                 )
                 if style == "-":
-                    plotting.band(ax, x, y - half, y + half, colors[arm])
+                    plotting.band(ax, x, y - half, y + half, colors[arm], (0, 100))
         plotting.lr_axis(ax, lrs)
         plotting.percent_axis(ax, name)
         ax.set_title(plotting.capital(name))

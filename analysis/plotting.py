@@ -119,13 +119,13 @@ def epoch_axis(ax: Axes) -> None:
 
 def plain_log_labels(ax: Axes) -> None:
     """Label a log y axis with plain numbers (0.3, 2) instead of 3×10⁻¹. Between the powers of ten,
-    only 2 and 5 times a power are labelled, and only when the axis spans at most one decade (more
+    only 2 and 5 times a power are labelled, and only when the axis spans at most two decades (more
     labels would overlap)."""
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
 
     def minor(y: float, _: int) -> str:
         low, high = sorted(ax.get_ylim())
-        if low <= 0 or high / low > 10 or y <= 0:
+        if low <= 0 or high / low > 100 or y <= 0:
             return ""
         mantissa = y / 10 ** np.floor(np.log10(y) + 1e-9)
         return f"{y:g}" if any(abs(mantissa - m) < 1e-6 for m in (2, 5)) else ""
