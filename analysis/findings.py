@@ -120,12 +120,18 @@ def _left_out(test: pd.Series) -> str:
     return f" Left out: {md(test['missing'])}." if isinstance(test.get("missing"), str) and test["missing"] else ""
 
 
+def single_lr(a: Analysis, level: float) -> float | None:
+    """The study's only learning rate at `level`, or None when it has several (then the lr tests,
+    spreads and curves mean something)."""
+    lrs = at_level(a.outcomes, level)["lr"].unique()
+    return float(lrs[0]) if len(lrs) == 1 else None
+
+
 def _lr_robustness(a: Analysis, level: float, method: str, reference: str) -> str:
     test = _row(a.lr_robustness, level, method)
+    if (only := single_lr(a, level)) is not None:
+        return f"*Across the lr grid*: one lr only ({only:g}), so robustness to the lr cannot be assessed."
     lrs = sorted(at_level(a.outcomes, level)["lr"].unique())
-    if len(lrs) < 2:
-        only = ", ".join(f"{lr:g}" for lr in lrs)
-        return f"*Across the lr grid*: one lr only ({only}), so robustness to the lr cannot be assessed."
     head = (
         f"*Across the lr grid* ({len(lrs)} lrs: {', '.join(f'{lr:g}' for lr in lrs)}; per seed, the mean over lrs "
         f"of each arm's best-per-lr {metric_name(a)}): "
@@ -143,7 +149,7 @@ def _sensitivity(a: Analysis, level: float, method: str, reference: str) -> str:
     arm, ref = _row(a.sensitivity, level, method), _row(a.sensitivity, level, reference)
     if arm is None or ref is None:
         return "LR sensitivity: not available for both arms."
-    if at_level(a.outcomes, level)["lr"].nunique() < 2:
+    if single_lr(a, level) is not None:
         return "*LR sensitivity*: one lr only, so spread and LR-AUC are not defined."
 
     def number(row: pd.Series, name: str) -> str:

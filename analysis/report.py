@@ -20,7 +20,7 @@ from analysis import figures_epochs as fe
 from analysis import figures_lr as fl
 from analysis import figures_tuning as ft
 from analysis.document import Block, Bullets, FigureBlock, Heading, Para, TableBlock, to_html, to_markdown_text
-from analysis.findings import examples_text, findings, metric_name
+from analysis.findings import examples_text, findings, metric_name, single_lr
 from analysis.load import load_run
 from analysis.pipeline import Analysis, analyse, at_level
 from analysis.plotting import figure_style, save_figure
@@ -234,7 +234,7 @@ def _comparison(a: Analysis, w: ReportWriter) -> None:
             )
         )
         w.heading(3, "Across the lr grid (LR robustness)" + noise)
-        if (only := _single_lr(a, level)) is not None:
+        if (only := single_lr(a, level)) is not None:
             w.text(f"One lr only ({only:g}): robustness to the lr cannot be assessed, so there is no such test.")
             return
         w.table(
@@ -248,12 +248,6 @@ def _comparison(a: Analysis, w: ReportWriter) -> None:
         )
 
     _per_level(a, w, body)
-
-
-def _single_lr(a: Analysis, level: float) -> float | None:
-    """The study's only learning rate at `level`, or None when it has several."""
-    lrs = at_level(a.outcomes, level)["lr"].unique()
-    return float(lrs[0]) if len(lrs) == 1 else None
 
 
 def _test_note(a: Analysis, which: str) -> str:
@@ -278,7 +272,7 @@ def _sensitivity(a: Analysis, w: ReportWriter) -> None:
         if best.empty:
             w.text("No finished trial at this level.")
             return
-        if (only := _single_lr(a, level)) is not None:
+        if (only := single_lr(a, level)) is not None:
             w.text(f"One lr only ({only:g}): sensitivity to the lr needs at least two values in `lr`.")
             return
         arms = [arm for arm in a.arms if (curves["method"] == arm).any()]
