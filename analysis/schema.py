@@ -9,11 +9,12 @@ for text). Every arm's hyperparameters have one column each, named as in `trials
 
 from __future__ import annotations
 
-from typing import Final
-
-import pandas as pd
+from typing import TYPE_CHECKING, Final
 
 from trials import arms
+
+if TYPE_CHECKING:  # pandas is imported by `conform` when it runs: `decaylab status` never needs it
+    import pandas as pd
 
 STATUSES: Final = ("ok", "diverged", "stopped", "failed", "running")  # stopped: early-stopped by ASHA (tuning)
 KINDS: Final = arms.KINDS
@@ -104,6 +105,8 @@ def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     A missing float column is filled with NaN and a missing string column with <NA>; a
     missing integer column is an error (integers identify rows and are never optional).
     """
+    import pandas as pd
+
     out = {}
     for name, dtype in columns.items():
         if name in frame.columns:

@@ -286,6 +286,8 @@ def cmd_report(args) -> int:
     if not run.exists("trials.parquet"):
         raise UserError(args.run_dir, "no results yet (trials.parquet is missing)",
                         "wait for the first trial to finish, or run `decaylab resume`")
+    # said before the analysis and plotting libraries are imported (about a second): the report has begun
+    print(f"report: reading {run.location}", file=sys.stderr, flush=True)
     with local_copy(run) as run_dir:  # the analysis reads local files: an object store's are fetched
         path = _write_report(run_dir, args.out, args.force)
     print(f"report: {path}")

@@ -14,9 +14,8 @@ from __future__ import annotations
 import io
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -25,6 +24,9 @@ from orchestrator import records
 from orchestrator.storage import RunDir
 from trials import selection
 from trials.config import TrialConfig
+
+if TYPE_CHECKING:  # pandas is imported where the result files are written: `status` never needs it
+    import pandas as pd
 
 TABLES = {"epochs": EPOCH_COLUMNS, "trials": TRIAL_COLUMNS, "evaluations": EVAL_COLUMNS}
 PARTS = "parts"
@@ -41,14 +43,24 @@ def trial_state(run: RunDir, trial_id: str) -> dict[str, Any]:
     return _checked_state(run, trial_id)[0]
 
 
-def _checked_state(run: RunDir, trial_id: str) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """The trial's state and its rows of the three tables (which also check that every value fits them)."""
+def trial_record(run: RunDir, trial_id: str) -> dict[str, Any]:
+    """What the record of one trial says, as `trial_state`, without checking that its values fit the result
+    tables (cheaper; for readers that only summarise it). DamagedRecord when a file cannot be used."""
     try:
-        state = _trial_state(run, trial_id)
-        return state, trial_frames(state)
+        return _trial_state(run, trial_id)
     except records.DamagedRecord:
         raise
-    except Exception as e:  # the files are anyone's: any content that does not fit is damage, not a crash
+    except Exception as e:  # the files are anyone's
+        raise records.DamagedRecord(f"{records.TRIALS}/{trial_id}: its record cannot be used "
+                                    f"({type(e).__name__}: {str(e)[:160]})") from None
+
+
+def _checked_state(run: RunDir, trial_id: str) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """The trial's state and its rows of the three tables (which also check that every value fits them)."""
+    state = trial_record(run, trial_id)
+    try:
+        return state, trial_tables(state)
+    except Exception as e:  # any content that does not fit is damage, not a crash
         raise records.DamagedRecord(f"{records.TRIALS}/{trial_id}: its record cannot be used "
                                     f"({type(e).__name__}: {str(e)[:160]})") from None
 
@@ -99,20 +111,54 @@ def trial_row(state: dict) -> dict[str, Any]:
     return out
 
 
-def trial_frames(state: dict) -> dict[str, pd.DataFrame]:
-    """The three tables' rows of one trial, conformed to the schema."""
+def trial_tables(state: dict) -> dict[str, pa.Table]:
+    """The three tables' rows of one trial, as Arrow tables of the schema's types. Building them is the
+    check that every value fits its column (a value that does not raises TypeError, naming the column)."""
     rows = [dict(r, status=state["status"]) for r in state["rows"]]
-    return {"epochs": _frame(rows, EPOCH_COLUMNS), "trials": _frame([trial_row(state)], TRIAL_COLUMNS),
-            "evaluations": _frame(state["evaluations"], EVAL_COLUMNS)}
+    return {"epochs": arrow_table(rows, "epochs"), "trials": arrow_table([trial_row(state)], "trials"),
+            "evaluations": arrow_table(state["evaluations"], "evaluations")}
 
 
-def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
-    return conform(pd.DataFrame(rows, columns=list(columns)), columns)
+# the Arrow type of each schema dtype ("Int64" is pandas' nullable integer: int64 with nulls)
+ARROW_TYPES = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64(), "Int64": pa.int64()}
+SCHEMAS = {table: pa.schema([(name, ARROW_TYPES[dtype]) for name, dtype in columns.items()])
+           for table, columns in TABLES.items()}
 
 
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
+def arrow_table(rows: list[dict], table: str) -> pa.Table:
+    """`rows` (dicts; keys outside the table are ignored) as a table of the schema. Built column by column
+    from Python values: a trial's few rows cost microseconds here, where a pandas frame costs milliseconds."""
+    columns = TABLES[table]
+    arrays = [pa.array([_cell(row.get(name), dtype, name) for row in rows], ARROW_TYPES[dtype])
+              for name, dtype in columns.items()]
+    return pa.Table.from_arrays(arrays, schema=SCHEMAS[table])
+
+
+def _cell(value: Any, dtype: str, column: str) -> Any:
+    """One value converted as `analysis.schema.conform` would: a missing float is NaN, missing text or a
+    missing nullable integer is null, an integral float is an integer; anything else that does not fit
+    (text for a number, a number for text, a missing integer) is a TypeError naming the column."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if dtype == "float64":
+        if value is None:
+            return math.nan
+        if isinstance(value, int | float):
+            return float(value)
+    elif dtype == "string":
+        if missing or isinstance(value, str):
+            return None if missing else value
+    elif missing and dtype == "Int64":
+        return None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError(f"column {column!r}: {str(value)[:40]!r} is not a {dtype} value")
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
+    pq.write_table(table, buf)
     return buf.getvalue()
 
 
@@ -143,9 +189,9 @@ def set_aside_damaged(run: RunDir) -> dict[str, str]:
 
 def export_trial(run: RunDir, trial_id: str) -> str:
     """Write the trial's parts (it has ended, or failed); returns its status."""
-    state, frames = _checked_state(run, trial_id)  # the frames are built once: they are the check too
-    for table, frame in frames.items():
-        run.write_atomic(parquet_bytes(frame), PARTS, table, f"{trial_id}.parquet")
+    state, tables = _checked_state(run, trial_id)  # the tables are built once: they are the check too
+    for table, rows in tables.items():
+        run.write_atomic(parquet_bytes(rows), PARTS, table, f"{trial_id}.parquet")
     return state["status"]
 
 
@@ -166,13 +212,21 @@ def consolidate(run: RunDir) -> dict[str, int]:
     for why in damaged.values():  # left out until `decaylab resume` redoes them
         records.log.warning("%s: left out of the result files", why)
     frames = {}
-    for table, columns in TABLES.items():
+    for table, columns in TABLES.items():  # Arrow tables concatenated, then one conversion to pandas
         parts = [part for tid in part_ids(run, table) if tid not in damaged
                  and (part := _read_part(run, table, tid)) is not None]
-        frames[table] = conform(pd.concat(parts, ignore_index=True), columns) if parts else _frame([], columns)
+        joined = pa.concat_tables(parts) if parts else SCHEMAS[table].empty_table()
+        frames[table] = conform(joined.to_pandas(), columns)
     for table in ("epochs", "evaluations", "trials"):  # trials last: readers key on it
-        run.write_atomic(parquet_bytes(frames[table]), f"{table}.parquet")
+        run.write_atomic(pandas_parquet_bytes(frames[table]), f"{table}.parquet")
     return frames["trials"]["status"].value_counts().to_dict()
+
+
+def pandas_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """A result file: written through pandas, so that its readers get the schema's pandas dtypes back."""
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def part_ids(run: RunDir, table: str) -> list[str]:
@@ -180,20 +234,20 @@ def part_ids(run: RunDir, table: str) -> list[str]:
             if name.endswith(".parquet") and records.valid_trial_id(name.removesuffix(".parquet"))]
 
 
-def _read_part(run: RunDir, table: str, trial_id: str) -> pd.DataFrame | None:
+def _read_part(run: RunDir, table: str, trial_id: str) -> pa.Table | None:
     """A trial's part, or the same rows rebuilt from its record (the source of truth) when the part is
-    unreadable or not this trial's; None when neither is usable."""
+    unreadable, not of the schema or not this trial's; None when neither is usable."""
     try:
-        frame = pq.read_table(pa.BufferReader(run.read_bytes(PARTS, table, f"{trial_id}.parquet"))).to_pandas()
-        frame = conform(frame, TABLES[table])
-        if len(frame) and not (frame["trial_id"] == trial_id).all():
+        part = pq.read_table(pa.BufferReader(run.read_bytes(PARTS, table, f"{trial_id}.parquet")))
+        part = part.select(list(TABLES[table])).cast(SCHEMAS[table])  # also drops any other metadata
+        if len(part) and part.column("trial_id").unique().to_pylist() != [trial_id]:
             raise ValueError(f"it holds rows of other trials than {trial_id}")
-        return frame
-    except Exception as e:  # unreadable, truncated or foreign: rebuild it
+        return part
+    except Exception as e:  # unreadable, truncated, of another schema or foreign: rebuild it
         records.log.warning("part %s/%s/%s.parquet is unusable (%s): rebuilt", PARTS, table, trial_id,
                             str(e)[:160])
     try:
-        return trial_frames(trial_state(run, trial_id))[table]
+        return trial_tables(trial_state(run, trial_id))[table]
     except records.DamagedRecord as e:
         records.log.warning("%s: left out of the result files", e)
         return None

@@ -14,7 +14,7 @@ from statistics import fmean
 from typing import Any
 
 from analysis.schema import EPOCH_METRICS
-from orchestrator import results
+from orchestrator import records, results
 from orchestrator.storage import RunDir
 from trials import selection
 from trials.arms.base import format_value
@@ -57,11 +57,19 @@ def hyperparameters(members: list[TrialConfig]) -> dict[str, Any]:
 def final_metrics(run: RunDir, members: list[TrialConfig]) -> dict[str, float]:
     """Selection-rule summary and final evaluation (unpruned best/last weights) of the members that ended,
     averaged over them; keys without a finite value are left out."""
-    per_member = [_summary(results.trial_state(run, m.trial_id)) for m in members]
+    per_member = [_summary(_record(run, m.trial_id)) for m in members]
     keys = {k for m in per_member for k in m}
     means = {k: fmean(vals) for k in sorted(keys)
              if (vals := [m[k] for m in per_member if selection.evaluated(m.get(k))])}
     return {k: float(v) for k, v in means.items() if math.isfinite(v)}
+
+
+def _record(run: RunDir, trial_id: str) -> dict:
+    """The trial's record as read (the result tables' check is the export's business, not the trackers')."""
+    try:
+        return results.trial_record(run, trial_id)
+    except records.DamagedRecord:
+        return {"status": "damaged"}
 
 
 def _summary(state: dict) -> dict[str, float]:

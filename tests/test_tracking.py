@@ -3,6 +3,10 @@ SQLite store, TensorBoard's event files and W&B's offline files."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from sweep_helpers import decaylab, write_study
 
@@ -10,6 +14,8 @@ from orchestrator import tracking
 from orchestrator.errors import UserError
 from orchestrator.spec import study_from_dict
 from trials.config import GridPoint, TrialConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def config(seed: int = 0, method: str = "wd", kind: str = "fixed", params: dict | None = None) -> TrialConfig:
@@ -92,3 +98,16 @@ def test_a_sweep_reaches_mlflow_tensorboard_and_wandb(tmp_path):
 
     for trial in trials:
         assert list((experiment / trial / "wandb").glob("offline-run-*/run-*.wandb")), f"no W&B run for {trial}"
+
+
+def test_mlflow_and_wandb_are_imported_only_for_studies_that_use_them():
+    """Their packages take over a second to import: a sweep with TensorBoard alone does not pay it."""
+    code = ("import sys\nfrom orchestrator.spec import study_from_dict\nfrom orchestrator.storage import RunDir\n"
+            "from orchestrator import tune_trackers\n"
+            "study = study_from_dict({'name': 't', 'methods': {'wd': {'kind': 'fixed', 'lambda': [0.0]}}, "
+            "'lr': [0.1], 'seeds': [0]}, 't')\n"
+            "names = [type(c).__name__ for c in tune_trackers.callbacks(study, RunDir('/tmp/x'), None)]\n"
+            "print(names, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'wandb'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['CSVLoggerCallback', 'JsonLoggerCallback', 'TensorBoardLogger'] []"
