@@ -21,6 +21,7 @@ timed and divided by the number of trials.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def export_costs(tmp: Path, template: dict, n: int) -> tuple[float, float]:
     """(seconds per trial of export_trial, seconds of consolidate) in a run directory of n trials."""
     run = RunDir(str(tmp / f"run-{n}"))
     ids = fill(run, template, n)
+    os.sync()  # the set-up's writes reach the disk now, not in the first fsync of the timed export
     start = time.perf_counter()
     for trial_id in ids:
         results.export_trial(run, trial_id)

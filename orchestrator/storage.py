@@ -140,10 +140,12 @@ class RunDir:
     def makedirs(self, *parts: str) -> None:
         self.fs.create_dir(self.inside(*parts), recursive=True)
 
-    def write_atomic(self, data: bytes, *parts: str) -> None:
+    def write_atomic(self, data: bytes, *parts: str, durable: bool = True) -> None:
+        """Replace the file at `parts` with `data` in one step. `durable=False` skips the fsync, for files
+        that are rebuilt from others when a crash of the machine leaves them empty (the result parts)."""
         target = self.inside(*parts)
         if self.local:
-            write_atomic_local(Path(target), data)
+            write_atomic_local(Path(target), data, durable)
         else:
             with self.fs.open_output_stream(target) as f:
                 f.write(data)
@@ -204,7 +206,7 @@ def local_copy(run: RunDir, names: tuple[str, ...] = RESULT_FILES) -> Iterator[s
         yield tmp
 
 
-def write_atomic_local(target: Path, data: bytes) -> None:
+def write_atomic_local(target: Path, data: bytes, durable: bool = True) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -212,7 +214,8 @@ def write_atomic_local(target: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:  # on disk before the rename makes it visible, even if the machine goes down
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

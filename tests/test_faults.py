@@ -538,7 +538,7 @@ def test_full_storage_in_process_before_ray(tmp_path, monkeypatch):
 
     from orchestrator import storage
 
-    def no_space(target, data):
+    def no_space(target, data, *durable):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
     monkeypatch.setattr(storage, "write_atomic_local", no_space)

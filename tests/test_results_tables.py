@@ -80,3 +80,22 @@ def test_parts_written_through_pandas_by_earlier_versions_still_consolidate(ende
     results.consolidate(run)
     for table in COLUMNS:
         pd.testing.assert_frame_equal(pd.read_parquet(run.join(f"{table}.parquet")), new[table], check_exact=True)
+
+
+def test_parts_are_written_without_fsync_and_an_empty_one_is_rebuilt_from_the_record(ended, monkeypatch):
+    """Parts skip the fsync (a crash of the machine may leave one empty); consolidation then rebuilds it."""
+    import os
+
+    run, trial_id, _ = ended
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    results.export_trial(run, trial_id)
+    assert synced == []  # three parts, no fsync
+    results.consolidate(run)
+    assert len(synced) == 3  # the three result files are fsynced
+    before = {t: pd.read_parquet(run.join(f"{t}.parquet")) for t in COLUMNS}
+    for table in COLUMNS:
+        run.write_atomic(b"", results.PARTS, table, f"{trial_id}.parquet")
+    results.consolidate(run)
+    for table in COLUMNS:
+        pd.testing.assert_frame_equal(pd.read_parquet(run.join(f"{table}.parquet")), before[table], check_exact=True)
