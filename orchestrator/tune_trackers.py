@@ -32,7 +32,17 @@ class TensorBoardLogger(TBXLoggerCallback):
         super().__init__()
         self.run, self.members = run, members
 
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        # Ray writes HParams only for trials with search-space values (`evaluated_params`); decaylab's
+        # trial ids are points to evaluate, which have none, so the entry is written here for every trial
+        if trial in self._trial_writer and self._trial_result[trial]:
+            self._log_hparams(trial)
+        super().log_trial_end(trial, failed)
+
     def _try_log_hparams(self, trial, result: dict) -> None:
+        """Ray's HParams entry (the Ray trial's config), replaced by `_log_hparams`."""
+
+    def _log_hparams(self, trial) -> None:
         from tensorboardX.summary import hparams
 
         members = self.members(trial.config)

@@ -248,14 +248,18 @@ def test_killed_driver_resumes_to_the_same_rows_without_reading_ray_pickles(refe
 
 
 def interrupt(run: Path, tmp_path: Path, sig: int, argv: list, name: str) -> subprocess.CompletedProcess:
-    """Start `decaylab ARGV`, send `sig` to the driver once a trial has finished and another is part-way,
-    and return the finished command (its output in .stdout)."""
+    """Start `decaylab ARGV`, send `sig` to the driver once a trial has finished and another has made
+    progress in this command (a checkpoint newer than it had at the start: so the sweep is running, not
+    starting up), and return the finished command (its output in .stdout)."""
     log = tmp_path / f"{name}.log"
+    epochs_before = {t.name: newest_checkpoint(t) for t in trial_dirs(run)} if run.exists() else {}
     proc = start_decaylab(*argv, log=log)
 
     def midway() -> bool:
         done = finished_trials(run)
-        return bool(done) and any(newest_checkpoint(t) >= 1 and t.name not in done for t in trial_dirs(run))
+        progressed = [t for t in trial_dirs(run)
+                      if t.name not in done and newest_checkpoint(t) > epochs_before.get(t.name, 0)]
+        return bool(done) and bool(progressed)
 
     wait_until(proc, midway, "one trial finished and another part-way", log)
     proc.send_signal(sig)
