@@ -40,7 +40,7 @@ status: install  ## show trial counts of RUN
 	$(DECAYLAB) status $(RUN)
 
 test: install  ## the whole test suite, slow tests included
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
 test-fast: install  ## the suite without @pytest.mark.slow
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
