@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import os
 import sys
+import threading
 
 from orchestrator.errors import RunError, UserError
 
@@ -316,5 +319,23 @@ def cmd_evaluate(args) -> int:
                         num_cpus=args.num_cpus, full_test=args.full_test)
 
 
+def run() -> None:
+    """The `decaylab` command: `main`, then exit. After a command that imported torch or Ray, the
+    interpreter's own teardown of their modules takes seconds (about 3 s after a sweep on a 2-core
+    machine) and keeps nothing: so once everything registered to run at exit has run (Ray's shutdown,
+    the trackers' flushes, logging's) and the output is flushed, the process ends at once. Not while a
+    thread the interpreter would wait for is still running: then it exits as usual."""
+    status = main()
+    heavy = "torch" in sys.modules or "ray" in sys.modules
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not heavy or others:
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

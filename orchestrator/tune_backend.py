@@ -10,9 +10,11 @@ member starts from its newest readable checkpoint there — on a Ray retry, on `
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,7 +54,7 @@ if TYPE_CHECKING:  # the trackers' module imports their packages: the driver's b
     from orchestrator.tune_trackers import Members
 
 log = logging.getLogger("decaylab.sweep")
-# passed to every worker, also on remote nodes (which do not inherit this process's environment)
+# passed to the workers of a cluster joined by address (they do not inherit this process's environment)
 RAY_ENV_KEYS = ("RAY_CHDIR_TO_TRIAL_DIR", "DECAYLAB_FAULTS")
 
 
@@ -71,8 +73,26 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
         kwargs = init_kwargs(address, num_cpus, dashboard, os.environ)
         if kwargs["address"] == "local" and dashboard:
             check_dashboard_installed()
+        preload = threading.Thread(target=preload_driver_modules, daemon=True)
+        preload.start()
         ray.init(**kwargs)
+        preload.join()
     return ray.cluster_resources()
+
+
+# Imported by the driver right after `ray.init` on the way to the first trial: torch._dynamo by torch.optim's
+# first use (the estimate's training steps; 1–3 s), ray.air.integrations.mlflow (and with it mlflow, where
+# installed) by Tune counting the types of the callbacks it is given. `ray.init` mostly waits for the
+# cluster's processes to start, so they are imported meanwhile, in a thread.
+DRIVER_PRELOAD = ("torch._dynamo", "ray.air.integrations.mlflow")
+
+
+def preload_driver_modules() -> None:
+    for name in DRIVER_PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # imported again where it is needed, and fails there if it must
+            log.debug("preloading %s failed", name, exc_info=True)
 
 
 def check_dashboard_installed() -> None:
@@ -88,7 +108,6 @@ def check_dashboard_installed() -> None:
 def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, environ) -> dict:
     """The arguments of `ray.init` (a pure function, so the safety defaults can be tested)."""
     kwargs = {"include_dashboard": dashboard, "log_to_driver": False, "logging_level": logging.WARNING,
-              "runtime_env": {"env_vars": {k: environ[k] for k in RAY_ENV_KEYS if k in environ}},
               # Ray 2.60 starts its API server process (dashboard.py) even without the dashboard; with
               # include_dashboard=False (not None, which loads whatever is installed) it loads only the
               # usage-stats module (off: RAY_USAGE_STATS_ENABLED=0) and no frontend. No supported option
@@ -96,8 +115,11 @@ def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, envi
               "dashboard_host": "127.0.0.1"}
     address = address or environ.get("RAY_ADDRESS")
     if address:
-        return {"address": address, **kwargs}
-    # "local": always a fresh cluster of this process, never one a `ray start` left running
+        return {"address": address, **kwargs,
+                "runtime_env": {"env_vars": {k: environ[k] for k in RAY_ENV_KEYS if k in environ}}}
+    # "local": always a fresh cluster of this process, never one a `ray start` left running. Its workers
+    # inherit this process's environment, so no job runtime_env: with one (even env_vars alone) Ray leaves
+    # the workers it starts during `ray.init` idle and starts new ones for every task (about 2 s later)
     return {"address": "local", "num_cpus": num_cpus, "num_gpus": torch.cuda.device_count(), **kwargs}
 
 

@@ -106,3 +106,28 @@ def heavy_imports(*argv: str) -> tuple[int, list[str]]:
 def test_reading_commands_import_neither_torch_nor_ray(argv):
     assert heavy_imports(*argv) == (0, [])
 
+
+
+def test_run_after_heavy_imports_keeps_exit_handlers_output_and_status(tmp_path):
+    """`decaylab` (`cli.run`) skips the interpreter's teardown once torch or Ray is loaded; what was
+    registered to run at exit still runs, buffered output is not lost, and the exit status is main's."""
+    code = ("import atexit, sys, torch; atexit.register(lambda: print('exit handler ran', file=sys.stderr)); "
+            "from orchestrator.cli import run; print('buffered line', end=''); sys.argv = ['decaylab', *sys.argv[1:]]; "
+            "run()")
+    ok = subprocess.run([sys.executable, "-c", code, "options"], capture_output=True, text=True, cwd=REPO,
+                        timeout=120)
+    assert ok.returncode == 0 and "exit handler ran" in ok.stderr
+    assert ok.stdout.startswith("buffered line") and "epochs" in ok.stdout  # the options table came through
+    bad = subprocess.run([sys.executable, "-c", code, "validate", str(tmp_path / "missing.yaml")],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert bad.returncode == 2 and "exit handler ran" in bad.stderr and "error" in bad.stderr
+
+
+def test_run_waits_for_running_threads():
+    """A non-daemon thread still running at the end of `main` is waited for, as the interpreter would."""
+    code = ("import sys, threading, time, torch; from orchestrator import cli; "
+            "late = threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))); "
+            "cli.main = lambda: (late.start(), 0)[1]; "
+            "cli.run()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0 and "thread done" in out.stdout

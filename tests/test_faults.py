@@ -660,11 +660,22 @@ def test_ray_dashboard_is_off_by_default_and_local_when_on():
     off = init_kwargs(None, None, False, {})
     assert off["include_dashboard"] is False and off["dashboard_host"] == "127.0.0.1"
     assert off["address"] == "local"  # a fresh local cluster, never a stray `ray start` one
+    # local workers inherit the environment; a job runtime_env would keep Ray's prestarted workers idle
+    assert "runtime_env" not in init_kwargs(None, None, False, {"DECAYLAB_FAULTS": "[]"})
     on = init_kwargs(None, 2, True, {})
     assert on["include_dashboard"] is True and on["dashboard_host"] == "127.0.0.1" and on["num_cpus"] == 2
     joined = init_kwargs(None, None, False, {"RAY_ADDRESS": "10.0.0.1:6379", "DECAYLAB_FAULTS": "[]"})
     assert joined["address"] == "10.0.0.1:6379" and "num_cpus" not in joined
     assert joined["runtime_env"]["env_vars"] == {"DECAYLAB_FAULTS": "[]"}
+
+
+def test_driver_preload_names_modules_that_exist():
+    """The driver imports these while `ray.init` runs; a renamed module would silently preload nothing."""
+    import importlib.util
+
+    from orchestrator.tune_backend import DRIVER_PRELOAD
+
+    assert all(importlib.util.find_spec(name) is not None for name in DRIVER_PRELOAD)
 
 
 def test_no_private_ray_attribute_is_touched():
