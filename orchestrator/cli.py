@@ -330,6 +330,8 @@ def run() -> None:
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if not heavy or others:
         sys.exit(status)
+    # the handlers the interpreter would run at exit, run now: CPython's atexit has no public name for
+    # this (it has been `_run_exitfuncs` since Python 3.0); os._exit below would skip them
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -107,7 +107,6 @@ def test_reading_commands_import_neither_torch_nor_ray(argv):
     assert heavy_imports(*argv) == (0, [])
 
 
-
 def test_run_after_heavy_imports_keeps_exit_handlers_output_and_status(tmp_path):
     """`decaylab` (`cli.run`) skips the interpreter's teardown once torch or Ray is loaded; what was
     registered to run at exit still runs, buffered output is not lost, and the exit status is main's."""
