@@ -7,7 +7,7 @@ trainable of the same length: the same number of `tune.report` calls, the same r
 `reuse_actors=True`, a grid of the same size, Tune's default loggers (CSV, JSON, TensorBoard) and
 experiment snapshots. decaylab runs its own loggers (the same three by default) and takes Tune's
 experiment snapshot every 5 minutes, since it never reads it. Each runs in its own process, so each
-pays its own imports and `ray.init` (not counted below). Sizes of 36 and 200 trials run 3 and 2
+pays its own imports and `ray.init` (not counted below). Sizes of 36 and 200 trials run 5 and 2
 times, decaylab and the peer alternating; the medians are compared.
 
 The figure compared is the steady-state slot time per trial: with trials completing at times
@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 SIZES = (36, 200, 1000)
 # runs of each size, decaylab and the peer alternating (the order reversed every round), summarised by
 # medians: the 36-trial window is ~28 completions over two seconds, which one hiccup of the machine moves
-ROUNDS = {36: 3, 200: 2, 1000: 1}
+ROUNDS = {36: 5, 200: 2, 1000: 1}
 EPOCHS = 2
 CPUS = 2  # a local cluster of 2 CPUs
 CPU_PER_TRIAL = 0.5  # four trials at a time: what is left to measure is bookkeeping, not computation

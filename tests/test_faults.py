@@ -687,3 +687,40 @@ def test_no_private_ray_attribute_is_touched():
         code = re.sub(r"\"[^\"\n]*\"|'[^'\n]*'", "''", path.read_text())  # logger names are not attributes
         used |= set(re.findall(r"\bray(?:\.\w+)*\._\w+", code))
     assert not used, used
+
+
+class FakeRef:
+    """An object reference that pickles, for the test below."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def hex(self) -> str:
+        return self.key
+
+
+def test_a_worker_fetches_the_grid_s_configurations_once_not_once_per_trial(monkeypatch):
+    """`with_parameters` ships `Entries` to a worker for every trial; the table behind it (the whole
+    grid's configurations) is fetched and unpickled once per worker process and sweep."""
+    from orchestrator import tune_backend
+
+    store, gets = {}, []
+
+    def put(value):
+        store[f"ref{len(store)}"] = pickle.dumps(value)
+        return FakeRef(f"ref{len(store) - 1}")
+
+    def get(ref):
+        gets.append(ref.key)
+        return pickle.loads(store[ref.key])
+
+    monkeypatch.setattr(tune_backend.ray, "put", put)
+    monkeypatch.setattr(tune_backend.ray, "get", get)
+    monkeypatch.setattr(tune_backend, "_FETCHED", {})
+    shipped = pickle.dumps(tune_backend.Entries({f"t{i}": [{"i": i}] for i in range(5)}))
+    for i in range(5):  # a trial each: a fresh copy of Entries, as the worker receives it
+        assert pickle.loads(shipped)[f"t{i}"] == [{"i": i}]
+    assert gets == ["ref0"]
+    later = tune_backend.Entries({"t0": [{"i": "next sweep"}]})  # the worker's next sweep: its own table
+    assert later["t0"] == [{"i": "next sweep"}] and gets == ["ref0", "ref1"]
+    assert list(tune_backend._FETCHED) == ["ref1"]  # the earlier table is not kept
