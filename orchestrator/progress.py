@@ -33,11 +33,22 @@ class Progress:
     failed: int = 0
     diverged: int = 0
     running: dict[str, tuple[int, int]] = field(default_factory=dict)  # trial → (epoch, epochs)
+    first_start: float | None = None  # when the first trial of this run started training: the pace's clock
+    work: float = 0.0  # trials' work done in this run by trials that ended, in trials (epochs ÷ epochs of each)
+    before: dict[str, float] = field(default_factory=dict)  # running trial → its share done before this run
     best: dict[str, float] = field(default_factory=dict)  # arm → best val robust accuracy seen
     sink: TextIO | None = None  # the run's sweep.log, appended line by line
     _last_print: float = field(default_factory=time.monotonic)
 
+    def trial_started(self, trial: str) -> None:
+        """A trial's worker is up and it starts training (again, after a retry)."""
+        if self.first_start is None:
+            self.first_start = time.monotonic()
+        self.running[trial] = (0, 0)
+
     def result(self, trial: str, arm: str, val_robust: float, epoch: int = 0, epochs: int = 0) -> None:
+        if epochs and trial not in self.before:  # its first report here is of the first epoch it trained here
+            self.before[trial] = max(int(epoch) - 1, 0) / int(epochs)
         self.running[trial] = (int(epoch), int(epochs))
         if isinstance(val_robust, (int, float)) and math.isfinite(val_robust):
             self.best[arm] = max(self.best.get(arm, -1.0), float(val_robust))
@@ -49,7 +60,9 @@ class Progress:
             self.print()
 
     def finished(self, trial: str, status: str) -> None:
-        self.running.pop(trial, None)
+        epoch, epochs = self.running.pop(trial, (0, 0))
+        if epochs:
+            self.work += epoch / epochs - self.before.pop(trial, 0.0)
         if status == "failed":
             self.failed += 1
         else:
@@ -70,11 +83,26 @@ class Progress:
             parts.append(f"{self.diverged} diverged")
         if self.best:
             parts.append("best val robust: " + ", ".join(f"{a} {v:.3f}" for a, v in sorted(self.best.items())))
-        if self.done:
-            remaining = self.total - done - self.failed
-            eta = elapsed / self.done * remaining  # trials finished this run set the pace
-            parts.append(f"~{clock(eta)} left" if remaining else "finishing")
+        eta = self.eta(done)
+        if eta is not None:
+            parts.append(f"~{clock(eta)} left" if eta >= 1 else "finishing")
         return " · ".join(parts)
+
+    def eta(self, done: int) -> float | None:
+        """Seconds left at this run's pace: the trials' work done in this run (in trials: the share of
+        its epochs each trained here) per second since the first trial started, all slots together.
+        The sweep's start-up (Ray, the estimate) is not in the pace, and neither is the work of an
+        earlier run a resumed trial continues; trials not started yet count as whole trials. None
+        until there is a pace."""
+        if self.first_start is None:
+            return None
+        work = self.work + sum(e / n - self.before.get(t, 0.0) for t, (e, n) in self.running.items() if n)
+        elapsed = time.monotonic() - self.first_start
+        if work <= 0 or elapsed <= 0:
+            return None
+        waiting = max(self.total - done - self.failed - len(self.running), 0)
+        left = waiting + sum(1 - e / n if n else 1.0 for e, n in self.running.values())
+        return elapsed / work * left
 
     def say(self, text: str) -> None:
         self.log.append(text)

@@ -259,6 +259,8 @@ class SweepCallback(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         for cfg in self.members(trial.config):
             records.clear_error(self.run, cfg.trial_id)
+        if self.progress:
+            self.progress.trial_started(trial_label(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.progress and result.get("warning"):
