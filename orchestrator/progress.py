@@ -61,8 +61,9 @@ class Progress:
 
     def finished(self, trial: str, status: str) -> None:
         epoch, epochs = self.running.pop(trial, (0, 0))
+        before = self.before.pop(trial, 0.0)  # dropped also for a retried trial that failed before reporting
         if epochs:
-            self.work += epoch / epochs - self.before.pop(trial, 0.0)
+            self.work += epoch / epochs - before
         if status == "failed":
             self.failed += 1
         else:
