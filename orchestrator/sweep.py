@@ -19,7 +19,9 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from analysis.schema import STATUSES
@@ -250,7 +252,9 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
             # after ray.init, which installs Ray's own SIGTERM handler (a stack dump and an abort)
             counts = None
-            with signals.graceful_stop():
+            # a local cluster can be stopped by the same signal as this process (exit_with_lost_cluster)
+            watch = exit_with_lost_cluster(run, progress, tb.cluster_reachable) if local else contextlib.nullcontext()
+            with signals.graceful_stop(), watch:
                 try:
                     launch(study, run, todo, planned, len(finished), resources, device, local, where, progress)
                 finally:
@@ -300,9 +304,50 @@ def interrupted(run: RunDir, progress: Progress, stop: signals.Interrupted) -> i
     from orchestrator import tune_backend as tb
 
     tb.shutdown()
-    progress.say(f"stopped by {stop}: finished trials are kept, running ones continue from their last "
-                 f"finished epoch — `decaylab resume {run.location}`")
+    progress.say(stop_line(run, stop))
     return stop.exit_status
+
+
+def stop_line(run: RunDir, stop: signals.Interrupted) -> str:
+    return (f"stopped by {stop}: finished trials are kept, running ones continue from their last finished epoch "
+            f"— `decaylab resume {run.location}`")
+
+
+@contextlib.contextmanager
+def exit_with_lost_cluster(run: RunDir, progress: Progress, reachable: Callable[[], bool],
+                           poll_s: float = 0.25) -> Iterator[None]:
+    """While the block runs: once a stop signal has arrived, if this machine's Ray cluster is gone too,
+    consolidate the result files, say the stop line and exit with 128 + the signal at once.
+
+    A stop signal sent to the whole process group (`timeout`, `kill -- -PGID`) or to every process of
+    a job (systemd, a batch scheduler's cgroup) also reaches the Ray processes `ray.init` started here,
+    and Ray Tune's orderly stop would then wait a minute for the dead cluster and abort. Nothing is lost
+    by not waiting: every finished trial is in its record and every running one has a checkpoint at its
+    last finished epoch. Checked from a thread, as the main thread is blocked inside Ray."""
+    lock, done = threading.Lock(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(poll_s):
+            if signals.stopping() and not reachable():
+                with lock:
+                    if done.is_set():  # the block ended meanwhile: the orderly path says the rest
+                        return
+                    stop = signals.Interrupted(signals.received)
+                    try:
+                        results.consolidate(run)
+                    finally:
+                        progress.say(stop_line(run, stop) + " (the stop signal also ended Ray's processes)")
+                        for stream in (sys.stdout, sys.stderr):
+                            with contextlib.suppress(Exception):
+                                stream.flush()
+                        os._exit(stop.exit_status)
+
+    threading.Thread(target=watch, name="decaylab-lost-cluster", daemon=True).start()
+    try:
+        yield
+    finally:
+        with lock:
+            done.set()
 
 
 def resolve_device(flag: str, resources: dict, study: Study) -> str:

@@ -14,6 +14,7 @@ import importlib
 import logging
 import math
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,17 @@ def node_resources() -> list[dict[str, float]]:
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
+
+
+def cluster_reachable(timeout: float = 1.0) -> bool:
+    """Whether the cluster's GCS (Ray's head process) still accepts connections. False once it is gone,
+    when every call into Ray would wait a minute for it and then abort the process."""
+    host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------ trainable

@@ -247,10 +247,19 @@ def test_killed_driver_resumes_to_the_same_rows_without_reading_ray_pickles(refe
 # ------------------------------------------------------------------------------ pre-emption
 
 
-def interrupt(run: Path, tmp_path: Path, sig: int, argv: list, name: str) -> subprocess.CompletedProcess:
-    """Start `decaylab ARGV`, send `sig` to the driver once a trial has finished and another has made
-    progress in this command (a checkpoint newer than it had at the start: so the sweep is running, not
-    starting up), and return the finished command (its output in .stdout)."""
+@dataclass
+class Stopped:
+    returncode: int
+    stdout: str  # its output, stderr included
+    seconds: float  # from the signal to the driver's exit
+
+
+def interrupt(run: Path, tmp_path: Path, sig: int, argv: list, name: str,
+              group: bool = False) -> Stopped:
+    """Start `decaylab ARGV`, send `sig` to the driver (`group`: to its whole process group, the Ray
+    processes `ray.init` started included) once a trial has finished and another has made progress in this
+    command (a checkpoint newer than it had at the start: so the sweep is running, not starting up), and
+    return how the command ended."""
     log = tmp_path / f"{name}.log"
     epochs_before = {t.name: newest_checkpoint(t) for t in trial_dirs(run)} if run.exists() else {}
     proc = start_decaylab(*argv, log=log)
@@ -262,10 +271,15 @@ def interrupt(run: Path, tmp_path: Path, sig: int, argv: list, name: str) -> sub
         return bool(done) and bool(progressed)
 
     wait_until(proc, midway, "one trial finished and another part-way", log)
-    proc.send_signal(sig)
+    sent = time.monotonic()
+    if group:
+        os.killpg(proc.pid, sig)  # the driver leads its group (start_new_session)
+    else:
+        proc.send_signal(sig)
     proc.wait(timeout=120)
+    took = time.monotonic() - sent
     wait_for_session(proc.pid)
-    return subprocess.CompletedProcess(argv, proc.returncode, log.read_text(), "")
+    return Stopped(proc.returncode, log.read_text(), took)
 
 
 @pytest.mark.slow
@@ -286,6 +300,26 @@ def test_sigterm_and_sigint_stop_a_sweep_gracefully_and_resume_gives_every_trial
     out = decaylab("resume", run)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert not (tmp_path / "unpickled").exists()
+    assert_same_rows(run, reference.run)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_stops_at_once_and_resume_gives_every_trial_once(reference, tmp_path):
+    # `timeout`, `kill -- -PGID` and systemd signal Ray's own processes too: the dead cluster must not hold
+    # the driver (Ray Tune's orderly stop would wait a minute for it, then abort)
+    run = tmp_path / "results" / "faults"
+    study = write_study(tmp_path, **STUDY)
+    stopped = interrupt(run, tmp_path, signal.SIGTERM, ["sweep", study, "--storage", tmp_path / "results"], "term",
+                        group=True)
+    assert stopped.returncode == 143, stopped.stdout[-3000:]
+    assert stopped.seconds < 30, f"the driver took {stopped.seconds:.0f} s to stop"
+    assert f"`decaylab resume {run}`" in stopped.stdout.splitlines()[-1]
+    assert not any(s in stopped.stdout for s in NO_STACK_DUMP), stopped.stdout[-3000:]
+    kept = pd.read_parquet(run / "trials.parquet")
+    assert set(kept["status"]) <= {"ok", "running"} and (kept["status"] == "ok").any()
+    assert not list(run.glob("trials/*/error.json")), "a trial cut short by the stop was recorded as failed"
+    out = decaylab("resume", run)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert_same_rows(run, reference.run)
 
 
