@@ -123,6 +123,7 @@ def evaluate_run(location: str, sets: list[str], *, address: str | None, device:
     tb.run_tasks(evaluate_one, [(run.location, tid, section, threads, use, full_test) for tid in todo],
                  {"num_cpus": study.resources.cpu, "num_gpus": study.resources.gpu if use == "cuda" else 0},
                  on_done)
+    tb.disconnect()
     results.consolidate(run)
     if failures:
         raise RunError(run.location, f"{failures} evaluation(s) failed", "rerun `decaylab evaluate` to retry them")

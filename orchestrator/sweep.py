@@ -269,7 +269,9 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             from orchestrator.optuna_stage import write_best_grid
 
             progress.say(f"best configurations as a grid study: {write_best_grid(run, study)}")
-        return summarize(run, progress, counts)  # inside the log's block: its last line is the summary
+        status = summarize(run, progress, counts)  # inside the log's block: its last line is the summary
+    tb.disconnect()
+    return status
 
 
 def launch(study: Study, run: RunDir, todo: list, planned: int, finished: int, resources: dict, device: str,

@@ -70,6 +70,7 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     # Ray retries a failed upload of the experiment state with a warning and a traceback; when the
     # storage is really gone (full, read-only) decaylab says so itself, in one line
     logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
+    global _opened
     if not ray.is_initialized():
         kwargs = init_kwargs(address, num_cpus, dashboard, os.environ)
         if kwargs["address"] == "local" and dashboard:
@@ -77,8 +78,22 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
         preload = threading.Thread(target=preload_driver_modules, daemon=True)
         preload.start()
         ray.init(**kwargs)
+        _opened = True
         preload.join()
     return ray.cluster_resources()
+
+
+_opened = False  # whether `connect` started or joined the Ray session (not one its caller had opened)
+
+
+def disconnect() -> None:
+    """Leave the Ray session `connect` opened (a local cluster: stop it) once a command is done with Ray.
+    Done here, not left to Ray's exit hook, which first waits half a second for workers' log lines that
+    decaylab does not stream (`log_to_driver=False`)."""
+    global _opened
+    if _opened:
+        shutdown()
+        _opened = False
 
 
 # Imported by the driver right after `ray.init` on the way to the first trial: torch._dynamo by torch.optim's

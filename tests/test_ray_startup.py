@@ -33,6 +33,25 @@ def test_dashboard_without_its_packages_is_a_one_line_error_before_ray_starts(mo
         tune_backend.connect(None, num_cpus=1, dashboard=True)
 
 
+@pytest.mark.parametrize("opened_before", [False, True])
+def test_disconnect_ends_only_the_ray_session_connect_opened(monkeypatch, opened_before):
+    import ray
+
+    from orchestrator import tune_backend
+
+    calls = []
+    monkeypatch.setattr(tune_backend, "_opened", False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: opened_before or bool(calls))
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append("init"))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    tune_backend.connect(None, num_cpus=1)
+    tune_backend.disconnect()
+    tune_backend.disconnect()  # a second time: nothing left to end
+    # a session its caller had opened (a notebook, a test) is the caller's to end
+    assert calls == ([] if opened_before else ["init", "shutdown"])
+
+
 # Starts a local cluster the way `decaylab sweep` does, then lists Ray's dashboard process (its
 # arguments and the TCP ports it listens on).
 PROBE = """
