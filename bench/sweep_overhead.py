@@ -14,6 +14,9 @@ connected), the trials' phase and teardown; the trials' phase offers one slot pe
 trials' epochs, by their work outside the epochs inside the trainable (set-up, row and checkpoint
 files, final evaluations, result parts: Ray's `time_total_s` less the epochs), or left empty (each
 worker's start and imports before its first trial, scheduling between trials, the last trial's tail).
+The baseline's own figures are printed beside: its processes' start-up (imports), its epochs' time
+(against which the sweep's epochs show what Ray's processes and the driver take from the trials on a
+machine whose every core trains) and its work outside the epochs.
 
     .venv/bin/python -m bench.sweep_overhead      (target: sweep ÷ baseline ≤ 1.15)
 """
@@ -39,16 +42,21 @@ DEFAULT = yaml.safe_load((REPO / "studies" / "digits.yaml").read_text())
 STUDY = {**DEFAULT, "name": "bench-sweep", "seeds": [0, 1], "lr": DEFAULT["lr"][:1],
          "resources": {"cpu": 1, "gpu": 0}}
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
-# one baseline process: every `step`-th trial of the study from `first`, back to back, one thread
+# one baseline process: every `step`-th trial of the study from `first`, back to back, one thread. It prints
+# when its imports were done (unix time), and the seconds of its trials' epochs and of its trials whole
 BASELINE = """
-import sys, time, torch
+import json, sys, time, torch
 from orchestrator.spec import expand_grid, load_study
 from trials.train import run_trial
+imported = time.time()
 torch.set_num_threads(1)
 study = load_study(sys.argv[1], [])
+epochs = trials = 0.0
 for cfg in expand_grid(study)[int(sys.argv[2])::int(sys.argv[3])]:
-    run_trial(cfg, lambda row, state: None, device="cpu")
-print("BASELINE", time.time())
+    start = time.perf_counter()
+    epochs += run_trial(cfg, lambda row, state: None, device="cpu")["train_seconds"]
+    trials += time.perf_counter() - start
+print(json.dumps({"imported": imported, "epochs": epochs, "trials": trials}))
 """
 
 
@@ -74,16 +82,23 @@ def run_sweep(tmp: Path, study: Path) -> tuple[float, dict[str, float]]:
     return seen["exit"] - start, seen
 
 
-def run_baseline(study: Path) -> float:
-    """Wall seconds of the trials back to back in CPUS processes, from their start to the last exit."""
-    start = time.perf_counter()
+def run_baseline(study: Path) -> tuple[float, dict[str, float]]:
+    """Wall seconds of the trials back to back in CPUS processes, from their start to the last exit, and
+    summed over the processes: their seconds from start to imports done, their trials' epochs' seconds and
+    their trials' whole seconds."""
+    start, wall_start = time.perf_counter(), time.time()
     procs = [subprocess.Popen([sys.executable, "-c", BASELINE, str(study), str(i), str(CPUS)], env=ENV, cwd=REPO,
                               stdout=subprocess.PIPE, text=True) for i in range(CPUS)]
+    sums = {"imports": 0.0, "epochs": 0.0, "trials": 0.0}
     for p in procs:
-        p.communicate(timeout=3600)
+        out, _ = p.communicate(timeout=3600)
         if p.returncode != 0:
             raise SystemExit("a baseline process failed")
-    return time.perf_counter() - start
+        got = json.loads(out.strip().splitlines()[-1])
+        sums["imports"] += got["imported"] - wall_start
+        sums["epochs"] += got["epochs"]
+        sums["trials"] += got["trials"]
+    return time.perf_counter() - start, sums
 
 
 def ray_results(run_dir: Path) -> pd.DataFrame:
@@ -105,7 +120,7 @@ def main() -> None:
         study = tmp / "study.yaml"
         study.write_text(yaml.safe_dump(STUDY, sort_keys=False))
         wall, at = run_sweep(tmp, study)
-        baseline = run_baseline(study)
+        baseline, base = run_baseline(study)
         run_dir = tmp / "results" / STUDY["name"]
         trials = pd.read_parquet(run_dir / "trials.parquet")
         ray = ray_results(run_dir)
@@ -133,6 +148,12 @@ def main() -> None:
           + ", ".join(f"{f:.0f}" for f in sorted(firsts)) + " s after Ray connected (to the second)")
     print(f"    teardown: Tune done → process exit                      {teardown:6.1f} s")
     print(f"  worker processes: {ray['pid'].nunique()} for {n} trials (reuse_actors)")
+    print("  the baseline's processes, for comparison:")
+    print(f"    start → imports done                                   {base['imports'] / CPUS:6.1f} s each")
+    print(f"    Σ epochs' time {base['epochs']:.1f} s ({base['epochs'] / n:.2f} s a trial): the sweep's epochs took "
+          f"{epochs_s / base['epochs'] - 1:+.1%} longer (the CPU Ray's processes and the driver take beside them)")
+    outside = (base["trials"] - base["epochs"]) / n
+    print(f"    in a trial, outside the epochs (set-up, final evaluations) {outside:.2f} s a trial")
     closing("sweep_overhead", wall / baseline)
 
 
