@@ -9,7 +9,7 @@ last finished epoch. The handler raises nothing (an exception raised inside Ray'
 surfaces as a SystemError), and it is installed after `ray.init`, which would otherwise answer
 SIGTERM with a stack dump and an abort. Ray Tune's own SIGINT handling is turned off
 (`TUNE_DISABLE_SIGINT_HANDLER`): decaylab's does the same, for SIGTERM too. When the signal also
-ended the local Ray cluster (sent to the whole process group), `sweep.exit_with_lost_cluster` ends
+ended the Ray cluster (sent to the whole process group or job), `sweep.exit_with_lost_cluster` ends
 the sweep without waiting for it.
 """
 

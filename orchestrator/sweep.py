@@ -252,9 +252,7 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
             # after ray.init, which installs Ray's own SIGTERM handler (a stack dump and an abort)
             counts = None
-            # a local cluster can be stopped by the same signal as this process (exit_with_lost_cluster)
-            watch = exit_with_lost_cluster(run, progress, tb.cluster_reachable) if local else contextlib.nullcontext()
-            with signals.graceful_stop(), watch:
+            with signals.graceful_stop(), exit_with_lost_cluster(run, progress, tb.cluster_reachable):
                 try:
                     launch(study, run, todo, planned, len(finished), resources, device, local, where, progress)
                 finally:
@@ -318,14 +316,15 @@ def stop_line(run: RunDir, stop: signals.Interrupted) -> str:
 @contextlib.contextmanager
 def exit_with_lost_cluster(run: RunDir, progress: Progress, reachable: Callable[[], bool],
                            poll_s: float = 0.25) -> Iterator[None]:
-    """While the block runs: once a stop signal has arrived, if this machine's Ray cluster is gone too,
-    consolidate the result files, say the stop line and exit with 128 + the signal at once.
+    """While the block runs: once a stop signal has arrived, if the Ray cluster is gone too, consolidate
+    the result files, say the stop line and exit with 128 + the signal at once.
 
     A stop signal sent to the whole process group (`timeout`, `kill -- -PGID`) or to every process of
-    a job (systemd, a batch scheduler's cgroup) also reaches the Ray processes `ray.init` started here,
-    and Ray Tune's orderly stop would then wait a minute for the dead cluster and abort. Nothing is lost
-    by not waiting: every finished trial is in its record and every running one has a checkpoint at its
-    last finished epoch. Checked from a thread, as the main thread is blocked inside Ray."""
+    a job (systemd; a batch scheduler cancelling a job whose steps run the Ray nodes) also ends the
+    cluster: the processes `ray.init` started here, or the head the sweep joined. Ray Tune's orderly stop
+    would then wait a minute for the dead cluster and abort. Nothing is lost by not waiting: every
+    finished trial is in its record and every running one has a checkpoint at its last finished epoch.
+    Checked from a thread, as the main thread is blocked inside Ray."""
     lock, done = threading.Lock(), threading.Event()
 
     def watch() -> None:
