@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sweep_helpers import REPO, decaylab, write_study
+from sweep_helpers import REPO, decaylab, start_decaylab, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +95,36 @@ def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path)
     assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["hardware"]["cluster"]["CPU"] == 2.0
+
+
+def test_a_sweep_whose_cluster_is_stopped_with_it_stops_at_once(tmp_path):
+    """A batch scheduler cancelling the whole job stops the Ray nodes' steps and the driver together: the
+    driver says its stop line and exits with 143 at once, not after Ray's minute of waiting for the head."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    head = start_node("ray_head", str(port), log=tmp_path / "head.log")
+    try:
+        deadline = time.monotonic() + 90
+        while alive_nodes(address) < 1:
+            assert time.monotonic() < deadline and head.poll() is None, (tmp_path / "head.log").read_text()[-2000:]
+            time.sleep(1)
+        study = write_study(tmp_path, lr=[0.05], train={"epochs": 8, "batch_size": 64})
+        run = tmp_path / "shared" / "tiny"
+        log = tmp_path / "driver.log"
+        driver = start_decaylab("sweep", study, "--storage", tmp_path / "shared", "--address", address,
+                                env=TOKEN_ENV, log=log)
+        while not list(run.glob("trials/*/checkpoint-*.pt")):  # a trial is training
+            assert time.monotonic() < deadline + 120 and driver.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its node
+        driver.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        driver.wait(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        stop(head)
+    text = log.read_text()
+    assert driver.returncode == 143, text[-3000:]
+    assert took < 30, f"the driver took {took:.0f} s to stop"
+    assert f"`decaylab resume {run}`" in text.splitlines()[-1]
+    assert "Traceback" not in text
