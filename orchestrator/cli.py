@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import os
 import sys
 import threading
 
+from orchestrator import signals
 from orchestrator.errors import RunError, UserError
 
 EPILOG = "Study files: see studies/digits.yaml and `decaylab options` for every key."
@@ -333,10 +333,7 @@ def run() -> None:
     # the handlers the interpreter would run at exit, run now: CPython's atexit has no public name for
     # this (it has been `_run_exitfuncs` since Python 3.0); os._exit below would skip them
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(status)
+    signals.exit_now(status)
 
 
 if __name__ == "__main__":

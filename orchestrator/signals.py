@@ -16,8 +16,11 @@ the sweep without waiting for it.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DEFAULTS = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
@@ -62,3 +65,12 @@ def graceful_stop() -> Iterator[None]:
     finally:
         for s, h in previous.items():  # None: a handler not set from Python (Ray's): the default then
             signal.signal(s, h if h is not None else DEFAULTS[s])
+
+
+def exit_now(status: int) -> NoReturn:
+    """Flush the output and end the process with `status`, skipping the interpreter's teardown (and
+    whatever is registered to run at exit: the caller runs what must run first)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)

@@ -193,16 +193,24 @@ def check_address(address: str | None) -> None:
     if not address or address in ("auto", "local"):
         return
     target = address.removeprefix("ray://")
-    host, sep, port = target.rpartition(":")
+    _, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
         raise UserError(f"--address {address}", "not a Ray address",
                         "give host:port of the head node (e.g. 10.0.0.5:6379), `auto`, or ray://host:10001")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_TIMEOUT_S).close()
-    except OSError as err:
+    if err := connection_error(target, ADDRESS_TIMEOUT_S):
         raise RunError(f"--address {address}", f"no Ray cluster answers there ({err.strerror or err})",
                        f"check the address with `ray status --address {target}`, or start the head node "
-                       "with `ray start --head`") from None
+                       "with `ray start --head`")
+
+
+def connection_error(host_port: str, timeout: float) -> OSError | None:
+    """Why a TCP connection to `host:port` fails, or None when something accepts it."""
+    host, _, port = host_port.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        return err
+    return None
 
 
 def decide_device(flag: str, address: str | None) -> None:
@@ -252,7 +260,7 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
             # after ray.init, which installs Ray's own SIGTERM handler (a stack dump and an abort)
             counts = None
-            with signals.graceful_stop(), exit_with_lost_cluster(run, progress, tb.cluster_reachable):
+            with signals.graceful_stop(), exit_with_lost_cluster(run, progress, tb.gcs_address):
                 try:
                     launch(study, run, todo, planned, len(finished), resources, device, local, where, progress)
                 finally:
@@ -314,10 +322,11 @@ def stop_line(run: RunDir, stop: signals.Interrupted) -> str:
 
 
 @contextlib.contextmanager
-def exit_with_lost_cluster(run: RunDir, progress: Progress, reachable: Callable[[], bool],
+def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: Callable[[], str],
                            poll_s: float = 0.25) -> Iterator[None]:
-    """While the block runs: once a stop signal has arrived, if the Ray cluster is gone too, consolidate
-    the result files, say the stop line and exit with 128 + the signal at once.
+    """While the block runs: once a stop signal has arrived, if the Ray cluster is gone too (its GCS, at
+    `gcs_address()`, no longer accepts connections), consolidate the result files, say the stop line and
+    exit with 128 + the signal at once.
 
     A stop signal sent to the whole process group (`timeout`, `kill -- -PGID`) or to every process of
     a job (systemd; a batch scheduler cancelling a job whose steps run the Ray nodes) also ends the
@@ -329,7 +338,7 @@ def exit_with_lost_cluster(run: RunDir, progress: Progress, reachable: Callable[
 
     def watch() -> None:
         while not done.wait(poll_s):
-            if signals.stopping() and not reachable():
+            if signals.stopping() and connection_error(gcs_address(), timeout=1.0):
                 with lock:
                     if done.is_set():  # the block ended meanwhile: the orderly path says the rest
                         return
@@ -338,10 +347,7 @@ def exit_with_lost_cluster(run: RunDir, progress: Progress, reachable: Callable[
                         results.consolidate(run)
                     finally:
                         progress.say(stop_line(run, stop) + " (the stop signal also ended Ray's processes)")
-                        for stream in (sys.stdout, sys.stderr):
-                            with contextlib.suppress(Exception):
-                                stream.flush()
-                        os._exit(stop.exit_status)
+                        signals.exit_now(stop.exit_status)
 
     threading.Thread(target=watch, name="decaylab-lost-cluster", daemon=True).start()
     try:

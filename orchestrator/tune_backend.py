@@ -14,7 +14,6 @@ import importlib
 import logging
 import math
 import os
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,15 +148,10 @@ def shutdown() -> None:
         ray.shutdown()
 
 
-def cluster_reachable(timeout: float = 1.0) -> bool:
-    """Whether the cluster's GCS (Ray's head process) still accepts connections. False once it is gone,
-    when every call into Ray would wait a minute for it and then abort the process."""
-    host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+def gcs_address() -> str:
+    """`host:port` of the cluster's GCS (Ray's head process). Once it is gone, every call into Ray waits
+    a minute for it and then aborts the process."""
+    return ray.get_runtime_context().gcs_address
 
 
 # ------------------------------------------------------------------------------ trainable
