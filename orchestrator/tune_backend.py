@@ -9,12 +9,14 @@ member starts from its newest readable checkpoint there — on a Ray retry, on `
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,11 +36,15 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "300")
 # decaylab passes Ray's loggers itself (`tune_trackers.callbacks`): the study says which trackers run
 os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+# What Tune sets in every trial actor's runtime_env (ray.tune.execution.class_cache.DEFAULT_ENV_VARS), set
+# here so that a local cluster's workers inherit it (`trials_in_prestarted_workers`)
+os.environ.setdefault("PL_DISABLE_FORK", "1")
 
 import ray
 import torch
 from ray import tune
 from ray.tune.error import TuneError
+from ray.tune.execution import class_cache
 from ray.tune.search import BasicVariantGenerator
 
 from orchestrator import faults, optuna_stage, records, results, signals, tracking
@@ -69,7 +75,7 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     # Ray retries a failed upload of the experiment state with a warning and a traceback; when the
     # storage is really gone (full, read-only) decaylab says so itself, in one line
     logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
-    global _opened
+    global _opened, _local
     if not ray.is_initialized():
         kwargs = init_kwargs(address, num_cpus, dashboard, os.environ)
         if kwargs["address"] == "local" and dashboard:
@@ -78,21 +84,45 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
         preload.start()
         ray.init(**kwargs)
         _opened = True
+        _local = kwargs["address"] == "local"
         preload.join()
     return ray.cluster_resources()
 
 
 _opened = False  # whether `connect` started or joined the Ray session (not one its caller had opened)
+_local = False  # whether that session is a local cluster `connect` started (its workers inherit os.environ)
 
 
 def disconnect() -> None:
     """Leave the Ray session `connect` opened (a local cluster: stop it) once a command is done with Ray.
     Done here, not left to Ray's exit hook, which first waits half a second for workers' log lines that
     decaylab does not stream (`log_to_driver=False`)."""
-    global _opened
+    global _opened, _local
     if _opened:
         shutdown()
-        _opened = False
+        _opened = _local = False
+
+
+@contextlib.contextmanager
+def trials_in_prestarted_workers() -> Iterator[None]:
+    """While the block runs, Tune starts its trial actors without a `runtime_env` on a local cluster
+    `connect` started, so that they take the worker processes Ray starts during `ray.init`.
+
+    Tune gives every trial actor `runtime_env={"env_vars": ...}`: its defaults (`PL_DISABLE_FORK=1`) and
+    this process's values of the variables it propagates. Ray matches idle workers by runtime_env, so
+    such an actor never takes a prestarted worker: it waits for a new one (about 1–2 s, the sweep's
+    first trials) while the prestarted ones stay idle. A local cluster's workers inherit this process's
+    environment, which holds the same values (the defaults are set above, before `ray.init`; Tune reads
+    the rest from `os.environ`), so the runtime_env adds nothing there. Elsewhere, or when this process
+    holds another value of a default, Tune's runtime_env is kept."""
+    defaults, propagated = class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE
+    inherited = _local and all(os.environ.get(k) == v for k, v in defaults.items())
+    if inherited:
+        class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE = {}, set()
+    try:
+        yield
+    finally:
+        class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE = defaults, propagated
 
 
 # Imported by the driver right after `ray.init` on the way to the first trial: torch._dynamo by torch.optim's
@@ -400,7 +430,8 @@ def _fit(tuner: tune.Tuner) -> None:
     """`tuner.fit()`; a storage error (full disk, permissions) raised in a callback surfaces as the
     OSError it is, not wrapped in Tune's traceback text, so the CLI can say it in one line."""
     try:
-        tuner.fit()
+        with trials_in_prestarted_workers():
+            tuner.fit()
     except TuneError as e:
         cause = e.__context__
         while cause is not None and not isinstance(cause, OSError):
