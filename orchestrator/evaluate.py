@@ -68,9 +68,10 @@ def evaluate_one(run_location: str, trial_id: str, eval_section: dict, threads: 
     state, cfg, tr = found
     if full_test:
         cfg = whole_test_split(cfg, len(tr.data.test))
-    rows = evaluate_weights(cfg, tr.model, state["model"], tr.data, "last", state["epoch"], tr.device)
+    weights = [("last", state["epoch"], state["model"])]
     if state.get("best_model") is not None:
-        rows += evaluate_weights(cfg, tr.model, state["best_model"], tr.data, "best", state["best_epoch"], tr.device)
+        weights.append(("best", state["best_epoch"], state["best_model"]))
+    rows = evaluate_weights(cfg, tr.model, weights, tr.data, tr.device)
     return {"trial_id": trial_id, "settings": settings_hash(eval_section, full_test), "rows": rows}
 
 

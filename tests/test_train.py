@@ -344,8 +344,25 @@ def test_pruning_study_rows_start_at_the_unpruned_accuracy():
     pruning = PruningConfig(enabled=True, sparsity=(0.5, 0.95))
     config = config.model_copy(update={"eval": config.eval.model_copy(update={"pruning": pruning})})
     state = copy.deepcopy(model.state_dict())
-    rows = evaluate_weights(config, model, final["model"], data, "last", 5, torch.device("cpu"))
+    rows = evaluate_weights(config, model, [("last", 5, final["model"])], data, torch.device("cpu"))
     assert [r["sparsity"] for r in rows] == [0.0, 0.5, 0.95]
     assert rows[0]["clean_acc"] == pytest.approx(clean_accuracy(model, data.test))
     assert rows[2]["clean_acc"] < rows[0]["clean_acc"]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), "the given model was pruned"
+
+
+def test_weights_evaluated_in_one_copy_give_the_rows_of_separate_evaluations():
+    # the best and last weights share one copy of the model, pruned between them: the second set must
+    # not see the first's pruning
+    config, _, final = trained_trial()
+    model, data = trained_model()
+    pruning = PruningConfig(enabled=True, sparsity=(0.9,))
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"pruning": pruning})})
+    first = {k: v.clone() for k, v in final["model"].items()}
+    first[next(k for k in first if k.endswith("weight"))].mul_(0.5)  # other weights than the model's own
+    sets = [("best", 3, first), ("last", 5, final["model"])]
+    together = evaluate_weights(config, model, sets, data, torch.device("cpu"))
+    apart = [row for one in sets for row in evaluate_weights(config, model, [one], data, torch.device("cpu"))]
+    assert [(r["checkpoint"], r["epoch"], r["sparsity"]) for r in together] == [
+        ("best", 3, 0.0), ("best", 3, 0.9), ("last", 5, 0.0), ("last", 5, 0.9)]
+    assert together == apart

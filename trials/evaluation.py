@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -107,9 +108,11 @@ def autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
         return int((model(x_adv).argmax(1) == y).sum())
 
 
-def evaluate_weights(cfg: TrialConfig, model: nn.Module, state: dict, data: data_mod.TrialData,
-                     which: str, epoch: int, device: torch.device) -> list[dict]:
-    """Rows (schema EVAL_COLUMNS) for weights `state` at every configured sparsity, in fp32."""
+def evaluate_weights(cfg: TrialConfig, model: nn.Module, weights: Sequence[tuple[str, int, dict]],
+                     data: data_mod.TrialData, device: torch.device) -> list[dict]:
+    """Rows (schema EVAL_COLUMNS) for each of `weights` (which checkpoint, its epoch, its state dict) at
+    every configured sparsity, in fp32. They are loaded, in turn, into one copy of `model` (which is
+    left as it is)."""
     attack = resolved_eval_attack(cfg)
     robust = attack.kind != "none" and attack.eps > 0
     n = final_examples(cfg, len(data.test))
@@ -118,7 +121,7 @@ def evaluate_weights(cfg: TrialConfig, model: nn.Module, state: dict, data: data
     attacks = [None, fgsm, attack] if robust else [None]
     net = copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)
     rows = []
-    for s in sparsities(cfg):
+    for (which, epoch, state), s in itertools.product(weights, sparsities(cfg)):
         net.load_state_dict(state)
         net.eval()
         prune_global(net, s)
@@ -152,8 +155,7 @@ def sanity_problems(row: dict) -> list[str]:
 
 def final_evaluations(tr: Trainer, best: dict | None) -> list[dict]:
     """Evaluate the last weights and the best (by val robust accuracy) weights of a finished trial."""
-    last_state = copy.deepcopy(tr.model.state_dict())
-    rows = evaluate_weights(tr.config, tr.model, last_state, tr.data, "last", tr.epoch, tr.device)
+    weights = [("last", tr.epoch, tr.model.state_dict())]  # loaded into a copy: the trainer's model is not touched
     if best is not None:
-        rows += evaluate_weights(tr.config, tr.model, best["model"], tr.data, "best", best["epoch"], tr.device)
-    return rows
+        weights.append(("best", best["epoch"], best["model"]))
+    return evaluate_weights(tr.config, tr.model, weights, tr.data, tr.device)
