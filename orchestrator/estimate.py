@@ -33,10 +33,10 @@ from trials.train import build_trainer, train_epoch
 # Assumed, from `bench.sweep_overhead` on the 2-core machine: the driver's imports and a local Ray cluster's
 # start, the workers' first trial, the stop: 8 s on 2026-12-05's Intel Xeon (4.6 + 2 + 1.4 s), 22 s on
 # 2026-12-02's 3× slower AMD EPYC (12.3 + 8 + 2.1 s)
-SWEEP_START_S = 12.0
+SWEEP_START_S = 12.0  # between the two
 # a trial's set-up, row and checkpoint files, final records and the gap before the next one starts in its
 # slot: 2.0 s on the Intel Xeon (1.01 + 0.97 s), 3.2 s on 2026-12-01's AMD EPYC (1.20 + 1.96 s)
-TRIAL_START_S = 3.0
+TRIAL_START_S = 3.0  # near the slower one: an estimate errs long rather than short
 PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16
 DEFAULT_MFU = 0.36  # airbench's efficiency on an A100/H100
 MEASURE_S = 0.5  # time spent measuring training, and again evaluation

@@ -97,10 +97,8 @@ def disconnect() -> None:
     """Leave the Ray session `connect` opened (a local cluster: stop it) once a command is done with Ray.
     Done here, not left to Ray's exit hook, which first waits half a second for workers' log lines that
     decaylab does not stream (`log_to_driver=False`)."""
-    global _opened, _local
     if _opened:
         shutdown()
-        _opened = _local = False
 
 
 @contextlib.contextmanager
@@ -174,8 +172,11 @@ def node_resources() -> list[dict[str, float]]:
 
 
 def shutdown() -> None:
+    """End the Ray session, whoever opened it; what `connect` knew about it ends with it."""
+    global _opened, _local
     if ray.is_initialized():
         ray.shutdown()
+    _opened = _local = False
 
 
 def gcs_address() -> str:
