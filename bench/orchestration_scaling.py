@@ -95,7 +95,7 @@ def run_decaylab(n: int, tmp: Path) -> dict:
     run = tmp / "results" / f"scaling-{n}"
     if out.returncode != 0:
         raise SystemExit(f"decaylab sweep of {n} trials failed:\n{out.stderr[-3000:]}")
-    parts = list((run / "parts" / "trials").glob("*.parquet"))
+    parts = list((run / "parts" / "trials").glob("*.arrow"))
     trials = pd.read_parquet(run / "trials.parquet")
     pids = set()
     for path in run.glob("sweep-*/*/result.json"):

@@ -9,7 +9,7 @@ The last checkpoint also carries the final evaluations.
 
 **Export and consolidation.** Run directories of 36, 200 and 1,000 trials are filled with that
 trial's record (its result.json, re-keyed for every trial of a grid); each trial is exported to its
-parquet parts (`results.export_trial`, what a trial's worker does when it ends), then the parts are
+parts (`results.export_trial`, what a trial's worker does when it ends), then the parts are
 consolidated into the three result files (`results.consolidate`, at the sweep's end). Both are
 timed and divided by the number of trials.
 

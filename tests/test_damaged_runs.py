@@ -137,7 +137,7 @@ def check_commands(run: Path, damaged: str, monkeypatch, report: bool) -> None:
 
 
 FILES = ["study.yaml", "manifest.json", "epochs.parquet", "trials.parquet", "evaluations.parquet",
-         f"parts/epochs/{DONE}.parquet", f"parts/trials/{DONE}.parquet", f"trials/{DONE}/result.json",
+         f"parts/epochs/{DONE}.arrow", f"parts/trials/{DONE}.arrow", f"trials/{DONE}/result.json",
          f"trials/{DONE}/checkpoint-0002.pt", f"trials/{DONE}/evaluation.json", f"trials/{RUNNING}/epoch-0001.json",
          f"trials/{RUNNING}/epoch-0002.json", f"trials/{FAILED}/error.json"]
 

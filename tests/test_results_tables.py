@@ -77,6 +77,7 @@ def test_parts_written_through_pandas_by_earlier_versions_still_consolidate(ende
     new = {t: pd.read_parquet(run.join(f"{t}.parquet")) for t in COLUMNS}
     for table, frame in pandas_rows(state).items():  # the earlier part format: pandas' own to_parquet
         run.write_atomic(results.pandas_parquet_bytes(frame), results.PARTS, table, f"{trial_id}.parquet")
+        run.delete(results.PARTS, table, f"{trial_id}.arrow")  # now only the earlier format is there
     results.consolidate(run)
     for table in COLUMNS:
         pd.testing.assert_frame_equal(pd.read_parquet(run.join(f"{table}.parquet")), new[table], check_exact=True)
@@ -95,7 +96,26 @@ def test_parts_are_written_without_fsync_and_an_empty_one_is_rebuilt_from_the_re
     assert len(synced) == 3  # the three result files are fsynced
     before = {t: pd.read_parquet(run.join(f"{t}.parquet")) for t in COLUMNS}
     for table in COLUMNS:
-        run.write_atomic(b"", results.PARTS, table, f"{trial_id}.parquet")
+        run.write_atomic(b"", results.PARTS, table, f"{trial_id}.arrow")
     results.consolidate(run)
     for table in COLUMNS:
         pd.testing.assert_frame_equal(pd.read_parquet(run.join(f"{table}.parquet")), before[table], check_exact=True)
+
+
+def test_parts_are_arrow_files_and_win_over_a_parquet_part_an_earlier_version_left(ended):
+    import pyarrow as pa
+
+    run, trial_id, state = ended
+    results.export_trial(run, trial_id)
+    for table in COLUMNS:  # Arrow IPC files holding the trial's rows, in the schema
+        part = pa.ipc.open_file(pa.BufferReader(run.read_bytes(results.PARTS, table, f"{trial_id}.arrow"))).read_all()
+        assert part.schema.equals(results.SCHEMAS[table]) and len(part) == {"epochs": 5, "trials": 1}.get(
+            table, len(state["evaluations"]))
+    # a stale parquet part beside the Arrow one (e.g. from before `decaylab evaluate` rebuilt it) is not read
+    stale = pandas_rows(state)["trials"].assign(best_epoch=1)
+    run.write_atomic(results.pandas_parquet_bytes(stale), results.PARTS, "trials", f"{trial_id}.parquet")
+    results.consolidate(run)
+    assert results.part_ids(run, "trials") == [trial_id]
+    trials = pd.read_parquet(run.join("trials.parquet"))
+    assert len(trials) == 1 and trials["best_epoch"].iloc[0] == results.trial_row(state)["best_epoch"] != 1
+    run.delete(results.PARTS, "trials", f"{trial_id}.parquet")
