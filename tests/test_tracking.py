@@ -111,3 +111,52 @@ def test_mlflow_and_wandb_are_imported_only_for_studies_that_use_them():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "['CSVLoggerCallback', 'JsonLoggerCallback', 'TensorBoardLogger'] []"
+
+
+class FakeTrial:
+    """What Ray's TensorBoard logger touches of a trial: where it writes, and no search-space values."""
+
+    def __init__(self, path: Path):
+        self.local_path = str(path)
+        self.evaluated_params: dict = {}
+        self.config: dict = {}
+
+    def init_local_path(self) -> None:
+        Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+
+def test_tensorboard_gets_the_scalars_ray_s_logger_writes_in_one_event_per_result(tmp_path):
+    """decaylab's TensorBoard logger writes each result as one event; read back, the series (tags, steps,
+    values) are the ones Ray's own logger writes with an event per scalar."""
+    import math
+
+    from ray.tune.logger import TBXLoggerCallback
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from orchestrator.tune_trackers import TensorBoardLogger
+
+    results = [{"timesteps_total": epoch, "training_iteration": epoch, "objective": 0.25 * epoch, "done": False,
+                "status": "running", "trial_id": "x", "pid": 12, "timestamp": 1.7e9, "time_total_s": 0.5,
+                "val_robust_acc": math.nan if epoch == 1 else 0.5, "s1/lambda_mean": 1e-4 * epoch,
+                "nested": {"a": epoch}, "config": {"trial": "x"}} for epoch in (1, 2, 3)]
+    series = []
+    for name, logger in (("ray", TBXLoggerCallback()), ("decaylab", TensorBoardLogger(None, None))):
+        trial = FakeTrial(tmp_path / name)
+        for i, result in enumerate(results):
+            logger.log_trial_result(i + 1, trial, result)
+        logger._trial_writer[trial].close()
+        events = EventAccumulator(str(tmp_path / name))
+        events.Reload()
+        series.append({tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]})
+        assert logger._trial_result[trial]["ray/tune/objective"] == 0.75
+    assert series[0] == series[1]
+    assert series[1]["ray/tune/val_robust_acc"] == [(2, 0.5), (3, 0.5)]  # NaN left out, as Ray leaves it out
+    assert series[1]["ray/tune/nested/a"] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert "ray/tune/pid" not in series[1] and "ray/tune/status" not in series[1]
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    def scalar_events(name: str) -> int:
+        [path] = (tmp_path / name).glob("events.out.tfevents.*")
+        return sum(1 for event in EventFileLoader(str(path)).Load() if event.summary.value)
+
+    assert scalar_events("decaylab") == 3 and scalar_events("ray") == sum(len(v) for v in series[0].values())
