@@ -96,6 +96,13 @@ class RunDir:
             return pafs.LocalFileSystem(), self.location
         return pafs.FileSystem.from_uri(self.location)
 
+    @functools.cached_property  # resolved once: each file a trial writes is checked against it
+    def _real_root(self) -> Path:
+        return Path(self.location).resolve()
+
+    def __reduce__(self):  # the location only: another process (or node) resolves and connects for itself
+        return RunDir, (self.location,)
+
     @property
     def fs(self) -> pafs.FileSystem:
         return self._resolved[0]
@@ -169,7 +176,7 @@ class RunDir:
         target = self.join(*parts)
         if not self.local:
             return target
-        root = Path(self.location).resolve()
+        root = self._real_root
         real = Path(target).resolve()
         if real != root and root not in real.parents:
             raise RunError(target, f"it leads outside the run directory (to {real}) through a symbolic link",
