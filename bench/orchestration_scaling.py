@@ -3,8 +3,9 @@
 **Sweeps.** For each size, `decaylab sweep` runs a study of trivially cheap trials (small_cnn on 10
 digits, 2 epochs of natural training, evaluations on 10 examples) on a local 2-CPU Ray cluster, half
 a CPU per trial (four at a time). Its peer is plain Ray Tune as it comes, running a no-op function
-trainable of the same length: the same number of `tune.report` calls, the same resources,
-`reuse_actors=True`, a grid of the same size, Tune's default loggers (CSV, JSON, TensorBoard) and
+trainable of the same length: the same `tune.report` calls (as many, with the same keys: decaylab's
+per-epoch metrics and bookkeeping, as constants, so that both sides' loggers get the same results),
+the same resources, `reuse_actors=True`, a grid of the same size, Tune's default loggers (CSV, JSON, TensorBoard) and
 experiment snapshots. decaylab runs its own loggers (the same three by default) and takes Tune's
 experiment snapshot every 5 minutes, since it never reads it. Each runs in its own process, so each
 pays its own imports and `ray.init` (not counted below). Sizes of 36 and 200 trials run 5 and 2
@@ -122,13 +123,20 @@ def run_peer(n: int, tmp: Path) -> dict:
 
 
 def peer(n: int, storage: str, out_file: str) -> None:
-    """Plain Ray Tune: a no-op function trainable reporting EPOCHS times, n of them in a grid."""
+    """Plain Ray Tune: a no-op function trainable reporting EPOCHS times what decaylab's trainable reports
+    (the same keys: its per-epoch metrics and bookkeeping, constant values), n of them in a grid."""
     import ray
     from ray import tune
 
+    from orchestrator.tracking import METRICS
+
+    metrics = dict.fromkeys(METRICS, 0.5)  # captured by the trainable: its workers import nothing of decaylab
+
     def noop(config: dict) -> None:
         for epoch in range(1, EPOCHS + 1):
-            tune.report({"epoch": epoch, "objective": 0.0, "pid": os.getpid()})
+            tune.report({"objective": 0.5, "epoch": epoch, "evaluations": epoch, "epochs": EPOCHS, "method": "wd",
+                         "node": "node", "warning": "", "status": "ok" if epoch == EPOCHS else "running",
+                         "timesteps_total": epoch, "pid": os.getpid(), **metrics})
 
     class Completions(tune.Callback):
         def __init__(self) -> None:
