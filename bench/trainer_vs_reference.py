@@ -43,11 +43,12 @@ from trials.data import TrialData
 from trials.train import build_trainer, lr_factor, train_epoch
 
 SETTINGS = {
-    # name: (config, synthetic training images or None for the configured dataset, timed rounds)
+    # name: (config, synthetic training images or None for the configured dataset, timed rounds). An even
+    # number of rounds puts every rung first and last equally often (the order reverses each round).
     "digits": (trial(arch="small_cnn", dataset="digits", batch_size=32, steps=5, eps=0.25, step_size=0.1,
-                     lr=0.1, epochs=10, channels_last=True), None, 5),
+                     lr=0.1, epochs=10, channels_last=True), None, 6),
     "preact18": (trial(arch="preact_resnet18", dataset="cifar10", batch_size=16, steps=10, eps=8 / 255,
-                       step_size=2 / 255, lr=0.1, epochs=10, channels_last=True), 16, 3),
+                       step_size=2 / 255, lr=0.1, epochs=10, channels_last=True), 16, 4),
 }
 LADDER = ("reference", "+ device data", "+ input-only attack", "+ no logging forward", "decaylab (NCHW)", "decaylab")
 
