@@ -9,8 +9,10 @@ two seeds, its own number of epochs; one CPU per trial, two at a time on this 2-
   process start to the last exit. The two processes contend for the machine as the sweep's two
   trials do, so the comparison charges the orchestration with nothing the hardware does.
 
-The ratio is sweep ÷ baseline. The sweep's time is split into start-up (process start → Ray
-connected), the trials' phase and teardown; the trials' phase offers one slot per CPU, used by the
+Each runs twice, in the order sweep, baseline, baseline, sweep, so that a drift of the machine's
+speed during the run (20% within minutes has been seen here) that is linear in time weighs on both
+alike. The ratio is the sweeps' mean wall time ÷ the baselines'. The sweep's time (means of the two)
+is split into start-up (process start → Ray connected), the trials' phase and teardown; the trials' phase offers one slot per CPU, used by the
 trials' epochs, by their work outside the epochs inside the trainable (set-up, row and checkpoint
 files, final evaluations, result parts: Ray's `time_total_s` less the epochs), or left empty (each
 worker's start and imports before its first trial, scheduling between trials, the last trial's tail).
@@ -42,6 +44,7 @@ DEFAULT = yaml.safe_load((REPO / "studies" / "digits.yaml").read_text())
 STUDY = {**DEFAULT, "name": "bench-sweep", "seeds": [0, 1], "lr": DEFAULT["lr"][:1],
          "resources": {"cpu": 1, "gpu": 0}}
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
+ORDER = ("sweep", "baseline", "baseline", "sweep")
 # one baseline process: every `step`-th trial of the study from `first`, back to back, one thread. It prints
 # when its imports were done (unix time), and the seconds of its trials' epochs and of its trials whole
 BASELINE = """
@@ -115,27 +118,39 @@ def ray_results(run_dir: Path) -> pd.DataFrame:
 
 def main() -> None:
     print(machine_line())
+    sweeps, baselines = [], []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         study = tmp / "study.yaml"
         study.write_text(yaml.safe_dump(STUDY, sort_keys=False))
-        wall, at = run_sweep(tmp, study)
-        baseline, base = run_baseline(study)
-        run_dir = tmp / "results" / STUDY["name"]
-        trials = pd.read_parquet(run_dir / "trials.parquet")
-        ray = ray_results(run_dir)
-    n = len(trials)
-    epochs_s = float(trials["train_seconds"].sum())
-    in_trainables = float(ray["time_total_s"].sum())
-    startup, teardown = at["connected"] - at["start"], at["exit"] - at["done"]
-    phase = at["done"] - at["connected"]
+        for i, kind in enumerate(ORDER):
+            if kind == "baseline":
+                baselines.append(run_baseline(study))
+                continue
+            wall, at = run_sweep(tmp / f"sweep{i}", study)
+            run_dir = tmp / f"sweep{i}" / "results" / STUDY["name"]
+            sweeps.append({"wall": wall, "at": at, "trials": pd.read_parquet(run_dir / "trials.parquet"),
+                           "ray": ray_results(run_dir)})
+    n = len(sweeps[0]["trials"])
+    mean = lambda values: sum(values) / len(values)  # noqa: E731  (over the two sweeps, or the two baselines)
+    wall, baseline = mean([s["wall"] for s in sweeps]), mean([b[0] for b in baselines])
+    base = {k: mean([b[1][k] for b in baselines]) for k in baselines[0][1]}
+    epochs_s = mean([float(s["trials"]["train_seconds"].sum()) for s in sweeps])
+    in_trainables = mean([float(s["ray"]["time_total_s"].sum()) for s in sweeps])
+    startup = mean([s["at"]["connected"] - s["at"]["start"] for s in sweeps])
+    teardown = mean([s["at"]["exit"] - s["at"]["done"] for s in sweeps])
+    phase = mean([s["at"]["done"] - s["at"]["connected"] for s in sweeps])
     # the trials' phase offers CPUS slots; what the trainables did not use of them stayed empty
     empty = CPUS * phase - in_trainables
-    firsts = ray.groupby("pid")["started"].min() - at["connected"]
-    print(f"{n} trials × {STUDY['train']['epochs']} epochs of the default study, {CPUS} at a time; statuses "
-          f"{trials['status'].value_counts().to_dict()}")
-    print(f"  sweep wall time {wall:7.1f} s    baseline (same trials, no Ray, {CPUS} processes) {baseline:7.1f} s")
-    print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's time went:")
+    firsts = [sorted(s["ray"].groupby("pid")["started"].min() - s["at"]["connected"]) for s in sweeps]
+    statuses = [s["trials"]["status"].value_counts().to_dict() for s in sweeps]
+    print(f"{n} trials × {STUDY['train']['epochs']} epochs of the default study, {CPUS} at a time; run in the order "
+          f"{', '.join(ORDER)} (a drift of the machine's speed that is linear in time cancels); statuses {statuses}")
+    runs = iter([f"{s['wall']:.1f}" for s in sweeps]), iter([f"{b[0]:.1f}" for b in baselines])
+    print("  wall times in that order: " + ", ".join(next(runs[kind == "baseline"]) + " s" for kind in ORDER))
+    print(f"  sweep wall time {wall:7.1f} s    baseline (same trials, no Ray, {CPUS} processes) {baseline:7.1f} s"
+          "    (means of two)")
+    print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's time went (means):")
     print(f"    start-up: process start → Ray connected                {startup:6.1f} s")
     print(f"    trials' phase: Ray connected → Tune done               {phase:6.1f} s = {CPUS} slots × {phase:.1f} s, "
           "of which")
@@ -145,10 +160,11 @@ def main() -> None:
     print(f"      slots empty (worker start and imports, scheduling between trials, the last trial's tail) "
           f"{empty / n:.2f} s a trial → {empty / CPUS:6.1f} s")
     print("        each worker's first trial started "
-          + ", ".join(f"{f:.0f}" for f in sorted(firsts)) + " s after Ray connected (to the second)")
+          + "; ".join(", ".join(f"{f:.0f}" for f in fs) for fs in firsts) + " s after Ray connected (to the second)")
     print(f"    teardown: Tune done → process exit                      {teardown:6.1f} s")
-    print(f"  worker processes: {ray['pid'].nunique()} for {n} trials (reuse_actors)")
-    print("  the baseline's processes, for comparison:")
+    print(f"  worker processes: {', '.join(str(s['ray']['pid'].nunique()) for s in sweeps)} for {n} trials "
+          "(reuse_actors)")
+    print("  the baseline's processes, for comparison (means):")
     print(f"    start → imports done                                   {base['imports'] / CPUS:6.1f} s each")
     print(f"    Σ epochs' time {base['epochs']:.1f} s ({base['epochs'] / n:.2f} s a trial): the sweep's epochs took "
           f"{epochs_s / base['epochs'] - 1:+.1%} longer (the CPU Ray's processes and the driver take beside them)")
