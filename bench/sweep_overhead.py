@@ -12,10 +12,11 @@ two seeds, its own number of epochs; one CPU per trial, two at a time on this 2-
 Each runs twice, in the order sweep, baseline, baseline, sweep, so that a drift of the machine's
 speed during the run (20% within minutes has been seen here) that is linear in time weighs on both
 alike. The ratio is the sweeps' mean wall time ÷ the baselines'. The sweep's time (means of the two)
-is split into start-up (process start → Ray connected), the trials' phase and teardown; the trials' phase offers one slot per CPU, used by the
-trials' epochs, by their work outside the epochs inside the trainable (set-up, row and checkpoint
-files, final evaluations, result parts: Ray's `time_total_s` less the epochs), or left empty (each
-worker's start and imports before its first trial, scheduling between trials, the last trial's tail).
+is split into start-up (process start → Ray connected), the trials' phase and teardown; the trials'
+phase offers one slot per CPU, used by the trials' epochs, by their work outside the epochs inside
+the trainable (set-up, row and checkpoint files, final evaluations, result parts: Ray's
+`time_total_s` less the epochs), or left empty (each worker's start and imports before its first
+trial, scheduling between trials, the last trial's tail).
 The baseline's own figures are printed beside: its processes' start-up (imports), its epochs' time
 (against which the sweep's epochs show what Ray's processes and the driver take from the trials on a
 machine whose every core trains) and its work outside the epochs.
