@@ -5,8 +5,8 @@ digits, 2 epochs of natural training, evaluations on 10 examples) on a local 2-C
 a CPU per trial (four at a time). Its peer is plain Ray Tune as it comes, running a no-op function
 trainable of the same length: the same `tune.report` calls (as many, with the same keys: decaylab's
 per-epoch metrics and bookkeeping, as constants, so that both sides' loggers get the same results),
-the same resources, `reuse_actors=True`, a grid of the same size, Tune's default loggers (CSV, JSON, TensorBoard) and
-experiment snapshots. decaylab runs its own loggers (the same three by default) and takes Tune's
+the same resources, `reuse_actors=True`, a grid of the same size, Tune's default loggers (CSV, JSON,
+TensorBoard) and experiment snapshots. decaylab runs its own loggers (the same three by default) and takes Tune's
 experiment snapshot every 5 minutes, since it never reads it. Each runs in its own process, so each
 pays its own imports and `ray.init` (not counted below). Sizes of 36 and 200 trials run 5 and 2
 times, decaylab and the peer alternating; the medians are compared.

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import fmean
 
 import pandas as pd
 import yaml
@@ -119,7 +120,7 @@ def ray_results(run_dir: Path) -> pd.DataFrame:
 
 def main() -> None:
     print(machine_line())
-    sweeps, baselines = [], []
+    sweeps, baselines, walls = [], [], []  # walls: in the order run
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         study = tmp / "study.yaml"
@@ -127,28 +128,28 @@ def main() -> None:
         for i, kind in enumerate(ORDER):
             if kind == "baseline":
                 baselines.append(run_baseline(study))
+                walls.append(baselines[-1][0])
                 continue
             wall, at = run_sweep(tmp / f"sweep{i}", study)
+            walls.append(wall)
             run_dir = tmp / f"sweep{i}" / "results" / STUDY["name"]
             sweeps.append({"wall": wall, "at": at, "trials": pd.read_parquet(run_dir / "trials.parquet"),
                            "ray": ray_results(run_dir)})
     n = len(sweeps[0]["trials"])
-    mean = lambda values: sum(values) / len(values)  # noqa: E731  (over the two sweeps, or the two baselines)
-    wall, baseline = mean([s["wall"] for s in sweeps]), mean([b[0] for b in baselines])
-    base = {k: mean([b[1][k] for b in baselines]) for k in baselines[0][1]}
-    epochs_s = mean([float(s["trials"]["train_seconds"].sum()) for s in sweeps])
-    in_trainables = mean([float(s["ray"]["time_total_s"].sum()) for s in sweeps])
-    startup = mean([s["at"]["connected"] - s["at"]["start"] for s in sweeps])
-    teardown = mean([s["at"]["exit"] - s["at"]["done"] for s in sweeps])
-    phase = mean([s["at"]["done"] - s["at"]["connected"] for s in sweeps])
+    wall, baseline = fmean([s["wall"] for s in sweeps]), fmean([b[0] for b in baselines])
+    base = {k: fmean([b[1][k] for b in baselines]) for k in baselines[0][1]}
+    epochs_s = fmean([float(s["trials"]["train_seconds"].sum()) for s in sweeps])
+    in_trainables = fmean([float(s["ray"]["time_total_s"].sum()) for s in sweeps])
+    startup = fmean([s["at"]["connected"] - s["at"]["start"] for s in sweeps])
+    teardown = fmean([s["at"]["exit"] - s["at"]["done"] for s in sweeps])
+    phase = fmean([s["at"]["done"] - s["at"]["connected"] for s in sweeps])
     # the trials' phase offers CPUS slots; what the trainables did not use of them stayed empty
     empty = CPUS * phase - in_trainables
     firsts = [sorted(s["ray"].groupby("pid")["started"].min() - s["at"]["connected"]) for s in sweeps]
     statuses = [s["trials"]["status"].value_counts().to_dict() for s in sweeps]
     print(f"{n} trials × {STUDY['train']['epochs']} epochs of the default study, {CPUS} at a time; run in the order "
           f"{', '.join(ORDER)} (a drift of the machine's speed that is linear in time cancels); statuses {statuses}")
-    runs = iter([f"{s['wall']:.1f}" for s in sweeps]), iter([f"{b[0]:.1f}" for b in baselines])
-    print("  wall times in that order: " + ", ".join(next(runs[kind == "baseline"]) + " s" for kind in ORDER))
+    print("  wall times in that order: " + ", ".join(f"{w:.1f} s" for w in walls))
     print(f"  sweep wall time {wall:7.1f} s    baseline (same trials, no Ray, {CPUS} processes) {baseline:7.1f} s"
           "    (means of two)")
     print(f"  Σ epochs' time {epochs_s:.1f} s ({epochs_s / n:.2f} s a trial); where the sweep's time went (means):")

@@ -68,7 +68,7 @@ def variants(cfg: TrialConfig, synthetic: int | None) -> tuple[dict, int]:
               for name, value in (("decaylab (NCHW)", False), ("decaylab (channels_last)", True))}
     trainers = {name: build_trainer(c, "cpu", data=data) for name, c in layout.items()}
     tr = trainers["decaylab (NCHW)"]
-    initial = copy.deepcopy(trainers["decaylab (NCHW)"].model)  # the same initial weights, plain NCHW
+    initial = copy.deepcopy(tr.model)  # the same initial weights, plain NCHW
     attack = resolved_train_attack(cfg)
     info, train = tr.data.info, tr.data.train
     batch = {"batch_size": cfg.train.batch_size, "pad": info.pad, "flip": info.flip}

@@ -132,6 +132,7 @@ def test_tensorboard_gets_the_scalars_ray_s_logger_writes_in_one_event_per_resul
 
     from ray.tune.logger import TBXLoggerCallback
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     from orchestrator.tune_trackers import TensorBoardLogger
 
@@ -153,7 +154,6 @@ def test_tensorboard_gets_the_scalars_ray_s_logger_writes_in_one_event_per_resul
     assert series[1]["ray/tune/val_robust_acc"] == [(2, 0.5), (3, 0.5)]  # NaN left out, as Ray leaves it out
     assert series[1]["ray/tune/nested/a"] == [(1, 1.0), (2, 2.0), (3, 3.0)]
     assert "ray/tune/pid" not in series[1] and "ray/tune/status" not in series[1]
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     def scalar_events(name: str) -> int:
         [path] = (tmp_path / name).glob("events.out.tfevents.*")
