@@ -101,7 +101,9 @@ class TrainConfig(Section):
     max_loss: Positive = Field(
         100.0, description="a trial whose mean training loss exceeds this (or is not finite) has diverged; "
         "cross-entropy at chance is ln(classes) ≈ 2.3 for 10 classes")
-    channels_last: bool | None = Field(None, description="channels_last memory format; null = on for CUDA")
+    channels_last: bool | None = Field(
+        None, description="channels_last memory format; null = on for CUDA, and on a CPU per convolution: "
+        "channels_last except for more than 128 input channels on maps under 16×16 (NCHW), the faster there")
 
 
 class AttackSpec(Section):
