@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, dict[str, Target]] = {
     "awd_overhead": {"awd_overhead": ("<=", 1.02)},
     "attack_cost": {"attack_cost": ("<=", 1.15)},
     "trainer_vs_reference": {"trainer_vs_reference": (">=", 1.4)},
+    "conv_layouts": {"conv_layouts": None},
     "records_scaling": {"checkpoint_growth": ("<=", 1.01), "export_growth": ("<=", 1.2)},
     "cli_startup": {"cli_startup": ("<=", 1.0)},
     "sweep_overhead": {"sweep_overhead": ("<=", 1.15)},

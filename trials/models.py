@@ -119,7 +119,8 @@ def build_model(cfg: ModelConfig, info: DatasetInfo) -> nn.Sequential:
 
 # On a CPU, PyTorch's convolutions (oneDNN) run faster in channels_last than in NCHW on large maps and
 # few channels, and slower on small maps with many channels (a PreAct ResNet-18 at batch 16, one
-# thread: 64 channels at 32×32 1.33× faster in channels_last, 512 at 4×4 1.7× slower).
+# thread: 64 channels at 32×32 1.33× faster in channels_last, 512 at 4×4 1.7× slower; each
+# convolution of three networks timed both ways: `python -m bench.conv_layouts`).
 NCHW_ABOVE_CHANNELS = 128  # a convolution with more input channels than this …
 NCHW_BELOW_PIXELS = 16 * 16  # … on a map of fewer pixels than this runs in NCHW; every other in channels_last
 
@@ -141,34 +142,37 @@ class _InputLayout:
         return (args[0].contiguous(memory_format=self.layout), *args[1:])
 
 
+def conv_input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Conv2d, torch.Size]:
+    """The (C, H, W) input of each Conv2d of `model` that one forward of a (1, *input_shape) zero image
+    reaches, in eval mode (no statistics change; the mode is restored)."""
+    shapes: dict[nn.Conv2d, torch.Size] = {}
+
+    def probe(conv: nn.Module, args: tuple) -> None:
+        shapes.setdefault(conv, args[0].shape[1:])
+
+    probes = [m.register_forward_pre_hook(probe) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for p in probes:
+            p.remove()
+    return shapes
+
+
 def cpu_conv_layouts(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
     """Run each Conv2d of `model` in the layout `conv_layout` picks for the input it gets from
     `input_shape` (C, H, W) inputs: its weight in that layout and its input put into it by a forward
     pre-hook (PyTorch's CPU convolution runs in channels_last when the input or the weight is in it).
     Same results up to float rounding; what a study gets on a CPU when `train.channels_last` is unset.
-    Learns the shapes from one forward of a single zero image in eval mode, so no statistics change.
-    Returns `model`."""
-    shapes: dict[nn.Module, torch.Size] = {}
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-
-    def probe(conv: nn.Module, args: tuple) -> None:
-        shapes.setdefault(conv, args[0].shape[1:])
-
-    probes = [m.register_forward_pre_hook(probe) for m in convs]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was_training)
-        for probe in probes:
-            probe.remove()
-    for conv in convs:
-        if conv in shapes:  # a convolution the forward never reached keeps its layout
-            layout = conv_layout(*shapes[conv])
-            conv.to(memory_format=layout)
-            conv.register_forward_pre_hook(_InputLayout(layout))
+    A convolution the forward does not reach keeps its layout. Returns `model`."""
+    for conv, shape in conv_input_shapes(model, input_shape).items():
+        layout = conv_layout(*shape)
+        conv.to(memory_format=layout)
+        conv.register_forward_pre_hook(_InputLayout(layout))
     return model
 
 
