@@ -1,6 +1,6 @@
 """Run every benchmark in turn, each in its own process, then summarise their closing lines.
 
-    .venv/bin/python -m bench.run_all             (what `make bench` runs; about 27 minutes on 2 CPU cores)
+    .venv/bin/python -m bench.run_all             (what `make bench` runs; about 17 minutes on 2 CPU cores)
 
 Each benchmark's output is passed through as it comes. A benchmark closes with one or more
 `name: value` lines; the summary repeats each with its target and PASS / MISS (INFO where there is
