@@ -16,7 +16,7 @@ convolution times how often it occurs) in NCHW, in channels_last and in the pick
 closing figure is PreAct-18's NCHW ÷ picked: the part of decaylab's per-convolution layouts that the
 convolutions alone explain (the BatchNorms, ReLUs and additions between them follow the layout too).
 
-    .venv/bin/python -m bench.conv_layouts      (no target; about a minute)
+    .venv/bin/python -m bench.conv_layouts      (no target; about 11 seconds on 2 CPU cores)
 """
 
 from __future__ import annotations

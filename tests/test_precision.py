@@ -68,7 +68,7 @@ def preact18_trainer(channels_last):
 def test_unset_channels_last_gives_each_cpu_convolution_the_layout_it_runs_faster_in():
     layouts = conv_input_layouts(preact18_trainer(None))
     assert len(layouts) == 20  # the stem, 16 in the blocks, 3 shortcuts
-    # channels_last up to 128 input channels and from 16×16 up; NCHW for 256 and 512 channels on 8×8 and 4×4
+    # channels_last up to 128 input channels or from 16×16 up; NCHW for 256 and 512 channels on 8×8 and 4×4
     assert {(c, px) for c, px, cl in layouts if not cl} == {(256, 64), (512, 16)}
     assert any(cl for c, px, cl in layouts if c == 128 and px == 256)  # the first 256-channel block's input
     assert all(not cl for *_, cl in conv_input_layouts(preact18_trainer(False)))
