@@ -333,12 +333,20 @@ def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: Callabl
     cluster: the processes `ray.init` started here, or the head the sweep joined. Ray Tune's orderly stop
     would then wait a minute for the dead cluster and abort. Nothing is lost by not waiting: every
     finished trial is in its record and every running one has a checkpoint at its last finished epoch.
-    Checked from a thread, as the main thread is blocked inside Ray."""
+    The check starts the moment the signal arrives (`signals.wait`, from a thread, as the main thread is
+    inside Ray) and repeats every `FAST_POLL_S` for `FAST_WINDOW_S` (a GCS stops accepting connections
+    within about 15 ms of its signal), then every `poll_s`. (The driver keeps no object in Ray's object
+    store, `tune_backend.Entries`: Ray would end it with status 1 when the node holding one stops.)"""
     lock, done = threading.Lock(), threading.Event()
+    address = gcs_address()
 
     def watch() -> None:
-        while not done.wait(poll_s):
-            if signals.stopping() and connection_error(gcs_address(), timeout=1.0):
+        while not signals.wait(poll_s):
+            if done.is_set():
+                return
+        heard = time.monotonic()
+        while not done.is_set():
+            if connection_error(address, timeout=1.0):
                 with lock:
                     if done.is_set():  # the block ended meanwhile: the orderly path says the rest
                         return
@@ -348,6 +356,7 @@ def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: Callabl
                     finally:
                         progress.say(stop_line(run, stop) + " (the stop signal also ended Ray's processes)")
                         signals.exit_now(stop.exit_status)
+            done.wait(FAST_POLL_S if time.monotonic() - heard < FAST_WINDOW_S else poll_s)
 
     threading.Thread(target=watch, name="decaylab-lost-cluster", daemon=True).start()
     try:
@@ -355,6 +364,9 @@ def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: Callabl
     finally:
         with lock:
             done.set()
+
+
+FAST_POLL_S, FAST_WINDOW_S = 0.01, 2.0
 
 
 def resolve_device(flag: str, resources: dict, study: Study) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 import logging
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,27 +190,49 @@ def gcs_address() -> str:
 
 
 class Entries:
-    """A grid's member configurations (trial id → the members' configuration dicts), put in Ray's
-    object store once. A worker fetches and unpickles them once per process and keeps them for the
-    trials it runs after: `with_parameters` alone would fetch the whole table for every trial, a cost
-    per trial that grows with the sweep (about 0.5 MB and 10 ms at 1,000 trials)."""
+    """A grid's member configurations (trial id → the members' configuration dicts), written once to the
+    experiment's directory as `ENTRIES_FILE` (JSON). A worker reads them once per process and keeps them
+    for the trials it runs after: shipping the table with every trial would cost per trial what grows
+    with the sweep (about 0.5 MB and 10 ms at 1,000 trials). What travels with the trainable is where
+    the table is.
 
-    def __init__(self, entries: dict[str, list[dict]]):
-        self.ref = ray.put(entries)
+    Not in Ray's object store: an object the driver puts there lives on the node whose raylet holds it,
+    and when that raylet stops (a batch scheduler cancelling the job stops the driver and the nodes
+    together) Ray tries to recover the driver's lost objects and, the node's object store being gone,
+    ends the driver with status 1 within about 30 ms, before it can stop as a stopped sweep does
+    (`sweep.exit_with_lost_cluster`)."""
+
+    def __init__(self, run: RunDir, experiment: str, entries: dict[str, list[dict]] | None = None):
+        self.location, self.experiment = run.location, experiment
+        if entries is not None:
+            run.write_atomic(json.dumps(entries).encode(), experiment, ENTRIES_FILE)
 
     def __getitem__(self, trial_id: str) -> list[dict]:
-        return _fetched(self.ref)[trial_id]
+        return _fetched(self.location, self.experiment)[trial_id]
 
 
-_FETCHED: dict[str, dict[str, list[dict]]] = {}  # this worker's table: the latest sweep's only
+ENTRIES_FILE = "decaylab-entries.json"
+_FETCHED: dict[tuple[str, str], dict[str, list[dict]]] = {}  # this worker's table: the latest sweep's only
 
 
-def _fetched(ref: ray.ObjectRef) -> dict[str, list[dict]]:
-    key = ref.hex()
+def _fetched(location: str, experiment: str) -> dict[str, list[dict]]:
+    key = (location, experiment)
     if key not in _FETCHED:
+        table = json.loads(RunDir(location).read_bytes(experiment, ENTRIES_FILE))
         _FETCHED.clear()
-        _FETCHED[key] = ray.get(ref)
+        _FETCHED[key] = table
     return _FETCHED[key]
+
+
+def with_entries(entries: Entries) -> Callable[[dict], None]:
+    """`trainable` with the grid's `entries` bound (the function Tune registers: it carries where the
+    table is, not the table)."""
+
+    def trainable_(params: dict) -> None:
+        trainable(params, entries)
+
+    trainable_.__name__ = trainable_.__qualname__ = trainable.__name__
+    return trainable_
 
 
 def members_of(params: dict, entries: Entries | dict[str, list[dict]] | None = None) -> list[TrialConfig]:
@@ -445,12 +468,12 @@ def _fit(tuner: tune.Tuner) -> None:
 def run_grid(launch: Launch) -> None:
     """The comparison: every entry run to full length, FIFO, no early stopping."""
     entries = {e["trial_id"]: e["members"] for e in launch.entries}
-    # Trials carry their id only; the configurations travel once, through the object store
-    # (`Entries`), rather than in every trial's config. The ids are given as points to evaluate,
+    # Trials carry their id only; the configurations travel once, in a file of the experiment's
+    # directory (`Entries`), rather than in every trial's config. The ids are given as points to evaluate,
     # in study order: Tune's `grid_search` would deep-copy the whole list of ids for every trial it
     # generates (O(trials²) on the driver: 7 s at 1,000 trials).
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, entries=Entries(entries)),
+        tune.with_resources(with_entries(Entries(launch.run, launch.experiment, entries)),
                             _resources(launch.study, launch.device)),
         param_space={**_constants(launch), "trial": None},  # the placeholder each point fills
         tune_config=tune.TuneConfig(

@@ -723,38 +723,61 @@ def test_no_private_ray_attribute_is_touched():
     assert not used, used
 
 
-class FakeRef:
-    """An object reference that pickles, for the test below."""
-
-    def __init__(self, key: str):
-        self.key = key
-
-    def hex(self) -> str:
-        return self.key
-
-
-def test_a_worker_fetches_the_grid_s_configurations_once_not_once_per_trial(monkeypatch):
-    """`with_parameters` ships `Entries` to a worker for every trial; the table behind it (the whole
-    grid's configurations) is fetched and unpickled once per worker process and sweep."""
+def test_a_worker_reads_the_grid_s_configurations_once_not_once_per_trial(monkeypatch, tmp_path):
+    """The trainable carries `Entries` (where the table is) to a worker for every trial; the table behind
+    it (the whole grid's configurations) is read and parsed once per worker process and sweep, and what
+    travels per trial does not grow with the grid."""
     from orchestrator import tune_backend
+    from orchestrator.storage import RunDir
 
-    store, gets = {}, []
+    reads = []
+    read_bytes = RunDir.read_bytes
 
-    def put(value):
-        store[f"ref{len(store)}"] = pickle.dumps(value)
-        return FakeRef(f"ref{len(store) - 1}")
+    def counted(self, *parts):
+        reads.append(parts)
+        return read_bytes(self, *parts)
 
-    def get(ref):
-        gets.append(ref.key)
-        return pickle.loads(store[ref.key])
-
-    monkeypatch.setattr(tune_backend.ray, "put", put)
-    monkeypatch.setattr(tune_backend.ray, "get", get)
+    monkeypatch.setattr(RunDir, "read_bytes", counted)
     monkeypatch.setattr(tune_backend, "_FETCHED", {})
-    shipped = pickle.dumps(tune_backend.Entries({f"t{i}": [{"i": i}] for i in range(5)}))
+    run = RunDir(str(tmp_path))
+    big = {f"t{i}": [{"i": i, "pad": "x" * 400}] for i in range(1000)}
+    shipped = pickle.dumps(tune_backend.Entries(run, "sweep-000", big))
+    assert len(shipped) < 1000, len(shipped)  # the table's location, not the table (about 0.4 MB)
     for i in range(5):  # a trial each: a fresh copy of Entries, as the worker receives it
-        assert pickle.loads(shipped)[f"t{i}"] == [{"i": i}]
-    assert gets == ["ref0"]
-    later = tune_backend.Entries({"t0": [{"i": "next sweep"}]})  # the worker's next sweep: its own table
-    assert later["t0"] == [{"i": "next sweep"}] and gets == ["ref0", "ref1"]
-    assert list(tune_backend._FETCHED) == ["ref1"]  # the earlier table is not kept
+        assert pickle.loads(shipped)[f"t{i}"] == big[f"t{i}"]
+    assert reads == [("sweep-000", tune_backend.ENTRIES_FILE)]
+    later = tune_backend.Entries(run, "sweep-001", {"t0": [{"i": "next sweep"}]})  # the next sweep's own
+    assert later["t0"] == [{"i": "next sweep"}] and len(reads) == 2
+    assert list(tune_backend._FETCHED) == [(run.location, "sweep-001")]  # the earlier table is not kept
+
+
+def test_a_thread_hears_a_stop_signal_while_the_main_thread_is_busy_elsewhere(monkeypatch):
+    """`signals.wait` wakes the moment SIGTERM arrives, not when the main thread next runs Python code
+    (inside Ray it may not for a while): here the main thread sleeps with SIGTERM blocked, so only the
+    waiting thread's side of the handler runs, and it hears the signal at once. Other signals do not count."""
+    import threading
+
+    from orchestrator import signals
+
+    monkeypatch.setattr(signals, "received", None)
+    heard = []
+    with signals.graceful_stop():
+        assert signals.wait(0.01) is False  # nothing yet
+        previous_usr1 = signal.signal(signal.SIGUSR1, lambda *_: None)
+        waiter = threading.Thread(target=lambda: heard.append((signals.wait(10.0), time.monotonic())))
+        waiter.start()  # created before the mask: it can take SIGTERM
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)  # not a stop signal: the waiter keeps waiting
+            time.sleep(0.2)
+            assert heard == [] and signals.received is None
+            sent = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)  # the main thread runs no Python handler meanwhile
+            assert heard and heard[0][0] is True and heard[0][1] - sent < 0.5, heard
+            assert signals.received == signal.SIGTERM
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            signal.signal(signal.SIGUSR1, previous_usr1)
+            waiter.join(10)
+    assert signals.wait(0.01) is True  # it stays heard
