@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from analysis.schema import STATUSES
@@ -260,7 +260,7 @@ def run_study(study: Study, run: RunDir, *, address: str | None, device: str, nu
             resources = tb.connect(address, num_cpus=num_cpus, dashboard=dashboard)
             # after ray.init, which installs Ray's own SIGTERM handler (a stack dump and an abort)
             counts = None
-            with signals.graceful_stop(), exit_with_lost_cluster(run, progress, tb.gcs_address):
+            with signals.graceful_stop(), exit_with_lost_cluster(run, progress, tb.gcs_address()):
                 try:
                     launch(study, run, todo, planned, len(finished), resources, device, local, where, progress)
                 finally:
@@ -322,10 +322,10 @@ def stop_line(run: RunDir, stop: signals.Interrupted) -> str:
 
 
 @contextlib.contextmanager
-def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: Callable[[], str],
+def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: str,
                            poll_s: float = 0.25) -> Iterator[None]:
     """While the block runs: once a stop signal has arrived, if the Ray cluster is gone too (its GCS, at
-    `gcs_address()`, no longer accepts connections), consolidate the result files, say the stop line and
+    `gcs_address`, no longer accepts connections), consolidate the result files, say the stop line and
     exit with 128 + the signal at once.
 
     A stop signal sent to the whole process group (`timeout`, `kill -- -PGID`) or to every process of
@@ -338,7 +338,6 @@ def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: Callabl
     within about 15 ms of its signal), then every `poll_s`. (The driver keeps no object in Ray's object
     store, `tune_backend.Entries`: Ray would end it with status 1 when the node holding one stops.)"""
     lock, done = threading.Lock(), threading.Event()
-    address = gcs_address()
 
     def watch() -> None:
         while not signals.wait(poll_s):
@@ -346,7 +345,7 @@ def exit_with_lost_cluster(run: RunDir, progress: Progress, gcs_address: Callabl
                 return
         heard = time.monotonic()
         while not done.is_set():
-            if connection_error(address, timeout=1.0):
+            if connection_error(gcs_address, timeout=1.0):
                 with lock:
                     if done.is_set():  # the block ended meanwhile: the orderly path says the rest
                         return

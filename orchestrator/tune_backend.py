@@ -202,10 +202,9 @@ class Entries:
     ends the driver with status 1 within about 30 ms, before it can stop as a stopped sweep does
     (`sweep.exit_with_lost_cluster`)."""
 
-    def __init__(self, run: RunDir, experiment: str, entries: dict[str, list[dict]] | None = None):
+    def __init__(self, run: RunDir, experiment: str, entries: dict[str, list[dict]]):
         self.location, self.experiment = run.location, experiment
-        if entries is not None:
-            run.write_atomic(json.dumps(entries).encode(), experiment, ENTRIES_FILE)
+        run.write_atomic(json.dumps(entries).encode(), experiment, ENTRIES_FILE)
 
     def __getitem__(self, trial_id: str) -> list[dict]:
         return _fetched(self.location, self.experiment)[trial_id]
