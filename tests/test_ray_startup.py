@@ -134,3 +134,54 @@ def test_a_local_sweep_s_trials_run_in_the_workers_ray_prestarted(tmp_path, clus
     # local: the trial actors take the idle workers (no runtime_env); elsewhere Tune's runtime_env is kept,
     # and with it Ray starts new workers (which is also what shows this test can fail)
     assert taken == (set(seen["trials"]) if cluster == "local" else set()), seen
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds child processes through /proc")
+
+
+@needs_proc
+def test_only_the_autoscaler_monitor_among_the_children_is_killed(tmp_path):
+    from orchestrator import tune_backend as tb
+
+    script = tmp_path / "ray" / "autoscaler" / "_private" / "monitor.py"  # where Ray's script ends
+    script.parent.mkdir(parents=True)
+    script.write_text("import time\ntime.sleep(60)\n")
+    monitor = subprocess.Popen([sys.executable, "-u", str(script), "--logs-dir=x"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(tmp_path / "monitor.py")])
+    try:
+        assert {monitor.pid, other.pid} <= set(tb.child_processes(os.getpid()))
+        assert tb.end_autoscaler_monitor() == [monitor.pid]
+        assert monitor.wait(timeout=10) == -9  # SIGKILL
+        assert other.poll() is None
+        assert tb.child_processes(other.pid) == []
+    finally:
+        for proc in (monitor, other):
+            proc.kill()
+            proc.wait()
+
+
+# Starts a local cluster the way `decaylab sweep` does and ends it with `disconnect`, recording which
+# children the monitor's end killed
+MONITOR_PROBE = """
+import json, os
+from orchestrator import tune_backend as tb
+tb.connect(None, num_cpus=1)
+before, killed, end = tb.child_processes(os.getpid()), [], tb.end_autoscaler_monitor
+tb.end_autoscaler_monitor = lambda: killed.extend(end()) or killed
+tb.disconnect()
+print("CHILDREN " + json.dumps({"before": before, "killed": killed, "after": tb.child_processes(os.getpid())}))
+"""
+
+
+@pytest.mark.slow
+@needs_proc
+def test_a_local_cluster_ends_with_its_autoscaler_monitor_killed_first_and_nothing_left():
+    """Ray's shutdown gives the monitor a second to exit after SIGTERM, which it spends reporting to the GCS
+    Ray stopped just before; killed first, it costs nothing. Fails if Ray moves or renames the script."""
+    out = subprocess.run([sys.executable, "-c", MONITOR_PROBE], capture_output=True, text=True, cwd=REPO,
+                         timeout=300, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("CHILDREN ")), None)
+    assert line is not None, out.stderr[-3000:]
+    seen = json.loads(line.removeprefix("CHILDREN "))
+    assert len(seen["killed"]) == 1 and set(seen["killed"]) <= set(seen["before"]), seen
+    assert seen["after"] == [], seen
