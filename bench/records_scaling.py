@@ -11,7 +11,9 @@ The last checkpoint also carries the final evaluations.
 trial's record (its result.json, re-keyed for every trial of a grid); each trial is exported to its
 parts (`results.export_trial`, what a trial's worker does when it ends), then the parts are
 consolidated into the three result files (`results.consolidate`, at the sweep's end). Both are
-timed and divided by the number of trials.
+timed and divided by the number of trials. Each size runs several times, each in a fresh directory, and
+the median per trial is compared: the 36 trials' work takes about 0.1 s, which one slow fsync moves by
+a third.
 
     .venv/bin/python -m bench.records_scaling
         targets: checkpoint size at the last running epoch ÷ at epoch 1 ≤ 1.01;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +39,7 @@ from trials.train import run_trial
 
 EPOCHS = 20
 SIZES = (36, 200, 1000)
+ROUNDS = {36: 7, 200: 5, 1000: 3}  # each in a fresh directory; medians compared
 STUDY = {
     "name": "records",
     "data": {"dataset": "digits", "subset": 100},
@@ -78,9 +82,9 @@ def fill(run: RunDir, template: dict, n: int) -> list[str]:
     return ids
 
 
-def export_costs(tmp: Path, template: dict, n: int) -> tuple[float, float]:
-    """(seconds per trial of export_trial, seconds of consolidate) in a run directory of n trials."""
-    run = RunDir(str(tmp / f"run-{n}"))
+def export_costs(tmp: Path, template: dict, n: int, round_: int = 0) -> tuple[float, float]:
+    """(seconds per trial of export_trial, seconds of consolidate) in a fresh run directory of n trials."""
+    run = RunDir(str(tmp / f"run-{n}-{round_}"))
     ids = fill(run, template, n)
     os.sync()  # the set-up's writes reach the disk now, not in the first fsync of the timed export
     start = time.perf_counter()
@@ -112,10 +116,13 @@ def main() -> None:
         export_costs(tmp, template, 4)  # first calls (pandas' and pyarrow's lazy set-up) untimed
         per_trial = {}
         for n in SIZES:
-            export, consolidation = export_costs(tmp, template, n)
-            per_trial[n] = export + consolidation / n
+            runs = [export_costs(tmp, template, n, i) for i in range(ROUNDS[n])]
+            totals = [export + consolidation / n for export, consolidation in runs]
+            export, consolidation = runs[totals.index(statistics.median_low(totals))]
+            per_trial[n] = statistics.median_low(totals)
             print(f"  {n:5d} trials: export {export * 1000:6.1f} ms a trial, consolidation {consolidation:6.2f} s "
-                  f"({consolidation / n * 1000:5.1f} ms a trial) → {per_trial[n] * 1000:6.1f} ms a trial", flush=True)
+                  f"({consolidation / n * 1000:5.1f} ms a trial) → {per_trial[n] * 1000:6.1f} ms a trial "
+                  f"(median of {len(runs)}; rounds {min(totals) * 1000:.1f}–{max(totals) * 1000:.1f})", flush=True)
     export_growth = per_trial[SIZES[-1]] / per_trial[SIZES[0]]
     print(f"per-trial export + consolidation, {SIZES[-1]} vs {SIZES[0]} trials: {export_growth:.2f}×")
     closing("checkpoint_growth", growth, ".4f")
