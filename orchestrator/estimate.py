@@ -32,7 +32,8 @@ from trials.train import build_trainer, train_epoch
 
 # Assumed, from `bench.sweep_overhead` on the 2-core machine: the driver's imports and a local Ray cluster's
 # start, the workers' first trial, the stop: 8 s on 2026-12-05's Intel Xeon (4.6 + 2 + 1.4 s), 22 s on
-# 2026-12-02's 3× slower AMD EPYC (12.3 + 8 + 2.1 s)
+# 2026-12-02's 3× slower AMD EPYC (12.3 + 8 + 2.1 s); the stop has taken 0.3–0.4 s on the Xeon since decaylab
+# ends the autoscaler monitor itself (`tune_backend.end_autoscaler_monitor`)
 SWEEP_START_S = 12.0  # between the two
 # a trial's set-up, row and checkpoint files, final records and the gap before the next one starts in its
 # slot: 2.0 s on the Intel Xeon (1.01 + 0.97 s), 3.2 s on 2026-12-01's AMD EPYC (1.20 + 1.96 s)
