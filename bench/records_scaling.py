@@ -118,8 +118,8 @@ def main() -> None:
         for n in SIZES:
             runs = [export_costs(tmp, template, n, i) for i in range(ROUNDS[n])]
             totals = [export + consolidation / n for export, consolidation in runs]
-            export, consolidation = runs[totals.index(statistics.median_low(totals))]
             per_trial[n] = statistics.median_low(totals)
+            export, consolidation = runs[totals.index(per_trial[n])]
             print(f"  {n:5d} trials: export {export * 1000:6.1f} ms a trial, consolidation {consolidation:6.2f} s "
                   f"({consolidation / n * 1000:5.1f} ms a trial) → {per_trial[n] * 1000:6.1f} ms a trial "
                   f"(median of {len(runs)}; rounds {min(totals) * 1000:.1f}–{max(totals) * 1000:.1f})", flush=True)

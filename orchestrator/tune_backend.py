@@ -195,11 +195,10 @@ def shutdown() -> None:
 MONITOR_SCRIPT = "ray/autoscaler/_private/monitor.py"
 
 
-def end_autoscaler_monitor(parent: int | None = None) -> list[int]:
-    """Kill the autoscaler monitor(s) among the children of `parent` (default: this process); their pids."""
-    parent = os.getpid() if parent is None else parent
+def end_autoscaler_monitor() -> list[int]:
+    """Kill the autoscaler monitor(s) among this process's children; their pids."""
     ended = []
-    for pid in child_processes(parent):
+    for pid in child_processes(os.getpid()):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

@@ -172,7 +172,7 @@ def reference(tmp_path_factory) -> Reference:
         while proc.poll() is None:
             # the sweep writes the result files at its end; before that, `report` consolidates the parts of
             # the trials that have ended (as a user watching would): once after each of the first two
-            parts = len(list((run / results.PARTS / "trials").glob("*"))) if (run / results.PARTS).exists() else 0
+            parts = len(list((run / results.PARTS / "trials").glob("*")))
             if parts > parts_seen and len(ref.reports) < 2:
                 parts_seen = parts
                 status, _, err = cli(["report", run, "--out", base / f"report-{len(ref.reports)}"])
