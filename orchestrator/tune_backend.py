@@ -130,11 +130,10 @@ def trials_in_prestarted_workers() -> Iterator[None]:
         class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE = defaults, propagated
 
 
-# Imported by the driver right after `ray.init` on the way to the first trial: torch._dynamo by torch.optim's
-# first use (the estimate's training steps; 1–3 s), ray.air.integrations.mlflow (and with it mlflow, where
-# installed) by Tune counting the types of the callbacks it is given. `ray.init` mostly waits for the
-# cluster's processes to start, so they are imported meanwhile, in a thread.
-DRIVER_PRELOAD = ("torch._dynamo", "ray.air.integrations.mlflow")
+# Imported by the driver right after `ray.init` on the way to the first trial: ray.air.integrations.mlflow
+# (and with it mlflow, where installed) by Tune counting the types of the callbacks it is given. `ray.init`
+# mostly waits for the cluster's processes to start, so it is imported meanwhile, in a thread.
+DRIVER_PRELOAD = ("ray.air.integrations.mlflow",)
 
 
 def preload_driver_modules() -> None:
