@@ -26,7 +26,7 @@ BENCHMARKS: dict[str, dict[str, Target]] = {
     "conv_layouts": {"conv_layouts": None},
     "records_scaling": {"checkpoint_growth": ("<=", 1.01), "export_growth": ("<=", 1.2)},
     "cli_startup": {"cli_startup": ("<=", 1.0)},
-    "sweep_overhead": {"sweep_overhead": ("<=", 1.15)},
+    "sweep_overhead": {"sweep_overhead_default": ("<=", 1.15), "sweep_overhead": None, "sweep_steady": None},
     "orchestration_scaling": {"orchestration_vs_ray": ("<=", 1.5), "orchestration_growth": ("<=", 1.2),
                               "report_million_rows": None},
     "report_speed": {"report_speed": None},

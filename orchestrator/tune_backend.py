@@ -130,10 +130,11 @@ def trials_in_prestarted_workers() -> Iterator[None]:
         class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE = defaults, propagated
 
 
-# Imported by the driver right after `ray.init` on the way to the first trial: ray.air.integrations.mlflow
-# (and with it mlflow, where installed) by Tune counting the types of the callbacks it is given. `ray.init`
-# mostly waits for the cluster's processes to start, so it is imported meanwhile, in a thread.
-DRIVER_PRELOAD = ("ray.air.integrations.mlflow",)
+# Imported by the driver right after `ray.init` on the way to the first trial: Ray's MLflow and W&B
+# integrations (and with them mlflow and wandb, where installed; 0.85 and 0.31 s here) by Tune counting the
+# types of the callbacks it is given, whichever trackers the study names. `ray.init` mostly waits for the
+# cluster's processes to start, so they are imported meanwhile, in a thread.
+DRIVER_PRELOAD = ("ray.air.integrations.mlflow", "ray.air.integrations.wandb")
 
 
 def preload_driver_modules() -> None:
