@@ -13,7 +13,7 @@ parts (`results.export_trial`, what a trial's worker does when it ends), then th
 consolidated into the three result files (`results.consolidate`, at the sweep's end). Both are
 timed and divided by the number of trials. Each size runs several times, each in a fresh directory, and
 the median per trial is compared: the 36 trials' work takes about 0.1 s, which one slow fsync moves by
-a third.
+a third. The sizes' rounds are interleaved, spread over the whole measurement.
 
     .venv/bin/python -m bench.records_scaling
         targets: checkpoint size at the last running epoch ÷ at epoch 1 ≤ 1.01;
@@ -98,6 +98,15 @@ def export_costs(tmp: Path, template: dict, n: int, round_: int = 0) -> tuple[fl
     return export, time.perf_counter() - start
 
 
+def interleaved_rounds() -> list[tuple[int, int]]:
+    """(round, size) in the order run: each size's rounds spread evenly over the whole measurement, so that
+    a drift of the machine's speed (this 2-core machine's fsyncs have run 2× slower for minutes) weighs on
+    every size alike rather than on the size measured last."""
+    span = max(ROUNDS.values()) - 1
+    slots = {n: [round(k * span / (ROUNDS[n] - 1)) for k in range(ROUNDS[n])] for n in SIZES}
+    return [(i, n) for i in range(span + 1) for n in SIZES for _ in range(slots[n].count(i))]
+
+
 def main() -> None:
     torch.set_num_threads(1)
     print(machine_line())
@@ -114,9 +123,11 @@ def main() -> None:
               f"{sizes[EPOCHS] - sizes[EPOCHS - 1]:+,} bytes")
         print(f"export and consolidation, trials of {EPOCHS} epoch rows each:")
         export_costs(tmp, template, 4)  # first calls (pandas' and pyarrow's lazy set-up) untimed
-        per_trial = {}
+        per_trial, runs_of = {}, {n: [] for n in SIZES}
+        for i, n in interleaved_rounds():
+            runs_of[n].append(export_costs(tmp, template, n, i))
         for n in SIZES:
-            runs = [export_costs(tmp, template, n, i) for i in range(ROUNDS[n])]
+            runs = runs_of[n]
             totals = [export + consolidation / n for export, consolidation in runs]
             per_trial[n] = statistics.median_low(totals)
             export, consolidation = runs[totals.index(per_trial[n])]
