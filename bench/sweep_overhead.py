@@ -18,8 +18,10 @@ the trainable (set-up, row and checkpoint files, final evaluations, result parts
 `time_total_s` less the epochs), or left empty (each worker's start and imports before its first
 trial, scheduling between trials, the last trial's tail).
 The baseline's own figures are printed beside: its processes' start-up (imports), its epochs' time
-(against which the sweep's epochs show what Ray's processes and the driver take from the trials on a
-machine whose every core trains) and its work outside the epochs.
+(against which the sweep's epochs show how much slower the trials train beside Ray on a machine whose
+every core trains; the CPU time Ray's processes and the driver take is 1–2% of it, and the rest of the
+difference is not explained by the hand-off of results, the worker process or the niceness: BENCHMARKS.md)
+and its work outside the epochs.
 
 The two sides' wall times are then split, slot by slot, into a **steady** part, the span from a slot's
 first trial's start to its last trial's end (each trial's own work and the gaps between trials: what
@@ -202,7 +204,7 @@ def main() -> None:
     print("  the baseline's processes, for comparison (means):")
     print(f"    start → imports done                                   {base['imports'] / CPUS:6.1f} s each")
     print(f"    Σ epochs' time {base['epochs']:.1f} s ({base['epochs'] / n:.2f} s a trial): the sweep's epochs took "
-          f"{epochs_s / base['epochs'] - 1:+.1%} longer (the CPU Ray's processes and the driver take beside them)")
+          f"{epochs_s / base['epochs'] - 1:+.1%} longer beside Ray")
     outside = (base["trials"] - base["epochs"]) / n
     print(f"    in a trial, outside the epochs (set-up, final evaluations) {outside:.2f} s a trial")
     verdicts(n, [sweep_slots(s) for s in sweeps], [b[2] for b in baselines], wall / baseline)
