@@ -130,17 +130,15 @@ def run_baseline(study: Path) -> tuple[float, dict[str, float], list[tuple[float
 
 
 def ray_results(run_dir: Path) -> pd.DataFrame:
-    """Per trial, from Ray's result.json: its worker's pid, Ray's time_total_s (the trainable's time from
-    its start to its last report), to the second when the trainable started, and, to the millisecond, when
-    it ended (decaylab's result record, written by the trainable just before its last report) and started
-    (that end less time_total_s)."""
+    """Per trial, from Ray's result.json: its worker's pid and Ray's time_total_s (the trainable's time from
+    its start to its last report); to the millisecond, when it ended (decaylab's result record, written by
+    the trainable just before its last report) and began (that end less time_total_s)."""
     rows = []
     for path in run_dir.glob("sweep-*/*/result.json"):
         lines = path.read_text().strip().splitlines()
-        first, last = json.loads(lines[0]), json.loads(lines[-1])
+        last = json.loads(lines[-1])
         ended = (run_dir / "trials" / path.parent.name / "result.json").stat().st_mtime
         rows.append({"pid": last["pid"], "time_total_s": last["time_total_s"],
-                     "started": first["timestamp"] - first["time_total_s"],
                      "began": ended - last["time_total_s"], "ended": ended})
     return pd.DataFrame(rows)
 
@@ -223,14 +221,15 @@ def verdicts(n: int, sweep_slots: list[list[tuple[float, float]]], baseline_slot
     (span_s, once_s), (span_b, once_b) = mean_slot(sweep_slots), mean_slot(baseline_slots)
     per_trial = CPUS * span_b / n  # a slot's seconds per trial in the baseline
     steady, fixed = span_s / span_b, once_s - once_b
-    trials, slots = len(expand_grid(study_from_dict(DEFAULT, "studies/digits.yaml"))), CPUS
-    default = (once_b + fixed + steady * per_trial * trials / slots) / (once_b + per_trial * trials / slots)
+    trials = len(expand_grid(study_from_dict(DEFAULT, "studies/digits.yaml")))
+    span_default = per_trial * trials / CPUS  # a slot's span of the default study's trials, by hand
+    default = (once_b + fixed + steady * span_default) / (once_b + span_default)
     print("  steady and one-off parts, a slot's wall time (means over slots and runs):")
     print(f"    its trials' span (first start → last end, the gaps between trials included): sweep {span_s:.1f} s, "
           f"baseline {span_b:.1f} s → ratio {steady:.3f}  (what grows with the number of trials)")
     print(f"    before its first trial and after its last: sweep {once_s:.1f} s, baseline {once_b:.1f} s → the sweep "
           f"adds {fixed:.1f} s once = {fixed / per_trial:.2f} trials of {per_trial:.1f} s")
-    print(f"  the default study's {trials} trials ({trials // slots} a slot), projected from these parts: "
+    print(f"  the default study's {trials} trials ({trials // CPUS} a slot), projected from these parts: "
           f"{default:.3f}; these {n} trials, measured: {ratio:.3f}")
     closing("sweep_overhead_default", default)
     closing("sweep_overhead", ratio)
