@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import schema
+from trials import schema
 
 EPOCHS_FILE = "epochs.parquet"
 TRIALS_FILE = "trials.parquet"
@@ -164,7 +164,7 @@ def read_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
         raise ResultsError(f"{path}: not a readable parquet file ({type(err).__name__}: {err})") from None
     missing = [name for name in columns if name not in frame.columns and name not in OPTIONAL_COLUMNS]
     if missing:
-        raise ResultsError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (see analysis/schema.py)")
+        raise ResultsError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (see trials/schema.py)")
     try:
         frame = schema.conform(frame, columns)
     except (ValueError, TypeError, KeyError) as err:

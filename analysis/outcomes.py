@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import schema
 from analysis.load import Run
-from trials import selection
+from trials import schema, selection
 
 EVAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 CHECKPOINTS = ("best", "last")

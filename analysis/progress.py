@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis import schema
 from analysis.select import LEVEL
+from trials import schema
 
 FINISHED = ("ok", "diverged", "stopped")  # stopped: ended early by the tuning scheduler
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis import schema, stats
+from analysis import stats
 from analysis.load import Run
+from trials import schema
 
 LEVEL = "label_noise"
 ARM_KEYS = [LEVEL, "method", "kind"]

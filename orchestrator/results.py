@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.schema import CONFIG_COLUMNS, EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS, conform
 from orchestrator import records
 from orchestrator.storage import RunDir
 from trials import selection
 from trials.config import TrialConfig
+from trials.schema import CONFIG_COLUMNS, EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS, conform
 
 if TYPE_CHECKING:  # pandas is imported where the result files are written: `status` never needs it
     import pandas as pd
@@ -138,7 +138,7 @@ def arrow_table(rows: list[dict], table: str) -> pa.Table:
 
 
 def _cell(value: Any, dtype: str, column: str) -> Any:
-    """One value converted as `analysis.schema.conform` would: a missing float is NaN, missing text or a
+    """One value converted as `trials.schema.conform` would: a missing float is NaN, missing text or a
     missing nullable integer is null, an integral float is an integer; anything else that does not fit
     (text for a number, a number for text, a missing integer) is a TypeError naming the column."""
     missing = value is None or (isinstance(value, float) and math.isnan(value))

@@ -24,13 +24,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from analysis.schema import STATUSES
 from orchestrator import feasibility, records, results, safe_yaml, signals
 from orchestrator.errors import RunError, UserError
 from orchestrator.progress import Progress, clock
 from orchestrator.spec import Study, expand_grid, study_from_dict
 from orchestrator.storage import RunDir, absolute, check_location
 from trials.config import SHARED_SECTIONS
+from trials.schema import STATUSES
 
 STUDY_FILE = "study.yaml"
 EXPERIMENT = re.compile(r"sweep-(\d{3,})$")

@@ -13,12 +13,12 @@ import math
 from statistics import fmean
 from typing import Any
 
-from analysis.schema import EPOCH_METRICS
 from orchestrator import records, results
 from orchestrator.storage import RunDir
 from trials import selection
 from trials.arms.base import format_value
 from trials.config import TrialConfig
+from trials.schema import EPOCH_METRICS
 
 # the per-epoch metrics of a row (its configuration columns are the hyperparameters, logged once)
 METRICS = tuple(k for k, dtype in EPOCH_METRICS.items() if dtype == "float64")

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 from synthetic import Results, config_row, manifest, write_results
 
-from analysis import schema
-from trials import selection
+from trials import schema, selection
 
 STUDY = "lr_trap"
 EPOCHS = 6

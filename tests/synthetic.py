@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import schema
-from trials import arms, selection
+from trials import arms, schema, selection
 from trials.arms.base import format_value
 
 # (kind, settings): one dict of hyperparameters per setting, or for a one-hyperparameter arm its values

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from synthetic import DEFAULT_ARMS, MANY_KINDS, make_results, write_run_dir
 
-from analysis import checks, importance, plotting, schema
+from analysis import checks, importance, plotting
 from analysis.load import load_run
 from analysis.pipeline import analyse
 from analysis.report import write_report
-from trials import arms
+from trials import arms, schema
 
 LEVELS = (0.0, 0.2)
 

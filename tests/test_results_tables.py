@@ -9,10 +9,10 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.schema import EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS, conform
 from orchestrator import records, results
 from orchestrator.storage import RunDir
 from tests.trial_helpers import trained_trial
+from trials.schema import EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS, conform
 
 COLUMNS = {"epochs": EPOCH_COLUMNS, "trials": TRIAL_COLUMNS, "evaluations": EVAL_COLUMNS}
 

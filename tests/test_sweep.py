@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sweep_helpers import comparable, decaylab, start_decaylab, write_study
 
-from analysis.schema import EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS
+from trials.schema import EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS
 
 pytestmark = pytest.mark.slow
 

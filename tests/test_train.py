@@ -18,12 +18,12 @@ from trial_helpers import (
     trial_config,
 )
 
-from analysis.schema import EPOCH_COLUMNS, EVAL_COLUMNS, STATUSES, conform
 from trials import data as data_mod
 from trials import train as train_mod
 from trials.config import PruningConfig, resolved_train_attack
 from trials.evaluation import evaluate_weights, prune_global, sanity_problems
 from trials.models import build_model, prunable_weights
+from trials.schema import EPOCH_COLUMNS, EVAL_COLUMNS, STATUSES, conform
 from trials.train import arm_hooks, build_trainer, lr_factor, run_trial, train_epoch, train_step
 
 EVAL_METRICS = ("val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "train_clean_acc")

@@ -102,8 +102,7 @@ class TrainConfig(Section):
         100.0, description="a trial whose mean training loss exceeds this (or is not finite) has diverged; "
         "cross-entropy at chance is ln(classes) ≈ 2.3 for 10 classes")
     channels_last: bool | None = Field(
-        None, description="channels_last memory format; null = on for CUDA, and on a CPU per convolution: "
-        "channels_last except for more than 128 input channels on maps under 16×16 (NCHW), the faster there")
+        None, description="channels_last memory format; null = on for CUDA, off on a CPU")
 
 
 class AttackSpec(Section):
@@ -227,7 +226,7 @@ class TrialConfig(Section):
         return arms.label(self.kind, self.params)
 
     def key_columns(self) -> dict[str, Any]:
-        """The configuration columns every result row carries (analysis.schema.CONFIG_COLUMNS)."""
+        """The configuration columns every result row carries (trials.schema.CONFIG_COLUMNS)."""
         hyper = {name: (None if dtype == "string" else math.nan)
                  for name, dtype in arms.hyperparameter_columns().items()}
         return {"study": self.study, "trial_id": self.trial_id, "method": self.method, "kind": self.kind,

@@ -117,65 +117,6 @@ def build_model(cfg: ModelConfig, info: DatasetInfo) -> nn.Sequential:
     return nn.Sequential(Normalize(info.mean, info.std), net)
 
 
-# On a CPU, PyTorch's convolutions (oneDNN) run faster in channels_last than in NCHW on large maps and
-# few channels, and slower on small maps with many channels (a PreAct ResNet-18 at batch 16, one
-# thread: 64 channels at 32×32 1.33× faster in channels_last, 512 at 4×4 1.7× slower; each
-# convolution of three networks timed both ways: `python -m bench.conv_layouts`).
-NCHW_ABOVE_CHANNELS = 128  # a convolution with more input channels than this …
-NCHW_BELOW_PIXELS = 16 * 16  # … on a map of fewer pixels than this runs in NCHW; every other in channels_last
-
-
-def conv_layout(channels: int, height: int, width: int) -> torch.memory_format:
-    """The memory layout a convolution on a CPU runs faster in, by the shape of its input."""
-    if channels > NCHW_ABOVE_CHANNELS and height * width < NCHW_BELOW_PIXELS:
-        return torch.contiguous_format
-    return torch.channels_last
-
-
-class _InputLayout:
-    """A convolution's forward pre-hook: its input in one memory layout."""
-
-    def __init__(self, layout: torch.memory_format):
-        self.layout = layout
-
-    def __call__(self, conv: nn.Module, args: tuple) -> tuple:
-        return (args[0].contiguous(memory_format=self.layout), *args[1:])
-
-
-def conv_input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Conv2d, torch.Size]:
-    """The (C, H, W) input of each Conv2d of `model` that one forward of a (1, *input_shape) zero image
-    reaches, in eval mode (no statistics change; the mode is restored)."""
-    shapes: dict[nn.Conv2d, torch.Size] = {}
-
-    def probe(conv: nn.Module, args: tuple) -> None:
-        shapes.setdefault(conv, args[0].shape[1:])
-
-    probes = [m.register_forward_pre_hook(probe) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-    finally:
-        model.train(was_training)
-        for p in probes:
-            p.remove()
-    return shapes
-
-
-def cpu_conv_layouts(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
-    """Run each Conv2d of `model` in the layout `conv_layout` picks for the input it gets from
-    `input_shape` (C, H, W) inputs: its weight in that layout and its input put into it by a forward
-    pre-hook (PyTorch's CPU convolution runs in channels_last when the input or the weight is in it).
-    Same results up to float rounding; what a study gets on a CPU when `train.channels_last` is unset.
-    A convolution the forward does not reach keeps its layout. Returns `model`."""
-    for conv, shape in conv_input_shapes(model, input_shape).items():
-        layout = conv_layout(*shape)
-        conv.to(memory_format=layout)
-        conv.register_forward_pre_hook(_InputLayout(layout))
-    return model
-
-
 def sidecar_path(path: str | Path) -> Path:
     """The JSON file that describes an exported model file (`model.pt` → `model.json`)."""
     return Path(path).with_suffix(".json")

@@ -27,8 +27,7 @@ from trials.arms.base import Hooks, global_norm
 from trials.attacks import attack_batch, trades_attack
 from trials.config import Attack, TrialConfig, resolved_eval_attack, resolved_train_attack
 from trials.evaluation import correct_counts, final_evaluations
-from trials.models import build_model, cpu_conv_layouts, decayed_parameters
-from trials.optim import SGD
+from trials.models import build_model, decayed_parameters
 
 CHECKPOINT_FORMAT = 2
 Report = Callable[[dict, dict], None]
@@ -75,7 +74,7 @@ class Trainer:
     data: data_mod.TrialData
     model: nn.Module
     step_model: nn.Module  # the (optionally compiled) callable used in the hot loop
-    optimizer: SGD
+    optimizer: torch.optim.SGD
     arm: Hooks
     data_gen: torch.Generator
     attack_gen: torch.Generator
@@ -148,10 +147,9 @@ def build_trainer(config: TrialConfig, device: torch.device | str | None = None,
         else device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    elif config.train.channels_last is None and device.type == "cpu":
-        # unset on a CPU: each convolution in the layout it runs faster in
-        cpu_conv_layouts(model, (data.info.channels, data.info.size, data.info.size))
-    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.train.momentum, nesterov=config.train.nesterov)
+    # decay comes from the arm's hooks, never from the optimizer; foreach: one kernel launch per step on CUDA
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.train.momentum,
+                                nesterov=config.train.nesterov, weight_decay=0.0, foreach=True)
     hooks = arm_hooks(config, model)
     data_gen = torch.Generator(device).manual_seed(config.seed)  # data order and augmentation
     attack_gen = torch.Generator(device).manual_seed(config.seed + 1_000_003)  # PGD random starts
@@ -195,7 +193,7 @@ def per_example_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack:
     return F.cross_entropy(logits.float(), y, reduction="none"), logits
 
 
-def train_step(model: nn.Module, optimizer: SGD | torch.optim.Optimizer, arm: Hooks, x: torch.Tensor, y: torch.Tensor,
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, arm: Hooks, x: torch.Tensor, y: torch.Tensor,
                attack: Attack, lr: float, lr_factor: float = 1.0, *, generator: torch.Generator | None = None,
                autocast: contextlib.AbstractContextManager | None = None, freeze: bool = True) -> StepResult:
     """One adversarial training step: attack, per-example losses, the arm's loss, backward, the arm's

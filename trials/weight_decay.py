@@ -60,7 +60,6 @@ class AdaptiveWeightDecay(Hooks):
         self.lambda_awd = float(lambda_awd)
         self.avg = float(avg)
         self.lam_bar = self.coefficient
-        self._buffers: list[torch.Tensor] = []  # λ̄·w on CPU, kept between steps (see `_scaled`)
 
     @torch.no_grad()
     def apply(self) -> torch.Tensor:
@@ -71,23 +70,9 @@ class AdaptiveWeightDecay(Hooks):
         # clamp: a zero weight norm (never in practice) must not make λ infinite
         lam = self.lambda_awd * self.grad_norm / global_norm(weights).clamp_min(1e-12)
         self.lam_bar.mul_(self.avg).add_(lam.to(self.lam_bar.dtype), alpha=1.0 - self.avg)
-        torch._foreach_add_(grads, self._scaled(weights))
+        # λ̄ is a tensor (no host read), so `add_(w, alpha=λ̄)` is not available: one fused λ̄·w
+        torch._foreach_add_(grads, torch._foreach_mul(weights, self.lam_bar))
         return self.lam_bar
-
-    def _scaled(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
-        """λ̄·w for every weight (λ̄ is a tensor, so `add_(w, alpha=λ̄)` is not available).
-
-        On CUDA one foreach launch into the caching allocator. On CPU a fresh copy of the model
-        page-faults every step, so the products go into buffers kept between steps (CPU foreach
-        ops loop over the tensors anyway); the values are the same either way.
-        """
-        if weights[0].device.type != "cpu":
-            return torch._foreach_mul(weights, self.lam_bar)
-        if [(b.shape, b.dtype) for b in self._buffers] != [(w.shape, w.dtype) for w in weights]:
-            self._buffers = [torch.empty_like(w) for w in weights]
-        for buffer, w in zip(self._buffers, weights, strict=True):
-            torch.mul(w, self.lam_bar, out=buffer)
-        return self._buffers
 
     def state_dict(self) -> dict:
         return {"lam_bar": self.lam_bar.detach().clone(), "lambda_awd": self.lambda_awd, "avg": self.avg}

@@ -1,6 +1,7 @@
 """The fixed schema of decaylab's result files.
 
-Shared by the orchestrator (which writes the files) and the analysis (which reads them);
+Shared by the trial engine (which makes the rows), the orchestrator (which writes the files) and
+the analysis (which reads them);
 this module imports neither torch nor Ray. Accuracies are fractions in [0, 1]; a value that
 does not apply (a hyperparameter of another arm's kind, a metric not measured) is NaN (<NA>
 for text). Every arm's hyperparameters have one column each, named as in `trials.arms`
@@ -19,9 +20,6 @@ if TYPE_CHECKING:  # pandas is imported by `conform` when it runs: `decaylab sta
 STATUSES: Final = ("ok", "diverged", "stopped", "failed", "running")  # stopped: early-stopped by ASHA (tuning)
 KINDS: Final = arms.KINDS
 HYPERPARAMETER_COLUMNS: Final[dict[str, str]] = arms.hyperparameter_columns()
-
-# Columns that identify a trial: equal values mean the same training run.
-TRIAL_KEY: Final = ("study", "trial_id")
 
 # The configuration of a trial, carried on every row.
 CONFIG_COLUMNS: Final[dict[str, str]] = {
@@ -97,7 +95,6 @@ EVAL_COLUMNS: Final[dict[str, str]] = {
     "pgd_acc": "float64",
     "autoattack_acc": "float64",  # NaN when AutoAttack was not run for this row
 }
-
 
 def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     """Return `frame` with exactly `columns`, in order and with their dtypes.
