@@ -7,7 +7,7 @@ process to the command's first line of output (stdout and stderr, as they come):
 which run it is reading and where the report goes once it has checked both, and then imports its
 analysis and plotting libraries (matplotlib, pandas, scipy: about a second) and writes the report,
 so its whole time is printed beside its start-up. Each run also lists which of torch and Ray it
-imported (the fast tests in tests/test_cli.py guard the same property); any is a failure here.
+imported (the fast tests in tests/orchestrator/test_cli.py guard the same property); any is a failure here.
 
 The run directory read by `status` and `report` is synthetic (2 arms × 3 settings × 2 lr × 2 seeds
 × 5 epochs) plus the default study file, written once before the timing.

@@ -25,7 +25,7 @@ it; for a device not in the table, pass `--peak-tflops`.
 `--dry-run` runs the same code paths on the CPU in about a minute: a small CNN on 40 CIFAR-shaped
 images at batch 16 (a ragged last batch of 8), PGD-3, bf16 autocast and channels_last, compiled with
 the `aot_eager` backend (dynamo and autograd tracing without code generation), and Ray packing with
-fractional CPUs instead of GPUs. `tests/test_gpu_check.py` runs it.
+fractional CPUs instead of GPUs. `tests/bench/test_gpu_check.py` runs it.
 
     .venv/bin/python -m bench.gpu_check [--dry-run] [--peak-tflops N]
 """

@@ -1,0 +1,54 @@
+"""`decaylab validate --estimate`: the cost model, and (slow) the estimate against a measured sweep."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from helpers.sweep import decaylab
+
+from orchestrator.catalog import study_file
+from orchestrator.cli import main
+from orchestrator.estimate import estimate, representative
+from orchestrator.spec import load_study
+from trials import cost
+
+# the default study shrunk to 4 trials × 2 epochs (its data, model, attack and batch size unchanged)
+SHRUNK = ["lr=[0.1]", "seeds=[0]", "train.epochs=2", "methods.wd.lambda=[0.0,5.0e-4]",
+          "methods.awd.lambda_awd=[0.01,0.02]"]
+
+
+def test_forward_equivalents_of_the_default_study():
+    cfg = representative(load_study(study_file("digits")))
+    splits = cost.split_sizes(cfg, 1797, None)  # digits: no official test split, 20% held out
+    assert (splits.test, splits.val) == (359, 144) and splits.train == 1797 - 359 - 144
+    fe = cost.forward_equivalents(cfg, splits)
+    assert fe.train == 20 * splits.train * (2 * 5 + 3)  # PGD-5 training
+    # PGD-10 every epoch on the validation split and 180 test images, train-clean on 144
+    assert fe.evaluation == 20 * ((144 + 180) * (2 * 10 + 2) + 144)
+    assert fe.final == 2 * 359 * (1 + 3 + 21)  # best and last weights: clean, FGSM, PGD-10
+
+
+def test_a_gpu_study_without_a_gpu_uses_the_flop_model():
+    study = load_study(study_file("cifar10_preact18"), check_data=False)
+    result = estimate(study, device="cuda", measure_gpu=False)
+    assert result.trials == 108 and result.gpu_hours == pytest.approx(18.2, rel=0.02)  # README: 18 at 36% MFU
+    assert "assumed 36% MFU" in result.text()
+    assert estimate(study, device="cuda", measure_gpu=False, mfu=0.18).gpu_hours == pytest.approx(2 * result.gpu_hours)
+
+
+def test_validate_estimate_prints_counts_and_a_measured_time(capsys):
+    assert main(["validate", "digits", "--estimate", "--set", *SHRUNK]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("estimate: 4 trials × 2 epochs") and "measured on this machine's CPU" in line
+
+
+@pytest.mark.slow
+def test_the_estimate_is_within_a_factor_2_of_a_real_sweep(tmp_path):
+    expected = estimate(load_study(study_file("digits"), SHRUNK)).seconds
+    start = time.perf_counter()
+    out = decaylab("sweep", "digits", "--storage", tmp_path, "--set", *SHRUNK)
+    measured = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "estimate: 4 trials × 2 epochs" in out.stderr  # the sweep's own first lines say it too
+    assert expected / 2 <= measured <= expected * 2, f"estimated {expected:.0f} s, measured {measured:.0f} s"
