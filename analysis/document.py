@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.tables import INLINE_ROWS, Table, to_markdown
-from analysis.text import cell_html, inline_html, md
+from analysis.text import cell_html, inline_html, md, shown
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def _html_item(item: Item) -> str:
 
 def to_html(blocks: list[Block], title: str) -> str:
     body = "\n".join(_html(block) for block in blocks)
-    return _PAGE.format(title=html.escape(title), style=_STYLE, body=body, script=_SCRIPT)
+    return _PAGE.format(title=html.escape(shown(title)), style=_STYLE, body=body, script=_SCRIPT)
 
 
 def _html(block: Block) -> str:
@@ -102,7 +102,7 @@ def _html(block: Block) -> str:
         return _table_html(block.table)
     data = base64.b64encode(block.png.read_bytes()).decode("ascii")
     caption = inline_html(block.caption)
-    alt = html.escape(block.caption)
+    alt = html.escape(shown(block.caption))
     return (
         f'<figure id="fig-{html.escape(block.name)}"><img src="data:image/png;base64,{data}" alt="{alt}">'
         f"<figcaption>{caption}</figcaption></figure>"

@@ -47,7 +47,7 @@ def overfitting_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str]
             continue
         row = chosen.iloc[0]
         n = int(curve["n"].max())
-        label = f"{arm} ({row['setting']}, lr={row['lr']:g}, {n} seed{'s' if n != 1 else ''})"
+        label = plotting.label_text(f"{arm} ({row['setting']}, lr={row['lr']:g}, {n} seed{'s' if n != 1 else ''})")
         _line(ax, curve, "test_robust_acc", 100, (0, 100), color=colors[arm], label=f"{label}: test")
         _line(ax, curve, "val_robust_acc", 100, (0, 100), color=colors[arm], linestyle="--", linewidth=0.9,
               label=f"{label}: val")
@@ -72,7 +72,7 @@ def lambda_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], col
         if chosen.empty or not (np.isfinite(mean) & (mean > 0)).any():
             continue
         x = curve["epoch"].to_numpy()
-        label = f"{arm} ({chosen['kind'].iloc[0]}, {chosen['setting'].iloc[0]})"
+        label = plotting.label_text(f"{arm} ({chosen['kind'].iloc[0]}, {chosen['setting'].iloc[0]})")
         ax.plot(x, np.where(mean > 0, mean, np.nan), color=colors[arm], label=label)
         low, high = curve["lambda_min_min"].to_numpy(float), curve["lambda_max_max"].to_numpy(float)
         ax.fill_between(
@@ -102,7 +102,7 @@ def norms_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colo
             curve = curves[curves["method"] == arm]
             if curve.empty or not (best["method"] == arm).any():
                 continue
-            _line(ax, curve, column, color=colors[arm], label=arm)
+            _line(ax, curve, column, color=colors[arm], label=plotting.label_text(arm))
         plotting.epoch_axis(ax)
         # Gradient norms shrink by orders of magnitude during training; a log axis shows both ends.
         values = curves[f"{column}_mean"]

@@ -40,13 +40,13 @@ def lr_summary_figure(
                     frame["diverged"].to_numpy(bool),
                     color=colors[arm],
                     linestyle=style,
-                    label=f"{arm}: {label}",
+                    label=plotting.label_text(f"{arm}: {label}"),
                 )
                 if style == "-":
                     plotting.band(ax, x, y - half, y + half, colors[arm], (0, 100))
         plotting.lr_axis(ax, lrs)
         plotting.percent_axis(ax, name)
-        ax.set_title(plotting.capital(name))
+        ax.set_title(plotting.label_text(plotting.capital(name)))
     plotting.legend_below(fig, list(axes[0]), ncols=3)
     return fig
 
@@ -71,7 +71,7 @@ def lr_settings_figure(curves: pd.DataFrame, env: pd.DataFrame, arms: list[str],
                 curve["diverged"].to_numpy(bool),
                 color=color,
                 linestyle=":" if incomplete else "-",
-                label=setting + (" (incomplete)" if incomplete else ""),
+                label=plotting.label_text(setting) + (" (incomplete)" if incomplete else ""),
             )
         arm_env = env[env["method"] == arm]
         plotting.draw_points(
@@ -88,7 +88,7 @@ def lr_settings_figure(curves: pd.DataFrame, env: pd.DataFrame, arms: list[str],
         plotting.lr_axis(ax, lrs)
         plotting.percent_axis(ax, metric)
         hidden = len(settings) - len(shown)
-        ax.set_title(arm + (f" ({len(shown)} of {len(settings)} settings)" if hidden else ""))
+        ax.set_title(plotting.label_text(arm) + (f" ({len(shown)} of {len(settings)} settings)" if hidden else ""))
         ax.legend(loc="best", fontsize=5.5, ncols=1 if len(shown) < 4 else 2)
     plotting.hide_unused(axes, len(shown_arms))
     return fig
@@ -120,15 +120,15 @@ def heatmap_figure(curves: pd.DataFrame, arms: list[str], metric: str) -> Figure
         image = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
         ax.set_facecolor("0.85")
         ax.set_xticks(range(acc.shape[1]), [f"{lr:g}" for lr in acc.columns])
-        ax.set_yticks(range(acc.shape[0]), order, fontsize=5.5)
+        ax.set_yticks(range(acc.shape[0]), [plotting.label_text(s) for s in order], fontsize=5.5)
         ax.set_xlabel("peak learning rate")
-        ax.set_title(arm)
+        ax.set_title(plotting.label_text(arm))
         ax.grid(False)
         if acc.size <= MAX_ANNOTATED_CELLS:
             _annotate(ax, grid, div.reindex_like(acc).fillna(False).to_numpy(bool), (vmin + vmax) / 2)
     plotting.hide_unused(axes, len(shown_arms))
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), label=f"{metric} (%)", shrink=0.9)
+        fig.colorbar(image, ax=axes.ravel().tolist(), label=f"{plotting.label_text(metric)} (%)", shrink=0.9)
     return fig
 
 

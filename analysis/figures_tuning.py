@@ -35,7 +35,10 @@ def budget_figure(curves: pd.DataFrame, arms: list[str], colors: dict, metric: s
             if curve.empty:
                 continue
             x = curve[x_column].to_numpy(float)
-            ax.plot(x, 100 * curve["expected_best"].to_numpy(float), color=colors[arm], marker="o", label=arm)
+            ax.plot(
+                x, 100 * curve["expected_best"].to_numpy(float), color=colors[arm], marker="o",
+                label=plotting.label_text(arm),
+            )
             plotting.band(ax, x, 100 * curve["low"].to_numpy(float), 100 * curve["high"].to_numpy(float), colors[arm])
         ax.set_xlabel(label)
         if x_column == "n":
@@ -70,9 +73,10 @@ def pareto_figure(points: pd.DataFrame, arms: list[str], colors: dict, metric: s
             100 * arm_points["clean"], 100 * arm_points["robust"], s=8, color=colors[arm], alpha=0.3, linewidths=0
         )
         front = arm_points[arm_points["on_front"]].sort_values("clean")
-        ax.plot(100 * front["clean"], 100 * front["robust"], color=colors[arm], marker="o", label=arm)
+        label = plotting.label_text(arm)
+        ax.plot(100 * front["clean"], 100 * front["robust"], color=colors[arm], marker="o", label=label)
     ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel(f"{metric} (%)")
+    plotting.percent_axis(ax, metric)
     ax.set_title("Pareto front per arm\n(dots: every configuration)")
     plotting.legend_below(fig, [ax], ncols=3)
     return fig
@@ -95,10 +99,10 @@ def importance_figure(rows: pd.DataFrame, arms: list[str], colors: dict) -> Figu
         ):
             values = arm_rows[arm_rows["evaluator"] == evaluator].set_index("param")["importance"].reindex(params)
             ax.barh(y + offset, values.to_numpy(float), height=width, color=shade, label=EVALUATOR_NAMES[evaluator])
-        ax.set_yticks(y, [symbol(str(arm_rows["kind"].iloc[0]), p) for p in params])
+        ax.set_yticks(y, [plotting.label_text(symbol(str(arm_rows["kind"].iloc[0]), p)) for p in params])
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.set_title(arm)
+        ax.set_title(plotting.label_text(arm))
         ax.set_xlabel("importance (sums to 1)")
     plotting.hide_unused(axes, len(shown))
     fig.legend(

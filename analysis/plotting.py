@@ -4,19 +4,31 @@ Figures are built as `matplotlib.figure.Figure` objects without pyplot, so nothi
 touches the global backend or keeps figures alive after they are saved; rendering goes
 through Agg. Every figure is one paper column (3.25 in) or two (6.75 in) wide; each arm has one
 colour-blind-safe colour (Okabe–Ito) by its position in the study, the same in every figure.
+
+Text from a run directory (arm names, setting labels, parameter names) goes into labels, titles,
+legends and tick labels through `label_text`: matplotlib reads a pair of `$` as mathtext, so an arm
+named `a$\\frac{$b` would fail when the figure is saved. The figures use no mathtext of their own,
+so `save_figure` also escapes any `$` pair that reached a figure some other way.
 """
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib import cbook
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.text import Text
+from matplotlib.ticker import FixedFormatter, FuncFormatter, MaxNLocator, NullFormatter
+
+from analysis import output
+from analysis.text import shown
 
 ONE_COLUMN = 3.25  # inches: one column of a two-column paper
 TWO_COLUMNS = 6.75
@@ -70,15 +82,50 @@ def hide_unused(axes: np.ndarray, used: int) -> None:
         ax.set_visible(False)
 
 
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def _escape_dollars(text: str) -> str:
+    """`text` with every `$` that has no backslash before it escaped."""
+    return _UNESCAPED_DOLLAR.sub(lambda _: "\\$", text)
+
+
+def label_text(text: object) -> str:
+    """Run-directory text as a figure label, shown as written: one line, controls visible, `$` escaped."""
+    return shown(text).replace("$", r"\$")
+
+
+def _no_mathtext(fig: Figure) -> None:
+    """Escape the `$` of any text matplotlib would read as mathtext (the figures use none of their own)."""
+    for artist in fig.findobj(Text):
+        if cbook.is_math_text(artist.get_text()):
+            artist.set_text(_escape_dollars(artist.get_text()))
+    for ax in fig.axes:
+        for formatter in (ax.xaxis.get_major_formatter(), ax.yaxis.get_major_formatter()):
+            if isinstance(formatter, FixedFormatter):
+                formatter.seq = [_escape_dollars(str(label)) for label in formatter.seq]
+
+
 def save_figure(fig: Figure, figures_dir: Path, name: str) -> list[Path]:
-    """Write `<name>.png` and `<name>.pdf`; PDF without a creation date so reruns are identical."""
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    png, pdf = figures_dir / f"{name}.png", figures_dir / f"{name}.pdf"
-    fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
+    """Write `<name>.png` and `<name>.pdf`, each atomically; PDF without a creation date so reruns are identical."""
+    output.ensure_dir(figures_dir)
+    _no_mathtext(fig)
+    # Both are rendered before either is written, so a figure that cannot be drawn leaves no file.
+    png_data = _render(fig, "png", dpi=PNG_DPI, metadata={"Software": None})
     # The PNG pass has laid the figure out; freezing it spares the PDF pass a second layout.
     fig.set_layout_engine("none")
-    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None})
+    pdf_data = _render(fig, "pdf", metadata={"CreationDate": None, "ModDate": None, "Producer": None})
+    png, pdf = figures_dir / f"{name}.png", figures_dir / f"{name}.pdf"
+    # Atomic without a sync each: a figure lost to a crash is rebuilt by running the report again.
+    output.write_atomic(png, png_data, durable=False)
+    output.write_atomic(pdf, pdf_data, durable=False)
     return [png, pdf]
+
+
+def _render(fig: Figure, kind: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=kind, **options)
+    return buffer.getvalue()
 
 
 def arm_colors(arms: Sequence[str]) -> dict[str, str]:
@@ -134,7 +181,8 @@ def plain_log_labels(ax: Axes) -> None:
 
 
 def percent_axis(ax: Axes, label: str) -> None:
-    ax.set_ylabel(f"{label} (%)")
+    """A y label '<label> (%)'; `label` may hold run-directory text (the metric's name)."""
+    ax.set_ylabel(f"{label_text(label)} (%)")
 
 
 def band(ax: Axes, x: np.ndarray, low: np.ndarray, high: np.ndarray, color: str,

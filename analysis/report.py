@@ -27,7 +27,9 @@ from analysis.plotting import figure_style, save_figure
 from analysis.progress import unfinished_table
 from analysis.rules import RULES
 from analysis.tables import Table, write_table
-from analysis.text import md, md_code
+from analysis.text import md, md_code, shown
+
+MAX_REASON = 400  # characters of an error message shown in place of a failed section
 
 
 class ReportWriter:
@@ -59,16 +61,48 @@ class ReportWriter:
         self.files += write_table(table, self.tables_dir)
         self.blocks.append(TableBlock(table))
 
+    def section(self, build: Callable[[Analysis, ReportWriter], None], a: Analysis) -> bool:
+        """Add one section; True if it wrote anything. If it fails, a note naming the error takes its place.
+
+        What the failed section wrote is taken back (its figure and table files too) except its heading,
+        so the reader sees which section is missing and why. An OutputError is not the section's
+        fault: it stops the report.
+        """
+        blocks, files = len(self.blocks), len(self.files)
+        try:
+            build(a, self)
+        except output.OutputError:
+            raise
+        except Exception as error:  # any failure inside one section: reported in its place, see write_report
+            self._replace_with_note(build, blocks, files, error)
+            return False
+        return len(self.blocks) > blocks
+
+    def _replace_with_note(self, build: Callable, blocks: int, files: int, error: Exception) -> None:
+        added = self.blocks[blocks:]
+        heading = added[0] if added and isinstance(added[0], Heading) else Heading(2, md(build.__name__.strip("_")))
+        reason = shown(f"{type(error).__name__}: {error}")
+        if len(reason) > MAX_REASON:
+            reason = reason[: MAX_REASON - 1] + "…"
+        for path in self.files[files:]:
+            path.unlink(missing_ok=True)
+        del self.blocks[blocks:], self.files[files:]
+        self.blocks.append(heading)
+        self.text(f"*This section could not be produced: {md(reason)}*")
+        print(f"report: section '{heading.text}' failed: {reason}; the report says so in its place", file=sys.stderr)
+
     def write(self, a: Analysis) -> Path:
-        report = self.out_dir / "report.md"
-        report.write_text(to_markdown_text(self.blocks))
-        page = self.out_dir / "report.html"
-        page.write_text(to_html(self.blocks, f"decaylab report: {a.run.study}"))
-        summary = self.out_dir / "summary.json"
-        summary.write_text(summary_json.dumps(a))
-        self.files += [report, page, summary]
+        """Write report.md, report.html and summary.json, each atomically, then the record of every file."""
+        # All three are made before any is written: a failure while making one leaves none of them written.
+        contents = {
+            "report.md": to_markdown_text(self.blocks),
+            "report.html": to_html(self.blocks, f"decaylab report: {a.run.study}"),
+            "summary.json": summary_json.dumps(a),
+        }
+        paths = [output.write_atomic(self.out_dir / name, text) for name, text in contents.items()]
+        self.files += paths
         output.record(self.out_dir, self.files)
-        return report
+        return paths[0]
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, force: bool = False) -> Path:
@@ -78,6 +112,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, force: 
     (whose files are replaced); a directory holding other files is refused unless `force`, and
     even then no file the report did not write is removed. Figures go to `figures/` (PNG and
     PDF), tables to `tables/` (Markdown, CSV with fractions, LaTeX); reruns give identical files.
+
+    A section that fails (odd data in a run directory, or a bug in one analysis) does not stop the
+    report: its place holds a short note "This section could not be produced: <error>", the same
+    line goes to stderr, and every other section is written. The sections are independent views of
+    one analysis, so the rest of the report stays right, and a user with a partial or damaged run
+    still gets every section that could be made instead of a traceback and no report.
     """
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else Path("reports") / run.safe_study_name()
@@ -86,9 +126,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, force: 
     writer = ReportWriter(out)
     with figure_style():
         for section in SECTIONS:
-            before = len(writer.blocks)
-            section(a, writer)
-            if len(writer.blocks) > before:
+            if writer.section(section, a):
                 print(f"report: {section.__name__.strip('_')} written", file=sys.stderr)
     return writer.write(a)
 

@@ -3,17 +3,25 @@
 A `Table` carries two frames: `data` (machine-readable, accuracies as fractions; written to
 CSV) and `display` (strings, accuracies as percentages with one decimal; written to Markdown
 and LaTeX), so a reader and a script each get the form they need.
+
+Text in a CSV cell may come from a run directory (arm names, settings, error messages), and a
+spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` as a formula: such text cells (and
+those starting with a tab or carriage return) get a leading `'`, as OWASP advises for CSV
+injection, and a carriage return inside text cannot start a row of its own. Numbers, negative
+ones included, are written as numbers.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.text import md, one_line
+from analysis import output
+from analysis.text import md, shown
 
 INLINE_ROWS = 200  # longer tables are cut in report.md; the files keep every row
 CI_NOTE = "± = half-width of the 95% t-interval over seeds"
@@ -42,6 +50,10 @@ _LATEX_SYMBOLS = {
     "×": r"$\times$",
     "…": r"\dots{}",
 }
+
+
+# Spreadsheets also read the full-width forms of these as formula starts in some locales.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,7 @@ def to_markdown(frame: pd.DataFrame, max_rows: int | None = None) -> str:
 
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters and spell the Unicode symbols the tables use."""
-    out = "".join(_LATEX_SPECIALS.get(char, char) for char in one_line(text))
+    out = "".join(_LATEX_SPECIALS.get(char, char) for char in shown(text))
     for symbol, latex in _LATEX_SYMBOLS.items():
         out = out.replace(symbol, latex)
     return out
@@ -143,14 +155,47 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
     )
 
 
+def csv_cell(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, with a leading `'`; anything else as it is.
+
+    A carriage return in text becomes a newline: the CSV writer quotes a cell with a newline, but
+    not one with a bare carriage return, which a reader takes as the end of a row (so text could
+    start a row of its own, formula included).
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "'" + text if value.startswith(FORMULA_STARTS) else text
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every text cell and header passed through `csv_cell`; numeric columns untouched."""
+    out = frame.copy()
+    for i in range(frame.shape[1]):
+        values = frame.iloc[:, i]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
+            out.isetitem(i, values.astype(object).map(csv_cell))
+    out.columns = [csv_cell(column) for column in frame.columns]
+    return out
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    csv_safe(frame).to_csv(buffer, index=False, float_format="%.6g", lineterminator="\n")
+    return buffer.getvalue()
+
+
 def write_table(table: Table, tables_dir: Path) -> list[Path]:
-    """Write `<name>.md`, `.csv` and `.tex` under `tables_dir`; return their paths."""
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    markdown = tables_dir / f"{table.name}.md"
-    csv = tables_dir / f"{table.name}.csv"
-    tex = tables_dir / f"{table.name}.tex"
-    markdown.write_text(f"**{md(table.title)}**\n\n{to_markdown(table.display)}\n")
-    table.data.to_csv(csv, index=False, float_format="%.6g", lineterminator="\n")
+    """Write `<name>.md`, `.csv` and `.tex` under `tables_dir`, each atomically; return their paths."""
+    output.ensure_dir(tables_dir)
     label = table.name.replace("_", "-")
-    tex.write_text(to_latex(table.display, table.title, label))
-    return [markdown, csv, tex]
+    # All three are made before any is written, so a table that cannot be formatted leaves no file.
+    files = {
+        tables_dir / f"{table.name}.md": f"**{md(table.title)}**\n\n{to_markdown(table.display)}\n",
+        tables_dir / f"{table.name}.csv": to_csv(table.data),
+        tables_dir / f"{table.name}.tex": to_latex(table.display, table.title, label),
+    }
+    for path, text in files.items():
+        # Atomic without a sync each: a table lost to a crash is rebuilt by running the report again.
+        output.write_atomic(path, text, durable=False)
+    return list(files)

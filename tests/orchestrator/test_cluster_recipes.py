@@ -1,19 +1,30 @@
 """The cluster recipes without a cluster: cluster/slurm.sbatch run with stand-ins for SLURM's and Ray's
-commands (it starts the nodes with cluster/ray-nodes.sh and passes SIGTERM on to the sweep's driver), and
-the KubeRay RayJob manifest."""
+commands (it starts the nodes with cluster/ray-nodes.sh and passes SIGTERM on to the sweep's driver), the
+KubeRay RayJob manifest, and token authentication in every recipe.
+
+What a user relies on, one sentence per test:
+
+- test_every_ray_start_in_the_cluster_recipes_uses_token_mode_and_one_shared_token: whichever recipe in
+  cluster/ starts the cluster (ray up, SLURM, KubeRay, or by hand from a comment), no node runs without Ray's
+  token authentication, and all nodes share one token that only its owner can read.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers.sweep import REPO
 
-SBATCH = REPO / "cluster" / "slurm.sbatch"
+CLUSTER = REPO / "cluster"
+SBATCH = CLUSTER / "slurm.sbatch"
+RAY_START = re.compile(r"\bray start\b")
 
 # stand-ins: each records its command line in $LOGS/<name>.log
 STUBS = {
@@ -21,9 +32,11 @@ STUBS = {
     # srun -w NODE ... COMMAND: run COMMAND here
     "srun": 'echo "$*" >> "$LOGS/srun.log"; while [[ $1 == -* ]]; do [[ $1 == -w ]] && shift; shift; done; exec "$@"',
     "hostname": "echo 127.0.0.1",
-    # `ray start --block` blocks until signalled; `ray status` shows a node per `ray start` so far
-    "ray": 'if [[ $1 == start ]]; then trap "kill \\$!; exit 0" TERM; echo "$*" >> "$LOGS/ray.log"; sleep 60 & wait; '
-           'else grep "^start" "$LOGS/ray.log" | sed "s/.*/ node_/"; fi',
+    # `ray start --block` blocks until signalled; `ray status` shows a node per `ray start` so far; each start
+    # also records the authentication it would run with in $LOGS/ray-auth.log
+    "ray": 'if [[ $1 == start ]]; then trap "kill \\$!; exit 0" TERM; echo "$*" >> "$LOGS/ray.log"; '
+           'echo "${RAY_AUTH_MODE:-none} ${RAY_AUTH_TOKEN:-}${RAY_AUTH_TOKEN_PATH:-}" >> "$LOGS/ray-auth.log"; '
+           'sleep 60 & wait; else grep "^start" "$LOGS/ray.log" | sed "s/.*/ node_/"; fi',
     # the sweep's driver: exits 130 on SIGTERM (as decaylab does), and says when it is ready for one
     "decaylab": 'trap "echo TERM >> $LOGS/decaylab.log; kill \\$!; exit 130" TERM; echo "$*" >> "$LOGS/decaylab.log"; '
                 "sleep 60 & wait",
@@ -68,6 +81,8 @@ def test_slurm_starts_ray_as_the_cluster_test_does_and_forwards_sigterm_to_the_d
                       "--num-gpus=4 --disable-usage-stats"]
     steps = (tmp_path / "srun.log").read_text()  # each node is a job step on its own node
     assert "--nodes=1 --ntasks=1 -w node1 bash -c" in steps and "--nodes=1 --ntasks=1 -w node2 bash -c" in steps
+    auth = (tmp_path / "ray-auth.log").read_text().splitlines()  # both nodes: token mode, one token of the job
+    assert len(auth) == 2 and len(set(auth)) == 1 and re.fullmatch(r"token [0-9a-f]{64}", auth[0])
 
 
 def test_the_kuberay_job_runs_a_sweep_on_a_token_authenticated_cluster():
@@ -79,3 +94,132 @@ def test_the_kuberay_job_runs_a_sweep_on_a_token_authenticated_cluster():
     assert cluster["authOptions"] == {"mode": "token"} and cluster["rayVersion"] == "2.60.0"
     assert cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == \
         cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_every_ray_start_in_the_cluster_recipes_uses_token_mode_and_one_shared_token(tmp_path):
+    recipes = sorted(path for path in CLUSTER.iterdir() if path.is_file())
+    names = {path.name for path in recipes}
+    assert names >= {"aws.yaml", "onprem.yaml", "ray-nodes.sh", "slurm.sbatch", "kuberay-rayjob.yaml"}
+    shells = [path for path in recipes if path.suffix in (".sh", ".sbatch")]
+    starters = {name: path for path in shells for name in node_starters(path)}
+    assert set(starters) == {"ray_head", "ray_worker"}
+    for path in recipes:
+        text = path.read_text()
+        for command in by_hand_commands(text):
+            assert "RAY_AUTH_MODE=token" in command and "RAY_AUTH_TOKEN" in command, f"{path.name}: {command}"
+        if path.suffix == ".yaml":
+            for document in yaml.safe_load_all(text):
+                check_yaml(path.name, document)
+        elif path in shells:
+            check_script(path, set(starters))
+        else:
+            pytest.fail(f"cluster/{path.name}: a recipe this test has no check for; add one")
+    for name, path in starters.items():
+        check_refuses_without_token(path, name, tmp_path / name)
+
+
+def by_hand_commands(text: str) -> list[str]:
+    """The `ray start` commands a reader would copy from comments: backticked ones and indented comment lines."""
+    commands = []
+    for line in text.splitlines():
+        comment = re.search(r"(?:^|\s)#(.*)$", line)
+        if comment is None:
+            continue
+        body = comment.group(1)
+        commands += [span for span in re.findall(r"`([^`]*)`", body) if RAY_START.search(span)]
+        if re.match(r"\s{2,}\S", body) and RAY_START.search(body):
+            commands.append(body.strip())
+    return commands
+
+
+def strings_in(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings_in(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def check_yaml(name: str, document: dict) -> None:
+    """A KubeRay resource must ask the operator for token mode; a `ray up` config must start every node with it."""
+    if document.get("kind") in ("RayJob", "RayCluster", "RayService"):
+        spec = document["spec"]
+        cluster = spec.get("rayClusterSpec") or spec.get("rayClusterConfig") or spec
+        assert cluster.get("authOptions") == {"mode": "token"}, f"{name}: KubeRay without authOptions.mode token"
+        assert not [s for s in strings_in(document) if RAY_START.search(s)], f"{name}: a ray start of its own"
+    elif "head_start_ray_commands" in document:
+        check_launcher(name, document)
+    else:
+        assert not [s for s in strings_in(document) if RAY_START.search(s)], f"{name}: a ray start this test misses"
+
+
+def check_launcher(name: str, config: dict) -> None:
+    """Each `ray start` of a `ray up` config runs with RAY_AUTH_MODE=token and one token file, which
+    file_mounts ships from the launching machine to every node and a setup command makes mode 0600."""
+    commands = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    starts = [command for command in commands if RAY_START.search(command)]
+    assert len(starts) == 2 and not [s for s in strings_in(config) if RAY_START.search(s) and s not in starts]
+    tokens = set()
+    for command in starts:  # each command runs in a shell of its own: the variables must be on it
+        prefix = command[: RAY_START.search(command).start()]
+        assert re.search(r"(^|\s)RAY_AUTH_MODE=token\s", prefix), f"{name}: {command}"
+        token = re.search(r"(?:^|\s)RAY_AUTH_TOKEN_PATH=(\S+)\s", prefix)
+        assert token, f"{name}: {command}"
+        tokens.add(token.group(1).replace("$HOME/", "~/"))
+    assert len(tokens) == 1, f"{name}: the head and the workers use different tokens: {tokens}"
+    token = tokens.pop()
+    source = config["file_mounts"].get(token)
+    assert source and source.startswith(("~/", "/")), f"{name}: {token} is not shipped from a file outside the repo"
+    setup = config.get("setup_commands", []) + config.get("initialization_commands", [])
+    assert f"chmod 600 {token}" in setup, f"{name}: {token} is not made mode 0600 on the nodes"
+
+
+def code_lines(path: Path) -> list[tuple[str | None, str]]:
+    """(function the line is in, or None at the top level; the line without its comment) of a shell script."""
+    lines, function = [], None
+    for line in path.read_text().splitlines():
+        code = re.sub(r"(^|\s)#.*$", "", line)
+        if definition := re.match(r"(\w+)\(\) \{", code):
+            function = definition.group(1)
+        lines.append((function, code))
+        if code.startswith("}"):
+            function = None
+    return lines
+
+
+def node_starters(path: Path) -> list[str]:
+    """The functions of a shell script that run `ray start`; a `ray start` outside a function fails the test."""
+    starters = set()
+    for function, line in code_lines(path):
+        if RAY_START.search(line):
+            assert function, f"{path.name}: a ray start outside a function this test runs: {line.strip()}"
+            starters.add(function)
+    return sorted(starters)
+
+
+def check_script(path: Path, starters: set[str]) -> None:
+    """A script that starts nodes with the starter functions exports token mode and a token before it does."""
+    lines = [line for function, line in code_lines(path) if function is None]
+    calls = [i for i, line in enumerate(lines) if set(re.findall(r"\w+", line)) & starters]
+    if not calls:
+        return
+    mode = [i for i, line in enumerate(lines) if re.match(r"export RAY_AUTH_MODE=token\b", line)]
+    token = [i for i, line in enumerate(lines) if re.match(r"export RAY_AUTH_TOKEN(_PATH)?\b", line)]
+    assert mode and token and max(mode[0], token[0]) < calls[0], f"{path.name}: starts nodes before the token"
+
+
+def check_refuses_without_token(path: Path, function: str, work: Path) -> None:
+    """Run `function` with a stand-in `ray`: it must not start a node without token mode and a token."""
+    work.mkdir()
+    (work / "ray").write_text('#!/bin/bash\necho "$RAY_AUTH_MODE $RAY_AUTH_TOKEN" >> "$LOGS/ray-auth.log"\n')
+    (work / "ray").chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    base.update(PATH=f"{work}{os.pathsep}{os.environ['PATH']}", LOGS=str(work))
+    command = f"source {path}; {function} 127.0.0.1 127.0.0.1:6379 1 0"
+    without = ({}, {"RAY_AUTH_MODE": "token"}, {"RAY_AUTH_TOKEN": "x"}, {"RAY_AUTH_MODE": "off", "RAY_AUTH_TOKEN": "x"})
+    for env in without:
+        result = subprocess.run(["bash", "-c", command], env={**base, **env}, capture_output=True, text=True)
+        assert result.returncode != 0 and not (work / "ray-auth.log").exists(), f"{path.name}: {function} {env}"
+    env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "x"}
+    result = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and (work / "ray-auth.log").read_text() == "token x\n", result.stderr
