@@ -1,7 +1,8 @@
 """Pre-emption: SIGTERM (what SLURM and Kubernetes send) and SIGINT (Ctrl-C) stop a sweep gracefully.
 
 While a sweep runs, either signal only records itself (`received`): Ray Tune's loop asks
-`tune_backend.StopOnSignal` after every step and ends the experiment, the result files are
+`orchestrator.ray.executor.WorkStopper` after every step and ends the experiment (the local executor
+checks at the end of each epoch), the result files are
 consolidated from every finished trial, Ray is shut down, and the command exits with 128 + the
 signal number (143 for SIGTERM, 130 for SIGINT) after one line telling the user to `decaylab
 resume RUN_DIR`. Running trials lose only the epoch in progress: each wrote a checkpoint at its
@@ -9,7 +10,7 @@ last finished epoch. The handler raises nothing (an exception raised inside Ray'
 surfaces as a SystemError), and it is installed after `ray.init`, which would otherwise answer
 SIGTERM with a stack dump and an abort. Ray Tune's own SIGINT handling is turned off
 (`TUNE_DISABLE_SIGINT_HANDLER`): decaylab's does the same, for SIGTERM too. When the signal also
-ended the Ray cluster (sent to the whole process group or job), `sweep.exit_with_lost_cluster` ends
+ended the Ray cluster (sent to the whole process group or job), `ray.executor.exit_with_lost_cluster` ends
 the sweep without waiting for it; it learns of the signal from `wait`, at once, from any thread.
 """
 
@@ -114,3 +115,9 @@ def exit_now(status: int) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(status)
+
+
+def stop_line(location: str, stop: Interrupted) -> str:
+    """What a stopped sweep says last."""
+    return (f"stopped by {stop}: finished trials are kept, running ones continue from their last finished epoch "
+            f"— `decaylab resume {location}`")

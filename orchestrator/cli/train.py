@@ -11,11 +11,24 @@ import math
 import sys
 from pathlib import Path
 
-from orchestrator import records, results, safe_yaml
+from orchestrator.cli import args as a
 from orchestrator.errors import UserError
-from orchestrator.spec import single_trial
-from orchestrator.storage import RunDir
-from trials.datasets import DataError
+
+
+def add(sub, epilog: str) -> None:
+    sp = a.command(sub, "train", train, "one trial in this process (no Ray), for debugging", epilog)
+    a.study(sp)
+    a.sets(sp, "arm=<arm> lambda=|lambda_awd=<value> seed=<n> label_noise=<r> and study keys")
+    sp.add_argument("--out", help="run directory to write (default results/train/<trial id>); `status`, `report`, "
+                    "`evaluate` and `export` read it")
+    sp.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="auto: CUDA when this machine has it (default)")
+
+
+def train(args) -> int:
+    from orchestrator.study.catalog import study_file
+
+    return train_one(study_file(args.study), args.sets, args.out, args.device)
 
 
 def fmt(v: float, spec: str = ".3f") -> str:
@@ -32,8 +45,11 @@ def epoch_line(row: dict, epochs: int) -> str:
 
 
 def train_one(study_path: str, sets: list[str], out: str | None, device: str) -> int:
-    from orchestrator.sweep import manifest, now
-    from trials.train import run_trial
+    from orchestrator.run import manifest, records, results, trial
+    from orchestrator.run.directory import check_writable, prepare
+    from orchestrator.run.storage import RunDir
+    from orchestrator.study.load import single_trial
+    from trials.datasets import DataError
 
     study, cfg = single_trial(study_path, sets)
     if device == "gpu":
@@ -42,27 +58,28 @@ def train_one(study_path: str, sets: list[str], out: str | None, device: str) ->
         if not torch.cuda.is_available():
             raise UserError("--device gpu", "this machine has no CUDA GPU", "use --device cpu (or auto)")
     run = RunDir(str(Path(out or Path("results") / "train" / cfg.trial_id).resolve()))
-    run.makedirs()
-    run.write_atomic(safe_yaml.dump(study.to_dict()).encode(), "study.yaml")
-    man = manifest(run, study, 1, None)
-    results.write_manifest(run, man)
+    check_writable(run)
+    prepare(run, study)  # refuses a directory holding another study's trials
+    man = manifest.manifest(run, study, 1, None)
+    manifest.write_manifest(run, man)
     print(f"trial {cfg.trial_id}: {cfg.model.arch} on {cfg.data.dataset}, {cfg.train.epochs} epochs → {run.location}",
           file=sys.stderr)
 
-    def report(row: dict, state: dict) -> None:
-        print(epoch_line(row, cfg.train.epochs), flush=True)
-        records.write_epoch_row(run, cfg.trial_id, row)
-        records.write_checkpoint(run, cfg.trial_id, state)
+    def print_epoch(trials: list) -> None:
+        if trials[0].trainer.rows:
+            print(epoch_line(trials[0].trainer.rows[-1], cfg.train.epochs), flush=True)
 
-    state, _ = records.load_checkpoint(run, cfg.trial_id)
     try:
-        final = run_trial(cfg, report, state=state, device={"auto": None, "cpu": "cpu", "gpu": "cuda"}[device])
+        (done,) = trial.train(run, [cfg], device={"auto": None, "cpu": "cpu", "gpu": "cuda"}[device],
+                              after_epoch=print_epoch)
     except DataError as e:
         raise UserError(study_path, str(e)) from None
-    records.write_result(run, final)
-    results.export_trial(run, cfg.trial_id)
+    if done.warning:
+        print(f"warning: {done.warning}", file=sys.stderr)
     results.consolidate(run)
-    results.write_manifest(run, {**man, "finished": now()})
+    manifest.write_manifest(run, {**man, "finished": manifest.now()})
+    final = records.read_result(run, cfg.trial_id) or {"evaluations": [], "status": done.trainer.status,
+                                                        "epoch": done.trainer.epoch}
     for r in final["evaluations"]:
         print(f"final ({r['checkpoint']}, epoch {r['epoch']}, {r['examples']} test examples, fp32): clean "
               f"{fmt(r['clean_acc'])} · FGSM {fmt(r['fgsm_acc'])} · PGD {fmt(r['pgd_acc'])} · "

@@ -4,7 +4,7 @@ Writes the trial's weights as a standalone state dict and a JSON sidecar next to
 (`model.json`): architecture, dataset (input shape, classes, the normalisation the model applies
 itself), threat model and ε, the accuracies of the trial's final evaluation of those weights, and
 the trial's full configuration. `trials.models.load_model(path)` rebuilds the network from the two.
-The weights come from the trial's final checkpoint (`orchestrator.records`), which holds both its
+The weights come from the trial's final checkpoint (`orchestrator.run.records`), which holds both its
 last weights and the weights of its best validation epoch.
 """
 
@@ -15,9 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-from orchestrator import records, results
 from orchestrator.errors import UserError
-from orchestrator.storage import RunDir, write_atomic_local
+from orchestrator.run import manifest, records, results
+from orchestrator.run.directory import open_run, recorded_study
+from orchestrator.run.storage import RunDir, write_atomic_local
 from trials import selection
 from trials.config import TrialConfig, resolved_eval_attack
 from trials.datasets import dataset_info
@@ -27,8 +28,6 @@ FORMAT = "decaylab-model/1"
 
 
 def export(location: str, *, trial: str | None, best: str | None, checkpoint: str, out: str) -> int:
-    from orchestrator.sweep import open_run, recorded_study
-
     if Path(out).suffix == ".json":
         raise UserError(f"--out {out}", "the model file would be its own sidecar", "give e.g. --out model.pt")
     run, _ = open_run(location, check_data=False)
@@ -40,7 +39,7 @@ def export(location: str, *, trial: str | None, best: str | None, checkpoint: st
         raise UserError(trial_id, "the trial has no best checkpoint (no epoch was evaluated)",
                         "export --checkpoint last")
     meta = sidecar(TrialConfig.from_dict(state["config"]), weights, checkpoint, epoch,
-                   results.trial_state(run, trial_id)["evaluations"], results.read_manifest(run) or {})
+                   results.trial_state(run, trial_id)["evaluations"], manifest.read_manifest(run) or {})
     save(out, weights, meta)
     print(f"{trial_id} ({checkpoint} weights, epoch {epoch}) → {out} and {sidecar_path(out)}", file=sys.stderr)
     return 0

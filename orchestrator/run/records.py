@@ -25,13 +25,21 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from orchestrator.storage import RunDir
+from orchestrator.run.layout import (
+    CHECKPOINT_FILE,
+    DAMAGED,
+    EPOCH_FILE,
+    ERROR,
+    EVALUATION,
+    RESULT,
+    STOPPED,
+    TRIALS,
+    checkpoint_file,
+    epoch_file,
+)
+from orchestrator.run.storage import RunDir
 
-TRIALS = "trials"
-DAMAGED = "damaged"  # records set aside by `resume` (never read)
-RESULT, ERROR, STOPPED, EVALUATION = "result.json", "error.json", "stopped.json", "evaluation.json"
-EPOCH_FILE = re.compile(r"epoch-(\d{4,})\.json$")
-CHECKPOINT_FILE = re.compile(r"checkpoint-(\d{4,})\.pt$")
+__all__ = ["DAMAGED", "TRIALS"]  # read by the results and the status
 KEEP_CHECKPOINTS = 2
 MAX_JSON_BYTES = 256 << 20  # a result.json of thousands of epochs is a few megabytes
 # a trial id: an arm name, then values and tags joined by '-' (exact floats use digits . e + -)
@@ -76,7 +84,7 @@ def _path(trial_id: str, name: str) -> tuple[str, str, str]:
 
 
 def write_epoch_row(run: RunDir, trial_id: str, row: dict) -> None:
-    run.write_atomic(json.dumps(row).encode(), *_path(trial_id, f"epoch-{int(row['epoch']):04d}.json"))
+    run.write_atomic(json.dumps(row).encode(), *_path(trial_id, epoch_file(row["epoch"])))
 
 
 def epoch_files(run: RunDir, trial_id: str) -> dict[int, str]:
@@ -136,7 +144,7 @@ def write_checkpoint(run: RunDir, trial_id: str, state: dict, keep: int = KEEP_C
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    run.write_atomic(buf.getvalue(), *_path(trial_id, f"checkpoint-{int(state['epoch']):04d}.pt"))
+    run.write_atomic(buf.getvalue(), *_path(trial_id, checkpoint_file(state["epoch"])))
     for _, name in checkpoint_files(run, trial_id)[keep:]:
         run.delete(TRIALS, trial_id, name)
 

@@ -1,6 +1,6 @@
 """Trial records → tidy results: `epochs.parquet`, `trials.parquet`, `evaluations.parquet`.
 
-When a trial ends (ok, diverged, failed or stopped), its record (`orchestrator.records`) is turned
+When a trial ends (ok, diverged, failed or stopped), its record (`orchestrator.run.records`) is turned
 into three parts, `parts/<table>/<trial_id>.arrow` — by the trial's worker when it finished, by the
 driver otherwise: work in proportion to that trial's epochs, done once per trial, so a sweep's
 export cost grows linearly with its size. Parts are Arrow IPC files (at a trial's few rows about a
@@ -14,15 +14,15 @@ the analysis use too. Everything here works without Ray.
 from __future__ import annotations
 
 import io
-import json
 import math
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator import records
-from orchestrator.storage import RunDir
+from orchestrator.run import records
+from orchestrator.run.layout import LEGACY_PART, PART, PARTS
+from orchestrator.run.storage import RunDir
 from trials import selection
 from trials.config import TrialConfig
 from trials.schema import CONFIG_COLUMNS, EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS, conform
@@ -31,8 +31,6 @@ if TYPE_CHECKING:  # pandas is imported where the result files are written: `sta
     import pandas as pd
 
 TABLES = {"epochs": EPOCH_COLUMNS, "trials": TRIAL_COLUMNS, "evaluations": EVAL_COLUMNS}
-PARTS = "parts"
-PART, LEGACY_PART = ".arrow", ".parquet"  # a part's file suffix; earlier versions wrote parquet parts
 FINISHED = ("ok", "diverged")  # ended on their own
 ENDED = (*FINISHED, "stopped")  # stopped: cut short by the tuning stage's scheduler (ASHA)
 
@@ -291,29 +289,3 @@ def trial_states(run: RunDir) -> dict[str, dict]:
 def finished_trials(run: RunDir) -> set[str]:
     """Trials that need no more work: ended on their own, or stopped by the tuning scheduler."""
     return {tid for tid, state in trial_states(run).items() if state["status"] in ENDED}
-
-
-# what each manifest key read back must be; anything else is treated as absent
-MANIFEST_TYPES = {"study": str, "run_dir": str, "search": str, "trials_planned": int, "started": str,
-                  "finished": str, "experiments": list, "resolved_study": dict}
-
-
-def read_manifest(run: RunDir) -> dict | None:
-    """manifest.json with every known key of the right type (a wrong one is dropped: the manifest is
-    descriptive, the records are the truth); None when it is missing or not JSON."""
-    try:
-        manifest = records.read_json(run, "manifest.json")
-    except records.DamagedRecord as e:
-        records.log.warning("%s", e)
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    bad = [k for k, kind in MANIFEST_TYPES.items() if k in manifest and manifest[k] is not None
-           and (not isinstance(manifest[k], kind) or isinstance(manifest[k], bool))]
-    if isinstance(manifest.get("experiments"), list) and not all(isinstance(e, str) for e in manifest["experiments"]):
-        bad.append("experiments")
-    return {k: v for k, v in manifest.items() if k not in bad}
-
-
-def write_manifest(run: RunDir, manifest: dict) -> None:
-    run.write_atomic(json.dumps(manifest, indent=2, default=str).encode(), "manifest.json")

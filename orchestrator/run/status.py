@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from orchestrator import results
-from orchestrator.storage import RunDir
+from orchestrator.run import results
+from orchestrator.run.manifest import read_manifest
+from orchestrator.run.storage import RunDir
 from trials import selection
 
 
 def status_text(run: RunDir) -> str:
     states, damaged = results.scan(run)
-    manifest = results.read_manifest(run) or {}
+    manifest = read_manifest(run) or {}
     planned = manifest.get("trials_planned")
     planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
     counts: dict[str, int] = {}

@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from orchestrator.errors import RunError, UserError
+from orchestrator.run.layout import RESULT_FILES
 
 SCHEMES = ("s3", "gs", "gcs")
 # where the cloud SDKs look for credentials (besides an instance's metadata service)
@@ -194,9 +195,6 @@ def file_mode() -> int:
         umask = os.umask(0o022)
         os.umask(umask)
     return 0o666 & ~umask
-
-
-RESULT_FILES = ("epochs.parquet", "trials.parquet", "evaluations.parquet", "manifest.json")
 
 
 @contextlib.contextmanager

@@ -1,22 +1,21 @@
-"""What the experiment trackers show of a trial (Ray-free: the Tune loggers are in `tune_trackers`).
+"""What the experiment trackers show of an entry (the loggers themselves are `orchestrator.ray.trackers`).
 
-A Ray trial trains one member trial (the grid) or one per seed (an Optuna configuration). Every
-epoch it reports each member's metrics as flat keys — `val_robust_acc`, or `s1/val_robust_acc`
-for the member of seed 1 when there are several. When it ends, the trackers get its flat
-hyperparameters and the accuracies the selection rule gives (`trials.selection`), read from the
-members' records; with several members, each accuracy is the mean over the seeds.
+An entry trains one member trial (the grid) or one per seed (an Optuna configuration). Every epoch
+it reports each member's metrics as flat keys — `val_robust_acc`, or `s1/val_robust_acc` for the
+member of seed 1 when there are several. When it ends, the accuracies the selection rule gives
+(`trials.selection`) and the final evaluation, read from the members' records; with several
+members, each is the mean over the seeds. Its hyperparameters are the entry's flat parameters
+(`orchestrator.study.plan.Entry`).
 """
 
 from __future__ import annotations
 
 import math
 from statistics import fmean
-from typing import Any
 
-from orchestrator import records, results
-from orchestrator.storage import RunDir
+from orchestrator.run import records, results
+from orchestrator.run.storage import RunDir
 from trials import selection
-from trials.arms.base import format_value
 from trials.config import TrialConfig
 from trials.schema import EPOCH_METRICS
 
@@ -32,26 +31,6 @@ def member_metrics(rows: list[tuple[TrialConfig, dict]]) -> dict[str, float]:
     """The latest row of each member as flat metrics, prefixed `s<seed>/` when there are several."""
     prefix = len(rows) > 1
     return {(f"s{cfg.seed}/{k}" if prefix else k): float(row[k]) for cfg, row in rows for k in METRICS}
-
-
-def configuration(cfg: TrialConfig) -> str:
-    """The trial id without its seed: what the seeds of one setting share (`wd-0.0005-lr0.1`)."""
-    lr = f"-lr{format_value(cfg.lr)}"
-    return cfg.trial_id.replace(f"{lr}-s{cfg.seed}", lr, 1)
-
-
-def run_name(members: list[TrialConfig]) -> str:
-    if len(members) == 1:
-        return members[0].trial_id
-    return f"{configuration(members[0])}-s{','.join(str(m.seed) for m in members)}"
-
-
-def hyperparameters(members: list[TrialConfig]) -> dict[str, Any]:
-    """Flat hyperparameters: arm, kind, setting, each of the arm's hyperparameters, lr, seed(s), noise."""
-    cfg = members[0]
-    seeds = [m.seed for m in members]
-    return {"arm": cfg.method, "kind": cfg.kind, "setting": cfg.setting, **cfg.params, "lr": cfg.lr,
-            "seed": seeds[0] if len(seeds) == 1 else ",".join(map(str, seeds)), "label_noise": cfg.label_noise}
 
 
 def final_metrics(run: RunDir, members: list[TrialConfig]) -> dict[str, float]:

@@ -1,5 +1,6 @@
-"""Checks that a valid study can also run: everything that would fail, hang or lie in every trial and
-is knowable before anything starts. `validate` and `sweep` run them; each failure names the file,
+"""Checks of a study beyond each key's own type: rules across fields, and that a valid study can
+also run (everything that would fail, hang or lie in every trial and is knowable before anything
+starts). `validate` and `sweep` run them; each failure names the file,
 the key, the reason and a fix (`UserError`, exit status 2).
 
 Split sizes are derived from the dataset's published size (image_folder: by counting its files),
@@ -12,14 +13,14 @@ import importlib.util
 import math
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from orchestrator.errors import UserError
+from orchestrator.study.errors import did_you_mean
+from orchestrator.study.plan import expand_grid, grid_size
+from orchestrator.study.schema import Study, TrackingConfig
+from trials import arms
+from trials.config import DataConfig, TrialConfig
 from trials.datasets import DATASETS, fetch_command, image_folder_sizes
-
-if TYPE_CHECKING:
-    from orchestrator.spec import Study
-    from trials.config import DataConfig
 
 MAX_GRID_TRIALS = 10_000  # beyond this a grid is almost always a typo (a list where a range was meant)
 NETWORK_TIMEOUT_S = 3.0
@@ -133,13 +134,6 @@ def check_optuna(study: Study, where: str) -> None:
 # ------------------------------------------------------------------------------- grid size
 
 
-def grid_size(study: Study) -> int:
-    """The number of trials of a grid study, without building them."""
-    settings = sum(math.prod(len(getattr(arm, h) or ()) for h in arm.hyperparameters())
-                   for arm in study.methods.values())
-    return settings * len(study.data.label_noise) * len(study.lr) * len(study.seeds)
-
-
 def check_grid_size(study: Study, where: str) -> None:
     n = grid_size(study)
     if n > MAX_GRID_TRIALS:
@@ -152,7 +146,7 @@ def check_grid_size(study: Study, where: str) -> None:
 
 
 def local_node(num_cpus: int | None) -> dict[str, float]:
-    """The resources of the local Ray cluster decaylab would start (`tune_backend.init_kwargs`)."""
+    """The resources of this machine as a one-node cluster (what a local sweep runs on)."""
     import os
 
     import torch
@@ -178,3 +172,140 @@ def check_fits(study: Study, nodes: list[dict[str, float]], device: str, where: 
         raise UserError(where, f"resources.gpu: each trial asks for {r.gpu:g} GPUs, but {place} has at most "
                         f"{gpus:g} on one node: the trials would wait forever",
                         f"lower it (--set resources.gpu={gpus:g}), or run on bigger nodes")
+
+
+# ------------------------------------------------------------------------------- the study
+
+def check_study(study: Study, where: str, check_data: bool = True, allow_large_grid: bool = False) -> None:
+    """Rules that involve several fields, and what would make every trial fail (`feasibility`)."""
+    if not study.methods:
+        raise UserError(where, "methods: no arms given",
+                        "add e.g. `methods: {wd: {kind: fixed, lambda: [5.0e-4]}, "
+                        "awd: {kind: adaptive, lambda_awd: [0.02]}}`")
+    if study.search.kind == "grid" and not allow_large_grid:
+        check_grid_size(study, where)  # before the grid's points are built
+    for name, arm in study.methods.items():
+        check_arm_grid(study, name, arm, where)
+    tr, ev = study.attack.train, study.attack.eval
+    if tr.kind != "none" and tr.eps is None:
+        raise UserError(where, "attack.train.eps: missing", "give ε in [0, 1] pixel scale, e.g. 0.031 (8/255)")
+    if ev.kind == "none" and study.eval.autoattack.enabled:
+        raise UserError(where, "eval.autoattack.enabled: AutoAttack needs an ε",
+                        "set attack.eval.kind to pgd (ε comes from attack.eval.eps or attack.train.eps)")
+    if ev.kind != "none" and ev.eps is None and (tr.eps is None or tr.kind == "none"):
+        raise UserError(where, "attack.eval.eps: missing", "give ε, or an attack.train.eps to inherit")
+    if study.analysis.reference is not None and study.analysis.reference not in study.methods:
+        raise UserError(where, f"analysis.reference: {study.analysis.reference!r} is not an arm of the study",
+                        did_you_mean(study.analysis.reference, list(study.methods), "methods"))
+    if check_data:
+        check_machine(study, where)
+    check_splits(study.data, where, check_files=check_data)
+    if study.search.kind == "optuna":
+        check_optuna_space(study, where)
+    else:
+        check_trial_ids(expand_grid(study), where)
+
+
+def check_machine(study: Study, where: str, data_root: bool = True) -> None:
+    """What this machine must have to run the study: the dataset (unless `data_root` is False), a network
+    for a download, the packages of the Optuna sampler and of the trackers."""
+    if data_root:
+        check_data_root(study.data, where)
+    check_download(study.data, where)
+    if study.search.kind == "optuna":
+        check_optuna(study, where)
+    check_trackers(study.tracking, where)
+
+
+# the package each tracker needs (the `track` extra installs them)
+TRACKER_PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
+
+
+def check_trackers(tracking: TrackingConfig, where: str) -> None:
+    """Refuse a tracker whose package is missing (the sweep would fail when it starts logging)."""
+    for name, package in TRACKER_PACKAGES.items():
+        if getattr(tracking, name) and importlib.util.find_spec(package) is None:
+            raise UserError(where, f"tracking.{name}: the package {package} is not installed",
+                            "pip install 'decaylab[track]' (or make install), or turn the tracker off")
+
+
+def check_arm_grid(study: Study, name: str, arm: arms.ArmGrid, where: str) -> None:
+    """A grid study needs every hyperparameter's grid; an Optuna study may range it instead."""
+    for h in arm.hyperparameters():
+        key = f"methods.{name}.{arm.study_key(h)}"
+        values = getattr(arm, h)
+        ranged = f"{name}.{arm.study_key(h)}" in study.search.space
+        if study.search.kind == "grid" or not ranged:
+            if values is None:
+                raise UserError(where, f"{key}: missing", f"give the arm's grid, e.g. {arm.study_key(h)}: [...]"
+                                + (f", or a range search.space.{name}.{arm.study_key(h)}"
+                                   if study.search.kind == "optuna" else ""))
+            if not values:
+                raise UserError(where, f"{key}: the grid is empty", "give at least one value")
+    if study.search.kind == "grid":
+        for point in arm.points():
+            if (reason := arm.check_point(point)) is not None:
+                raise UserError(where, f"methods.{name}: {reason}",
+                                "every combination of the arm's grids is a trial; use separate arms for "
+                                "combinations that do not go together")
+
+
+def check_trial_ids(configs: list[TrialConfig], where: str) -> None:
+    seen: dict[str, TrialConfig] = {}
+    for cfg in configs:
+        if cfg.trial_id in seen:
+            raise UserError(where, f"two grid points share the trial id {cfg.trial_id!r}",
+                            "every value of a grid must differ from the others")
+        seen[cfg.trial_id] = cfg
+
+
+def check_data_root(data: DataConfig, where: str) -> None:
+    if data.dataset == "digits":
+        return
+    if data.root is None:
+        raise UserError(where, f"data.root: required for dataset {data.dataset}",
+                        "give the directory holding (or to receive, with data.download: true) the files")
+    root = Path(data.root).expanduser()
+    if not root.is_dir() and not data.download:
+        info = DATASETS[data.dataset][0]
+        fetch = (f"fetch it with `{fetch_command(info, str(root))}` (on a machine with internet, then copy "
+                 "the directory here), " if info.torchvision else "")
+        raise UserError(where, f"data.root: directory {root} does not exist",
+                        f"{fetch}fix the path, or set data.download: true to fetch the dataset there")
+    if data.dataset == "image_folder" and not (root / "train").is_dir():
+        raise UserError(where, f"data.root: {root}/train does not exist",
+                        "image_folder expects <root>/train/<class>/*.jpg and <root>/val (or test)/<class>/")
+
+
+def data_problem(study: Study, where: str) -> UserError | None:
+    """Why the study's dataset is not here (its data.root does not exist), or None."""
+    if study.data.root is None:
+        return None  # a mistake in the study file, not a missing dataset: check_data_root says so
+    try:
+        check_data_root(study.data, where)
+    except UserError as e:
+        return e
+    return None
+
+
+def tunable(study: Study) -> list[str]:
+    """The keys `search.space` may range: `lr` and every arm's numeric hyperparameters."""
+    columns = arms.hyperparameter_columns()
+    return ["lr"] + [f"{name}.{arm.study_key(h)}" for name, arm in study.methods.items()
+                     for h in arm.hyperparameters() if columns[h] == "float64"]
+
+
+def check_optuna_space(study: Study, where: str) -> None:
+    allowed = tunable(study)
+    for key, rng in study.search.space.items():
+        if key not in allowed:
+            raise UserError(where, f"search.space.{key}: not a tunable parameter",
+                            f"tunable here: {', '.join(allowed)}")
+        if rng.low >= rng.high:
+            raise UserError(where, f"search.space.{key}: low ({rng.low:g}) must be below high ({rng.high:g})",
+                            "swap the bounds, or fix the value in the grid instead of a range")
+        if rng.log and rng.low <= 0:
+            raise UserError(where, f"search.space.{key}: a log range needs low > 0 (got {rng.low:g})",
+                            "give a positive low, or log: false")
+
+

@@ -1,14 +1,53 @@
-"""Keep README.md's study-file reference in step with the code: `python -m orchestrator.docs`."""
+"""The study-file reference, generated from the schema: `decaylab options` and README.md
+(`python -m orchestrator.study.docs README.md`)."""
 
 from __future__ import annotations
 
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
-from orchestrator.spec import documented_options
+import yaml
+
+from orchestrator.study.errors import join
+from orchestrator.study.schema import Study
+from trials import arms
+from trials.config import Section
 
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
+
+
+def documented_options() -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc) for every study-file option, for `decaylab options` and the README."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[Section], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            key = join(prefix, f.alias or name)
+            default = f.get_default(call_default_factory=True)
+            if isinstance(default, Section):
+                walk(type(default), key)
+                continue
+            rows.append((key, _yaml_text(default), f.description or ""))
+            if name == "methods":
+                for cls in arms.grid_classes():
+                    kind = cls.model_fields["kind"].annotation.__args__[0]
+                    for h in cls.hyperparameters():
+                        hf = cls.model_fields[h]
+                        default = hf.get_default()
+                        rows.append((f"methods.<arm>.{cls.study_key(h)} (kind: {kind})",
+                                     "required" if default is None else _yaml_text(default), hf.description or ""))
+
+    walk(Study, "")
+    return rows
+
+
+def _yaml_text(value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    plain = list(value) if isinstance(value, tuple) else value
+    return yaml.safe_dump(plain, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def options_markdown() -> str:

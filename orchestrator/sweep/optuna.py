@@ -1,5 +1,5 @@
-"""The Optuna tuning stage: its define-by-run space, its sampler, the study a resumed stage
-continues, and the best configurations it hands to the full-length comparison.
+"""The Optuna tuning stage, driven by ask and tell: its define-by-run space, its sampler and pruner, the
+study a resumed stage continues, and the best configurations it hands to the full-length comparison.
 
 A configuration is (arm, the arm's hyperparameters, lr); it is trained on `seeds_per_trial`
 seeds in lockstep and scores the mean over them of the selection rule's score
@@ -10,6 +10,10 @@ A resumed stage never unpickles Ray's experiment state: its Optuna study is rebu
 decaylab's own records (finished configurations added as completed trials, unfinished ones
 enqueued again so their checkpoints are picked up), or, with `search.storage`, continued in
 the Optuna journal (JSON lines) with its stale running trials marked failed and re-enqueued.
+
+`scheduler: asha` stops configurations early with Optuna's asynchronous successive halving pruner
+(`SuccessiveHalvingPruner`), on the number of evaluations as its clock: the same rule whichever
+executor runs the trials.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from orchestrator import records, results, safe_yaml
-from orchestrator.spec import Study, trial_config
-from orchestrator.storage import RunDir
+from orchestrator.run import results
+from orchestrator.run.layout import BEST_GRID
+from orchestrator.run.storage import RunDir
+from orchestrator.study import safe_yaml
+from orchestrator.study.plan import Entry, entry_params, members, optuna_configurations, seeds_per_configuration
+from orchestrator.study.schema import Study
 from trials import selection
 from trials.config import TrialConfig
 
@@ -87,20 +94,6 @@ def make_sampler(study: Study, done: int = 0):
     return samplers[study.search.sampler]()
 
 
-def members(study: Study, params: dict) -> list[TrialConfig]:
-    """The trials (one per seed) of the configuration an Optuna trial sampled."""
-    name = params["method"]
-    arm = study.methods[name]
-    point = {h: params[f"{name}.{arm.study_key(h)}"] for h in arm.hyperparameters()}
-    seeds = study.seeds[: study.search.seeds_per_trial or len(study.seeds)]
-    # Optuna tunes on the first label-noise level; a noise grid belongs to the grid comparison
-    return [trial_config(study, name, point, float(params["lr"]), seed, study.data.label_noise[0]) for seed in seeds]
-
-
-def planned(study: Study) -> int:
-    return study.search.n_trials * len(study.methods)
-
-
 # ------------------------------------------------------------------------------- resume
 
 
@@ -126,25 +119,43 @@ def configurations(run: RunDir, study: Study) -> dict[tuple, dict]:
             entry["scores"].append(selection.score(state["status"], selection.summarize(state["rows"])
                                                    ["best_val_robust_acc"])
                                    if state["status"] != "stopped" else selection.objective(state["rows"], "ok"))
-    seeds = len(study.seeds[: study.search.seeds_per_trial or len(study.seeds)])
+    seeds = seeds_per_configuration(study)
     return {k: {**v, "complete": v["ended"] >= seeds} for k, v in found.items()}
 
 
-def continued_study(run: RunDir, study: Study) -> tuple[Any, str, int]:
-    """(Optuna storage, study name, configurations still to sample) for a resumed tuning stage."""
+def make_pruner(study: Study):
+    """`scheduler: asha`: asynchronous successive halving on the evaluations done; else never prune."""
+    import optuna
+
+    if study.search.scheduler == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=study.search.grace_period,
+                                                      reduction_factor=study.search.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def new_study(study: Study):
+    """(Optuna study, configurations to sample) for a tuning stage that starts now."""
+    import optuna
+
+    ot = optuna.create_study(study_name=study.name, storage=journal(study) if study.search.storage else None,
+                             sampler=make_sampler(study), pruner=make_pruner(study), direction="maximize")
+    return ot, optuna_configurations(study)
+
+
+def continued_study(run: RunDir, study: Study) -> tuple[Any, int]:
+    """(Optuna study, configurations still to sample) for a resumed tuning stage."""
     import optuna
 
     configs = configurations(run, study)
-    name = study.name
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     if study.search.storage:
-        storage = journal(study)
-        ot = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(study))
+        ot = optuna.load_study(study_name=study.name, storage=journal(study), sampler=make_sampler(study),
+                               pruner=make_pruner(study))
         for trial in ot.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
             ot.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its process is gone
-        complete = len(ot.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
+        complete = len(ot.get_trials(deepcopy=False, states=ended))
     else:
-        storage = optuna.storages.InMemoryStorage()
-        ot = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        ot = optuna.create_study(study_name=study.name, direction="maximize", pruner=make_pruner(study))
         complete = 0
         for entry in configs.values():
             scores = [s for s in entry["scores"] if not math.isnan(s)]
@@ -158,7 +169,9 @@ def continued_study(run: RunDir, study: Study) -> tuple[Any, str, int]:
         if not entry["complete"]:
             params = {k: v for k, v in entry["params"].items() if k != "method"}
             ot.enqueue_trial(params, user_attrs={"method": entry["params"]["method"]})
-    return storage, name, max(planned(study) - complete, 0)
+    done = optuna_configurations(study) - max(optuna_configurations(study) - complete, 0)
+    ot.sampler = make_sampler(study, done=done)
+    return ot, optuna_configurations(study) - done
 
 
 def journal(study: Study):
@@ -166,6 +179,56 @@ def journal(study: Study):
 
     path = Path(study.search.storage).expanduser()
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+class OptunaWork:
+    """The tuning stage as work for an executor: each entry is a configuration Optuna proposes (asked when
+    an executor has room for it), trained on its seeds; its objective is told back when it ends, and after
+    every epoch the pruner may stop it."""
+
+    def __init__(self, run: RunDir, study: Study, resumed: bool):
+        self.study = study
+        self.ot, self.total = continued_study(run, study) if resumed else new_study(study)
+        self.space = OptunaSpace(study)
+        self.asked = 0
+        self.trials: dict[str, Any] = {}
+
+    def next(self) -> Entry | None:
+        if self.asked >= self.total:
+            return None
+        self.asked += 1
+        trial = self.ot.ask()
+        arm = self.space(trial)["method"]
+        grid = self.study.methods[arm]
+        point = {h: trial.params[f"{arm}.{grid.study_key(h)}"] for h in grid.hyperparameters()}
+        seeds = list(self.study.seeds[: seeds_per_configuration(self.study)])
+        # Optuna tunes on the first label-noise level; a noise grid belongs to the grid comparison
+        params = entry_params(self.study, arm, point, float(trial.params["lr"]), seeds, self.study.data.label_noise[0])
+        key = f"optuna-{trial.number}"
+        self.trials[key] = trial
+        return Entry(key, params, members(self.study, params))
+
+    def epoch(self, entry: Entry, report: dict) -> bool:
+        """After an epoch of `entry`: whether the pruner stops it (on its evaluations so far)."""
+        if self.study.search.scheduler != "asha" or not math.isfinite(report.get("objective", math.nan)):
+            return False
+        trial = self.trials[entry.key]
+        trial.report(float(report["objective"]), int(report["evaluations"]))
+        return trial.should_prune()
+
+    def ended(self, entry: Entry, status: str, report: dict) -> None:
+        import optuna
+
+        trial = self.trials.pop(entry.key, None)
+        if trial is None:
+            return
+        value = report.get("objective", math.nan)
+        if status in ("ok", "diverged") and math.isfinite(value):
+            self.ot.tell(trial, float(value))
+        elif status == "stopped":
+            self.ot.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.ot.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 # ------------------------------------------------------------------------- best configurations
@@ -201,8 +264,7 @@ def write_best_grid(run: RunDir, study: Study) -> str:
             d["methods"][name] = section
             lrs |= {p["lr"] for _, p in picks}
     d["lr"] = sorted(lrs) or list(study.lr)
-    run.write_atomic(safe_yaml.dump(d).encode(), "best_grid.yaml")
-    return run.uri("best_grid.yaml")
+    run.write_atomic(safe_yaml.dump(d).encode(), BEST_GRID)
+    return run.uri(BEST_GRID)
 
 
-__all__ = ["OptunaSpace", "continued_study", "make_sampler", "members", "records", "write_best_grid"]

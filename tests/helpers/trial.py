@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from orchestrator.spec import expand_grid, study_from_dict
+from orchestrator.study.load import study_from_dict
+from orchestrator.study.plan import expand_grid
 from trials.config import ModelConfig, TrialConfig
 from trials.data import DATASETS
 from trials.models import build_model

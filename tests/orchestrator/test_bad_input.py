@@ -319,7 +319,7 @@ def test_there_are_enough_cases():
 
 def test_hostile_yaml_is_refused_in_well_under_a_second(tmp_path):
     from orchestrator.errors import UserError
-    from orchestrator.spec import load_study
+    from orchestrator.study.load import load_study
 
     for text in (LAUGHS, "a: &a [*a]\n", "[" * 100_000 + "]" * 100_000):
         (tmp_path / "s.yaml").write_text(text)
@@ -331,7 +331,7 @@ def test_hostile_yaml_is_refused_in_well_under_a_second(tmp_path):
 
 def test_yaml_1_2_scalars_and_merge_keys(tmp_path):
     """`on`/`yes` are strings (an arm may be called `on`), merge keys work, 5e-4 is a number."""
-    from orchestrator.spec import load_study
+    from orchestrator.study.load import load_study
 
     (tmp_path / "s.yaml").write_text(study_text(methods=None, attack=None) + textwrap.dedent("""\
         methods:
@@ -351,7 +351,7 @@ def test_fuzzed_study_files_never_give_a_traceback(tmp_path):
     import random
 
     from orchestrator.errors import UserError
-    from orchestrator.spec import load_study
+    from orchestrator.study.load import load_study
 
     rng = random.Random(0)
     chars = "[]{}:,-&*!|>'\"#%@` \n\t?<=~0123456789.eE+abnoytrufl"
@@ -410,7 +410,7 @@ def test_no_traceback_reaches_the_terminal(tmp_path, argv, files, status):
 def test_study_files_are_parsed_with_a_safe_loader(tmp_path):
     """Even a tag that would run code when loaded unsafely is refused before it can do anything."""
     from orchestrator.errors import UserError
-    from orchestrator.spec import load_study
+    from orchestrator.study.load import load_study
 
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.yaml"
@@ -426,7 +426,7 @@ def test_study_files_are_parsed_with_a_safe_loader(tmp_path):
 
 def test_a_download_without_a_network_is_refused_with_the_command_to_fetch_elsewhere(tmp_path, capsys, no_ray,
                                                                                     monkeypatch):
-    from orchestrator import feasibility
+    from orchestrator.study import checks as feasibility
 
     monkeypatch.setattr(feasibility, "reachable", lambda host, port: False)  # no traffic leaves the test
     write_files(tmp_path, {"study.yaml": with_section("data", dataset="mnist", root=str(tmp_path / "data"),

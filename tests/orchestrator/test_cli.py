@@ -14,9 +14,10 @@ import pytest
 from helpers.cli import heavy_imports
 from helpers.sweep import REPO, write_study
 
-from orchestrator.catalog import bundled, study_file
 from orchestrator.cli import build_parser, expand_sets, main
-from orchestrator.spec import parse_yaml, study_schema
+from orchestrator.study.catalog import bundled, study_file
+from orchestrator.study.load import parse_yaml
+from orchestrator.study.schema import study_schema
 
 
 def test_set_takes_several_overrides_and_gives_the_positional_back():
@@ -41,11 +42,10 @@ def test_every_argument_has_help():
     assert not missing, f"arguments without help: {missing}"
 
 
-def test_one_output_flag_and_the_former_spelling_still_parses():
+def test_the_report_directory_flag_parses_on_sweep_and_resume():
     parser = build_parser()
     assert parser.parse_args(["sweep", "s.yaml", "--out", "r"]).out == "r"
-    assert parser.parse_args(["resume", "run", "--report-out", "r"]).out == "r"
-    assert "--report-out" not in parser._subparsers._group_actions[0].choices["sweep"].format_help()
+    assert parser.parse_args(["resume", "run", "--out", "r"]).out == "r"
 
 
 def test_version(capsys):

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import tune_backend
 from orchestrator.cli import main
+from orchestrator.ray import cluster
 
 BASE = {
     "name": "damaged",
@@ -119,7 +119,7 @@ def check_commands(run: Path, damaged: str, monkeypatch, report: bool) -> None:
     def refuse(*args, **kwargs):
         raise WouldStartRay
 
-    monkeypatch.setattr(tune_backend, "connect", refuse)
+    monkeypatch.setattr(cluster, "connect", refuse)
     monkeypatch.setattr(analysis.report, "write_report", read_only_report)
     outside = files(run.parent)
     commands = [["status", run], ["resume", run], ["evaluate", run, "--set", "eval.final_examples=20"]]

@@ -7,10 +7,10 @@ import time
 import pytest
 from helpers.sweep import decaylab
 
-from orchestrator.catalog import study_file
 from orchestrator.cli import main
-from orchestrator.estimate import estimate, representative
-from orchestrator.spec import load_study
+from orchestrator.study.catalog import study_file
+from orchestrator.study.load import load_study
+from orchestrator.sweep.estimate import estimate, representative
 from trials import cost
 
 # the default study shrunk to 4 trials × 2 epochs (its data, model, attack and batch size unchanged)
@@ -31,16 +31,35 @@ def test_forward_equivalents_of_the_default_study():
 
 def test_a_gpu_study_without_a_gpu_uses_the_flop_model():
     study = load_study(study_file("cifar10_preact18"), check_data=False)
-    result = estimate(study, device="cuda", measure_gpu=False)
+    result = estimate(study, device="cuda", measure=False)
     assert result.trials == 108 and result.gpu_hours == pytest.approx(18.2, rel=0.02)  # README: 18 at 36% MFU
     assert "assumed 36% MFU" in result.text()
-    assert estimate(study, device="cuda", measure_gpu=False, mfu=0.18).gpu_hours == pytest.approx(2 * result.gpu_hours)
+    assert estimate(study, device="cuda", measure=False, mfu=0.18).gpu_hours == pytest.approx(2 * result.gpu_hours)
 
 
 def test_validate_estimate_prints_counts_and_a_measured_time(capsys):
     assert main(["validate", "digits", "--estimate", "--set", *SHRUNK]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("estimate: 4 trials × 2 epochs") and "measured on this machine's CPU" in line
+
+
+def test_a_sweep_estimates_from_the_cached_measurement_and_never_times_training(tmp_path, monkeypatch):
+    """A sweep's first line reads what `validate --estimate` measured; without it, it says how to get one."""
+    from orchestrator.sweep import estimate as module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    study = load_study(study_file("digits"), SHRUNK)
+    unknown = estimate(study, measure=False)
+    assert unknown.seconds is None and "validate --estimate" in unknown.text()
+    measured = estimate(study)
+    assert (tmp_path / "decaylab" / "speed.json").is_file()
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("a sweep timed training")
+
+    monkeypatch.setattr(module, "seconds_per_forward", no_timing)
+    cached = estimate(study, measure=False)
+    assert cached.seconds == pytest.approx(measured.seconds) and "measured on this machine's CPU" in cached.text()
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from helpers.cli import heavy_imports
 from helpers.sweep import REPO, write_study
 
 from orchestrator.cli import main
-from orchestrator.evaluate import settings_hash, whole_test_split
+from orchestrator.sweep.evaluate import settings_hash, whole_test_split
 from trials import data as data_mod
 from trials import selection
 from trials.config import Attack, TrialConfig, resolved_eval_attack
@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 
 def test_status_and_report_read_the_output_of_train(trained):
     assert heavy_imports("status", str(trained)) == (0, [])
-    code = ("import sys; from orchestrator.cli import cmd_report; import analysis.report; "
+    code = ("import sys; from orchestrator.cli import report; import analysis.report; "
             "print([m for m in ('torch', 'ray') if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                           timeout=120).stdout.strip() == "[]"

@@ -2,9 +2,12 @@
 corrupted checkpoints and records, crafted pickles, a diverging configuration, a report read mid-sweep,
 storage that cannot be written.
 
-The Ray tests run the real CLI in subprocesses on one small study (4 trials × 4 epochs), compared
-with one uninterrupted run of it (`reference`, made once per module). Each property is checked on
-the files a user reads: the result parquet files and decaylab's own records under
+The tests run the real CLI in subprocesses on one small study (4 trials × 4 epochs), compared with one
+uninterrupted run of it (`reference`, made once per module with the local executor). What only Ray does
+(its workers killed, its processes signalled with the driver, its retries) runs on a real local Ray
+cluster (`@pytest.mark.ray`); the rest with the local executor, which records trials through the same
+runner. Faults are injected by `helpers.faults` (the product has no fault switch). Each property is
+checked on the files a user reads: the result parquet files and decaylab's own records under
 `RUN_DIR/trials/<trial_id>/` (epoch-*.json, checkpoint-*.pt, result.json, error.json).
 """
 
@@ -25,12 +28,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import faults as injected
 from helpers.sweep import REPO, comparable, decaylab, start_decaylab, write_study
 
-from orchestrator import records, results
 from orchestrator.cli import main
-from orchestrator.status import status_text
-from orchestrator.storage import RunDir
+from orchestrator.run import layout, results
+from orchestrator.run.status import status_text
+from orchestrator.run.storage import RunDir
 
 STUDY = {
     "name": "faults",
@@ -59,7 +63,7 @@ def finished_trials(run: Path) -> set[str]:
 def newest_checkpoint(trial: Path) -> int:
     """The epoch of a trial's newest checkpoint (0 when it has none)."""
     names = (p.name for p in trial.glob("checkpoint-*.pt"))
-    epochs = [int(m.group(1)) for name in names if (m := records.CHECKPOINT_FILE.fullmatch(name))]
+    epochs = [int(m.group(1)) for name in names if (m := layout.CHECKPOINT_FILE.fullmatch(name))]
     return max(epochs, default=0)
 
 
@@ -164,8 +168,8 @@ def reference(tmp_path_factory) -> Reference:
     base = tmp_path_factory.mktemp("reference")
     run = base / "results" / "faults"
     # one trial at a time: each trial's end is a separate export, with quiet moments in between
-    proc = start_decaylab("sweep", write_study(base, **STUDY), "--storage", base / "results",
-                          "--set", "resources.max_concurrent=1", log=base / "log")
+    proc = start_decaylab("sweep", write_study(base, **STUDY), "--storage", base / "results", "--executor", "local",
+                          log=base / "log")
     ref = Reference(run, "")
     parts_seen = 0
     try:
@@ -230,12 +234,16 @@ KILL_POINTS = {
 }
 
 
+EXECUTORS = {"before-any-trial-finished": "ray", "all-results-written": "local"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("point", KILL_POINTS, ids=KILL_POINTS)
+@pytest.mark.parametrize("point", [pytest.param("before-any-trial-finished", marks=pytest.mark.ray),
+                                   "all-results-written"])
 def test_killed_driver_resumes_to_the_same_rows_without_reading_ray_pickles(reference, tmp_path, point):
     run = tmp_path / "results" / "faults"
     proc = start_decaylab("sweep", write_study(tmp_path, **STUDY), "--storage", tmp_path / "results",
-                          log=tmp_path / "log")
+                          "--executor", EXECUTORS[point], log=tmp_path / "log")
     wait_until(proc, lambda: KILL_POINTS[point](run), point, tmp_path / "log")
     kill_driver(proc)
     assert json.loads((run / "manifest.json").read_text())["finished"] is None, "the sweep had finished"
@@ -243,7 +251,7 @@ def test_killed_driver_resumes_to_the_same_rows_without_reading_ray_pickles(refe
     assert "did not finish: `decaylab resume` continues it" in text
     marker = tmp_path / "unpickled"
     assert plant_pickles(run, marker) >= 1
-    out = decaylab("resume", run)
+    out = decaylab("resume", run, "--executor", EXECUTORS[point])
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
     assert not marker.exists(), "resume unpickled a file of the run directory"
@@ -290,6 +298,7 @@ def interrupt(run: Path, tmp_path: Path, sig: int, argv: list, name: str,
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_sigterm_and_sigint_stop_a_sweep_gracefully_and_resume_gives_every_trial_once(reference, tmp_path):
     run = tmp_path / "results" / "faults"
     study = write_study(tmp_path, **STUDY)
@@ -311,6 +320,7 @@ def test_sigterm_and_sigint_stop_a_sweep_gracefully_and_resume_gives_every_trial
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_sigterm_to_the_whole_process_group_stops_at_once_and_resume_gives_every_trial_once(reference, tmp_path):
     # `timeout`, `kill -- -PGID` and systemd signal Ray's own processes too: the dead cluster must not hold
     # the driver (Ray Tune's orderly stop would wait a minute for it, then abort)
@@ -330,6 +340,22 @@ def test_sigterm_to_the_whole_process_group_stops_at_once_and_resume_gives_every
     assert_same_rows(run, reference.run)
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_local_executor_at_the_end_of_the_epoch_and_resume_gives_every_trial_once(reference,
+                                                                                                    tmp_path):
+    run = tmp_path / "results" / "faults"
+    study = write_study(tmp_path, **STUDY)
+    stopped = interrupt(run, tmp_path, signal.SIGTERM, ["sweep", study, "--storage", tmp_path / "results",
+                                                        "--executor", "local"], "term")
+    assert stopped.returncode == 143, stopped.stdout[-3000:]
+    assert f"`decaylab resume {run}`" in stopped.stdout.splitlines()[-1]
+    assert "Traceback" not in stopped.stdout
+    assert not list(run.glob("trials/*/error.json")), "a trial cut short by the stop was recorded as failed"
+    out = decaylab("resume", run, "--executor", "local")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert_same_rows(run, reference.run)
+
+
 OPTUNA = {**STUDY, "name": "tune", "methods": {"wd": {"kind": "fixed"}, "awd": {"kind": "adaptive"}},
           "train": {"epochs": 3, "batch_size": 64},
           "search": {"kind": "optuna", "n_trials": 2, "seed": 3,
@@ -338,14 +364,14 @@ OPTUNA = {**STUDY, "name": "tune", "methods": {"wd": {"kind": "fixed"}, "awd": {
 
 
 @pytest.mark.slow
-def test_a_stopped_optuna_stage_resumes_without_reading_ray_pickles(tmp_path):
+def test_a_stopped_optuna_stage_resumes_from_its_records(tmp_path):
     run = tmp_path / "results" / "tune"
-    stopped = interrupt(run, tmp_path, signal.SIGTERM,
-                        ["sweep", write_study(tmp_path, **OPTUNA), "--storage", tmp_path / "results"], "term")
+    stopped = interrupt(run, tmp_path, signal.SIGTERM, ["sweep", write_study(tmp_path, **OPTUNA), "--storage",
+                                                        tmp_path / "results", "--executor", "local"], "term")
     assert stopped.returncode in (0, 143), stopped.stdout[-3000:]
     marker = tmp_path / "unpickled"
     plant_pickles(run, marker)
-    out = decaylab("resume", run)
+    out = decaylab("resume", run, "--executor", "local")
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert not marker.exists()
     trials = pd.read_parquet(run / "trials.parquet")
@@ -365,7 +391,7 @@ def test_corrupted_records_fall_back_or_rerun_and_resume_to_the_same_rows(refere
     damaged; resume sets it aside and runs the trial again)."""
     run = tmp_path / "results" / "faults"
     proc = start_decaylab("sweep", write_study(tmp_path, **STUDY), "--storage", tmp_path / "results",
-                          log=tmp_path / "log")
+                          "--executor", "local", log=tmp_path / "log")
 
     def midway() -> bool:
         done = finished_trials(run)
@@ -381,7 +407,7 @@ def test_corrupted_records_fall_back_or_rerun_and_resume_to_the_same_rows(refere
     result.write_text(result.read_text()[:300])  # garbled
     text = status_text(RunDir(str(run)))
     assert f"damaged trials/{done}/result.json" in text and "decaylab resume" in text
-    out = decaylab("resume", run)
+    out = decaylab("resume", run, "--executor", "local")
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"{victim.name} resumes from epoch {newest_checkpoint(victim) - 1}" in out.stderr or \
         f"{victim.name} resumes from epoch" in out.stderr  # the user is told
@@ -452,64 +478,88 @@ def beyond_source_edits(status: str) -> set[str]:
                                                                  ".pytest_cache/", ".ruff_cache/", ".sh"))}
 
 
-@pytest.fixture(scope="module")
-def troubled(tmp_path_factory) -> Troubled:
-    """One sweep with a killed worker, a trial failing on every attempt and two diverging ones
-    (lr 1e6), run from a fresh working directory with --storage and --report-out inside it."""
-    base = tmp_path_factory.mktemp("troubled")
-    study = write_study(base, **TROUBLED)
+def troubled_sweep(base: Path, executor: str, faults: list[dict], study: dict) -> Troubled:
+    """One sweep with injected faults, run from a fresh working directory with --storage and the report
+    directory inside it."""
     cwd = base / "work"
     cwd.mkdir()
-    faults = [{"trial": KILLED, "epoch": 2, "action": "kill", "once": str(base / "killed")}]
-    faults += [{"trial": FAILING, "epoch": e, "action": "raise"} for e in range(1, 4)]
     before = repo_state()
-    out = decaylab("sweep", study, "--storage", "storage", "--report", "--report-out", "report", cwd=cwd,
-                   env={"DECAYLAB_FAULTS": json.dumps(faults), "PYTHONPATH": str(REPO)})
-    assert (base / "killed").exists(), out.stderr[-3000:]
-    return Troubled(cwd / "storage" / "troubled", out, cwd / "report", {p.name for p in cwd.iterdir()},
+    out = decaylab("sweep", write_study(base, **study), "--storage", "storage", "--report", "--out", "report",
+                   "--executor", executor, cwd=cwd, env=injected.environment(base / "site", faults))
+    return Troubled(cwd / "storage" / study["name"], out, cwd / "report", {p.name for p in cwd.iterdir()},
                     before, repo_state())
 
 
+@pytest.fixture(scope="module")
+def troubled_ray(tmp_path_factory) -> Troubled:
+    """On Ray: one trial's worker killed once after epoch 2, one trial failing on every attempt."""
+    base = tmp_path_factory.mktemp("troubled-ray")
+    faults = [{"trial": KILLED, "epoch": 2, "action": "kill", "once": str(base / "killed")}]
+    faults += [{"trial": FAILING, "epoch": e, "action": "raise"} for e in range(1, 4)]
+    out = troubled_sweep(base, "ray", faults, {**TROUBLED, "lr": [0.05]})
+    assert (base / "killed").exists(), out.out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def troubled_local(tmp_path_factory) -> Troubled:
+    """With the local executor: a trial failing on every attempt and two diverging ones (lr 1e6)."""
+    base = tmp_path_factory.mktemp("troubled-local")
+    return troubled_sweep(base, "local", [{"trial": FAILING, "epoch": e, "action": "raise"} for e in range(1, 4)],
+                          TROUBLED)
+
+
 @pytest.mark.slow
-def test_a_killed_worker_is_retried_from_its_checkpoint(troubled):
-    epochs = pd.read_parquet(troubled.run / "epochs.parquet")
+@pytest.mark.ray
+def test_a_killed_worker_is_retried_from_its_checkpoint(troubled_ray):
+    epochs = pd.read_parquet(troubled_ray.run / "epochs.parquet")
     assert epochs.loc[epochs["trial_id"] == KILLED, "epoch"].tolist() == [1, 2, 3]  # each row exactly once
-    trials = pd.read_parquet(troubled.run / "trials.parquet").set_index("trial_id")
+    trials = pd.read_parquet(troubled_ray.run / "trials.parquet").set_index("trial_id")
     assert trials.loc[KILLED, "status"] == "ok"
 
 
-@pytest.mark.slow
-def test_a_trial_failing_every_attempt_is_marked_failed_and_the_rest_finish(troubled):
+def assert_failed_every_attempt(troubled: Troubled) -> None:
     out = troubled.out
-    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.returncode == 1 and "Traceback" not in out.stderr.split("failed: RuntimeError")[-1]
     assert "1 trial(s) failed" in out.stderr and "decaylab status" in out.stderr
     trials = pd.read_parquet(troubled.run / "trials.parquet").set_index("trial_id")
     assert trials.loc[FAILING, "status"] == "failed"
-    assert "injected fault in awd-0.02-lr0.05-s0" in trials.loc[FAILING, "error"]
+    assert f"injected fault in {FAILING}" in trials.loc[FAILING, "error"]
     assert (trials.drop(index=FAILING)["status"].isin(FINISHED)).all()
     status, text, _ = cli(["status", troubled.run])
     assert status == 0 and f"failed {FAILING}: " in text and "injected fault" in text
 
 
 @pytest.mark.slow
-def test_a_diverging_trial_is_kept_but_never_selected(troubled):
-    trials = pd.read_parquet(troubled.run / "trials.parquet")
+@pytest.mark.ray
+def test_a_trial_failing_every_attempt_is_marked_failed_and_the_rest_finish(troubled_ray):
+    assert_failed_every_attempt(troubled_ray)
+
+
+@pytest.mark.slow
+def test_a_trial_failing_every_attempt_with_the_local_executor_is_marked_failed_too(troubled_local):
+    assert_failed_every_attempt(troubled_local)
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_is_kept_but_never_selected(troubled_local):
+    trials = pd.read_parquet(troubled_local.run / "trials.parquet")
     diverged = trials[trials["lr"] == 1.0e6]
     assert len(diverged) == 2 and set(diverged["status"]) == {"diverged"}
     assert (diverged["score"] == 0.0).all()  # the selection rule's score: never above a trained trial
     assert (trials.loc[trials["status"] == "ok", "score"] > 0).all()
-    epochs = pd.read_parquet(troubled.run / "epochs.parquet")
+    epochs = pd.read_parquet(troubled_local.run / "epochs.parquet")
     assert (epochs.loc[epochs["lr"] == 1.0e6, "epoch"] == 1).all()  # stopped within the first epoch
     assert set(epochs.loc[epochs["lr"] == 1.0e6, "trial_id"]) == set(diverged["trial_id"])  # rows kept
-    assert (troubled.report / "report.md").exists()  # the report was written despite the failed trial
+    assert (troubled_local.report / "report.md").exists()  # the report was written despite the failed trial
 
 
 @pytest.mark.slow
-def test_a_sweep_writes_only_its_run_and_report_directories(troubled):
-    assert troubled.new_in_cwd == {"storage", "report"}
-    assert sorted(p.name for p in troubled.run.parent.iterdir()) == ["troubled"]
-    status_before, outputs_before = troubled.repo_before
-    status_after, outputs_after = troubled.repo_after
+def test_a_sweep_writes_only_its_run_and_report_directories(troubled_local):
+    assert troubled_local.new_in_cwd == {"storage", "report"}
+    assert sorted(p.name for p in troubled_local.run.parent.iterdir()) == ["troubled"]
+    status_before, outputs_before = troubled_local.repo_before
+    status_after, outputs_after = troubled_local.repo_after
     assert beyond_source_edits(status_after) == beyond_source_edits(status_before)
     assert outputs_after == outputs_before
 
@@ -581,7 +631,7 @@ def test_full_storage_in_process_before_ray(tmp_path, monkeypatch):
     """The same, simulated in this process: the first write fails with ENOSPC and Ray never starts."""
     import ray
 
-    from orchestrator import storage
+    from orchestrator.run import storage
 
     def no_space(target, data, *durable):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
@@ -616,7 +666,7 @@ def test_finished_results_survive_an_unwritable_run_directory(reference, tmp_pat
     before = file_bytes(run)
     grown = write_study(tmp_path, **{**STUDY, "seeds": [0, 1]})  # extend: new trials to run
     with read_only(run):
-        out = decaylab("sweep", grown, "--storage", tmp_path / "results")
+        out = decaylab("sweep", grown, "--storage", tmp_path / "results", "--executor", "local")
     assert_clean_storage_error(out, str(run), "not writable")
     assert file_bytes(run) == before
     assert len(pd.read_parquet(run / "epochs.parquet")) == TRIALS * EPOCHS
@@ -629,7 +679,7 @@ def test_finished_results_survive_a_disk_that_fills_up(reference, tmp_path):
         shutil.copytree(reference.run, run)
         before = file_bytes(run)
         fill(disk, 8)  # room for the write test, not for the exported parquet files
-        out = decaylab("resume", run)
+        out = decaylab("resume", run, "--executor", "local")
         assert_clean_storage_error(out, str(run), "No space left on device")
         assert file_bytes(run) == before
         assert len(pd.read_parquet(run / "trials.parquet")) == TRIALS
@@ -658,7 +708,7 @@ def test_damaged_result_files_are_rebuilt_from_the_records_or_give_a_clear_error
     run = tmp_path / "faults"
     shutil.copytree(reference.run, run)
     (run / "epochs.parquet").write_bytes(b"PAR1 not really parquet")
-    assert cli(["resume", run])[0] == 0  # nothing to run: the result files are rebuilt from the records
+    assert cli(["resume", run, "--executor", "local"])[0] == 0  # nothing to run: the files are rebuilt
     assert pd.read_parquet(run / "epochs.parquet").shape[0] == TRIALS * EPOCHS
     (run / "epochs.parquet").write_bytes(b"PAR1 not really parquet")
     status, _, err = cli(["report", run, "--out", tmp_path / "r1"])  # report consolidates first: repaired too
@@ -678,7 +728,7 @@ def test_damaged_result_files_are_rebuilt_from_the_records_or_give_a_clear_error
 def test_a_storage_error_inside_tune_surfaces_as_itself():
     from ray.tune.error import TuneError
 
-    from orchestrator.tune_backend import _fit
+    from orchestrator.ray.executor import fit
 
     class Tuner:
         def fit(self):
@@ -688,7 +738,7 @@ def test_a_storage_error_inside_tune_surfaces_as_itself():
                 raise TuneError("Traceback (most recent call last): ...") from None
 
     with pytest.raises(OSError, match="No space left") as err:
-        _fit(Tuner())
+        fit(Tuner())
     assert not isinstance(err.value, TuneError)
 
 
@@ -696,66 +746,18 @@ def test_a_storage_error_inside_tune_surfaces_as_itself():
 
 
 def test_ray_dashboard_is_off_by_default_and_local_when_on():
-    from orchestrator.tune_backend import init_kwargs
+    from orchestrator.ray.cluster import init_kwargs
 
     off = init_kwargs(None, None, False, {})
     assert off["include_dashboard"] is False and off["dashboard_host"] == "127.0.0.1"
     assert off["address"] == "local"  # a fresh local cluster, never a stray `ray start` one
-    # local workers inherit the environment; a job runtime_env would keep Ray's prestarted workers idle
-    assert "runtime_env" not in init_kwargs(None, None, False, {"DECAYLAB_FAULTS": "[]"})
     on = init_kwargs(None, 2, True, {})
     assert on["include_dashboard"] is True and on["dashboard_host"] == "127.0.0.1" and on["num_cpus"] == 2
-    joined = init_kwargs(None, None, False, {"RAY_ADDRESS": "10.0.0.1:6379", "DECAYLAB_FAULTS": "[]"})
+    joined = init_kwargs(None, None, False, {"RAY_ADDRESS": "10.0.0.1:6379", "RAY_CHDIR_TO_TRIAL_DIR": "0"})
     assert joined["address"] == "10.0.0.1:6379" and "num_cpus" not in joined
-    assert joined["runtime_env"]["env_vars"] == {"DECAYLAB_FAULTS": "[]"}
+    assert joined["runtime_env"]["env_vars"] == {"RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
 
-def test_driver_preload_names_modules_that_exist():
-    """The driver imports these while `ray.init` runs; a renamed module would silently preload nothing."""
-    import importlib.util
-
-    from orchestrator.tune_backend import DRIVER_PRELOAD
-
-    assert all(importlib.util.find_spec(name) is not None for name in DRIVER_PRELOAD)
-
-
-def test_no_private_ray_attribute_is_touched():
-    """decaylab uses Ray's public API only (a private attribute can change in any release)."""
-    import re
-
-    used = set()
-    for path in (REPO / "orchestrator").glob("*.py"):
-        code = re.sub(r"\"[^\"\n]*\"|'[^'\n]*'", "''", path.read_text())  # logger names are not attributes
-        used |= set(re.findall(r"\bray(?:\.\w+)*\._\w+", code))
-    assert not used, used
-
-
-def test_a_worker_reads_the_grid_s_configurations_once_not_once_per_trial(monkeypatch, tmp_path):
-    """The trainable carries `Entries` (where the table is) to a worker for every trial; the table behind
-    it (the whole grid's configurations) is read and parsed once per worker process and sweep, and what
-    travels per trial does not grow with the grid."""
-    from orchestrator import tune_backend
-    from orchestrator.storage import RunDir
-
-    reads = []
-    read_bytes = RunDir.read_bytes
-
-    def counted(self, *parts):
-        reads.append(parts)
-        return read_bytes(self, *parts)
-
-    monkeypatch.setattr(RunDir, "read_bytes", counted)
-    monkeypatch.setattr(tune_backend, "_FETCHED", {})
-    run = RunDir(str(tmp_path))
-    big = {f"t{i}": [{"i": i, "pad": "x" * 400}] for i in range(1000)}
-    shipped = pickle.dumps(tune_backend.Entries(run, "sweep-000", big))
-    assert len(shipped) < 1000, len(shipped)  # the table's location, not the table (about 0.4 MB)
-    for i in range(5):  # a trial each: a fresh copy of Entries, as the worker receives it
-        assert pickle.loads(shipped)[f"t{i}"] == big[f"t{i}"]
-    assert reads == [("sweep-000", tune_backend.ENTRIES_FILE)]
-    later = tune_backend.Entries(run, "sweep-001", {"t0": [{"i": "next sweep"}]})  # the next sweep's own
-    assert later["t0"] == [{"i": "next sweep"}] and len(reads) == 2
-    assert list(tune_backend._FETCHED) == [(run.location, "sweep-001")]  # the earlier table is not kept
 
 
 def test_a_thread_hears_a_stop_signal_while_the_main_thread_is_busy_elsewhere(monkeypatch):

@@ -11,8 +11,9 @@ import yaml
 from helpers.sweep import decaylab, write_study
 
 from orchestrator.errors import UserError
-from orchestrator.optuna_stage import OptunaSpace, make_sampler
-from orchestrator.spec import expand_grid, load_study, study_from_dict
+from orchestrator.study.load import load_study, study_from_dict
+from orchestrator.study.plan import expand_grid
+from orchestrator.sweep.optuna import OptunaSpace, make_sampler
 
 OPTUNA = {
     "name": "tune",
@@ -60,7 +61,30 @@ def test_an_arm_without_a_range_or_a_grid_is_rejected():
         study_from_dict({**OPTUNA, "search": {**OPTUNA["search"], "space": space}}, "t")
 
 
+def test_asha_stops_a_configuration_behind_its_rung_and_tells_optuna(tmp_path):
+    """The tuning stage asks Optuna for each configuration when an executor has room, and after each epoch
+    the successive-halving pruner may stop it; how each ended is told back (pruned ones as pruned)."""
+    from orchestrator.run.storage import RunDir
+    from orchestrator.sweep.optuna import OptunaWork
+
+    study = study_from_dict({**OPTUNA, "search": {**OPTUNA["search"], "n_trials": 2, "scheduler": "asha",
+                                                  "grace_period": 1, "reduction_factor": 2}}, "t")
+    work = OptunaWork(RunDir(str(tmp_path)), study, resumed=False)
+    assert work.total == 4
+    first, second = work.next(), work.next()
+    assert {first.params["arm"], second.params["arm"]} == {"wd", "awd"}
+    assert [m.seed for m in first.members] == [0, 1]  # every seed of the study, trained in lockstep
+    assert not work.epoch(first, {"objective": 0.9, "evaluations": 1})
+    work.ended(first, "ok", {"objective": 0.9})
+    assert work.epoch(second, {"objective": 0.1, "evaluations": 1})  # far behind the rung's best: stopped
+    work.ended(second, "stopped", {"objective": 0.1})
+    states = [t.state for t in work.ot.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    assert work.next() is not None and work.next() is not None and work.next() is None  # n_trials per arm
+
+
 @pytest.mark.slow
+@pytest.mark.ray
 def test_optuna_search_end_to_end_writes_a_grid_study(tmp_path):
     study = write_study(tmp_path, name="tune", methods=OPTUNA["methods"], seeds=[0, 1],
                         search={**OPTUNA["search"], "n_trials": 2, "seeds_per_trial": 1, "scheduler": "asha",
@@ -79,7 +103,7 @@ def test_optuna_search_end_to_end_writes_a_grid_study(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_optuna_stage_resumes_from_its_records_without_ray_pickles(tmp_path):
+def test_a_killed_optuna_stage_resumes_from_its_records(tmp_path):
     """Resume rebuilds the Optuna study from decaylab's records (never Tuner.restore): every planned
     configuration ends exactly once and the unfinished ones continue from their checkpoints."""
     import signal
@@ -89,7 +113,7 @@ def test_a_killed_optuna_stage_resumes_from_its_records_without_ray_pickles(tmp_
 
     study = write_study(tmp_path, name="tune", methods=OPTUNA["methods"], seeds=[0],
                         train={"epochs": 3, "batch_size": 64}, search={**OPTUNA["search"], "n_trials": 3})
-    proc = start_decaylab("sweep", study, "--storage", tmp_path / "r", log=tmp_path / "log")
+    proc = start_decaylab("sweep", study, "--storage", tmp_path / "r", "--executor", "local", log=tmp_path / "log")
     run = tmp_path / "r" / "tune"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -100,9 +124,7 @@ def test_a_killed_optuna_stage_resumes_from_its_records_without_ray_pickles(tmp_
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(2)
-    for pickle in run.glob("sweep-*/**/*.pkl"):  # anything Ray pickled must be irrelevant to a resume
-        pickle.write_bytes(b"not a pickle")
-    out = decaylab("resume", run)
+    out = decaylab("resume", run, "--executor", "local")
     assert out.returncode == 0, out.stderr[-3000:]
     trials = pd.read_parquet(run / "trials.parquet")
     assert len(trials) == 6 and set(trials["status"]) == {"ok"}

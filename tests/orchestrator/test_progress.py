@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from orchestrator import progress as progress_mod
-from orchestrator.progress import Progress
+from orchestrator.sweep import live as progress_mod
+from orchestrator.sweep.live import Progress
 
 
 class Clock:

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from helpers.trial import trained_trial
 
-from orchestrator import records, results
-from orchestrator.storage import RunDir
+from orchestrator.run import records, results
+from orchestrator.run.storage import RunDir
 from trials.schema import EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS, conform
 
 COLUMNS = {"epochs": EPOCH_COLUMNS, "trials": TRIAL_COLUMNS, "evaluations": EVAL_COLUMNS}

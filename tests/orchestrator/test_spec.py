@@ -9,14 +9,9 @@ import sys
 import pytest
 
 from orchestrator.errors import UserError
-from orchestrator.spec import (
-    apply_overrides,
-    documented_options,
-    expand_grid,
-    load_study,
-    single_trial,
-    study_from_dict,
-)
+from orchestrator.study.docs import documented_options
+from orchestrator.study.load import apply_overrides, load_study, single_trial, study_from_dict
+from orchestrator.study.plan import expand_grid
 
 BASE = {
     "name": "g",
@@ -59,7 +54,7 @@ def test_overrides_use_dotted_keys_and_yaml_values(tmp_path):
     study = load_study(path, ["train.epochs=5", "lr=[0.1, 0.2]", "seeds=[3]", "attack.train.eps=0.1"])
     assert study.train.epochs == 5 and study.lr == (0.1, 0.2) and study.seeds == (3,)
     assert study.attack.train.eps == 0.1
-    assert study.arm("wd").lam == (1e-4,)
+    assert study.methods["wd"].lam == (1e-4,)
 
 
 @pytest.mark.parametrize("override, key", [
@@ -147,7 +142,7 @@ def test_validate_command_exit_status_and_no_traceback(tmp_path):
 def test_readme_documents_every_option():
     from pathlib import Path
 
-    from orchestrator.docs import with_options
+    from orchestrator.study.docs import with_options
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert with_options(readme) == readme, "README.md is stale: run `python -m orchestrator.docs`"
+    assert with_options(readme) == readme, "README.md is stale: run `python -m orchestrator.study.docs`"

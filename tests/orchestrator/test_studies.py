@@ -27,7 +27,9 @@ from helpers.datasets import (
 from helpers.sweep import REPO, decaylab
 
 from orchestrator.cli import main
-from orchestrator.spec import Study, expand_grid, load_study, parse_yaml
+from orchestrator.study.load import load_study, parse_yaml
+from orchestrator.study.plan import expand_grid
+from orchestrator.study.schema import Study
 from trials.config import resolved_eval_attack, resolved_train_attack
 
 STUDIES = REPO / "studies"

@@ -1,7 +1,10 @@
-"""End-to-end sweeps through the real CLI and a real (local) Ray cluster."""
+"""End-to-end sweeps through the real CLI: one on a real (local) Ray cluster, the others with the local
+executor, which runs the same trial runner in this process."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -9,16 +12,24 @@ import time
 
 import pandas as pd
 import pytest
+from helpers import faults
 from helpers.sweep import comparable, decaylab, start_decaylab, write_study
 
+from orchestrator.cli import main
 from trials.schema import EPOCH_COLUMNS, EVAL_COLUMNS, TRIAL_COLUMNS
 
-pytestmark = pytest.mark.slow
+
+def local(*argv) -> tuple[int, str]:
+    """`decaylab ARGV --executor local` in this process: (status, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main([*map(str, argv), "--executor", "local"])
+    return status, err.getvalue()
 
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-    """The tiny study run once, uninterrupted: 8 trials × 2 epochs."""
+    """The tiny study run once on a local Ray cluster, uninterrupted: 8 trials × 2 epochs."""
     base = tmp_path_factory.mktemp("ref")
     study = write_study(base)
     out = decaylab("sweep", study, "--storage", base / "results")
@@ -26,6 +37,8 @@ def reference_run(tmp_path_factory):
     return base / "results" / "tiny", out
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_tiny_sweep_writes_the_design_files(reference_run):
     run, out = reference_run
     epochs = pd.read_parquet(run / "epochs.parquet")
@@ -59,12 +72,36 @@ def test_tiny_sweep_writes_the_design_files(reference_run):
     assert (run / "sweep.log").read_text().splitlines()[-1].startswith("done in ")  # the log ends with the summary
     status = decaylab("status", run)
     assert status.returncode == 0 and "8 ok" in status.stdout and "best awd" in status.stdout
+    assert list(run.glob("sweep-000/*/events.out.tfevents.*")), "no TensorBoard events from Ray's logger"
 
 
-def test_killed_driver_resumes_to_the_same_rows(reference_run, tmp_path):
+@pytest.mark.slow
+@pytest.mark.ray
+def test_both_executors_record_the_same_rows(reference_run, tmp_path):
+    """The local executor trains through the same runner as Ray's trials: the same study gives the same rows."""
     ref_run, _ = reference_run
+    status, err = local("sweep", write_study(tmp_path), "--storage", tmp_path / "r")
+    assert status == 0, err[-3000:]
+    run = tmp_path / "r" / "tiny"
+    pd.testing.assert_frame_equal(comparable(pd.read_parquet(run / "epochs.parquet")),
+                                  comparable(pd.read_parquet(ref_run / "epochs.parquet")))
+    keys = ["trial_id", "checkpoint", "sparsity"]
+
+    def evaluations(where):
+        return pd.read_parquet(where / "evaluations.parquet").sort_values(keys, ignore_index=True)
+
+    pd.testing.assert_frame_equal(evaluations(run), evaluations(ref_run))
+    assert list(run.glob("sweep-000/*/events.out.tfevents.*")), "no TensorBoard events from the local executor"
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_to_the_same_rows(tmp_path):
     study = write_study(tmp_path, train={"epochs": 2, "batch_size": 64})
-    proc = start_decaylab("sweep", study, "--storage", tmp_path / "results", log=tmp_path / "log")
+    status, err = local("sweep", study, "--storage", tmp_path / "reference")
+    assert status == 0, err[-3000:]
+    ref_run = tmp_path / "reference" / "tiny"
+    proc = start_decaylab("sweep", study, "--storage", tmp_path / "results", "--executor", "local",
+                          log=tmp_path / "log")
     run = tmp_path / "results" / "tiny"
     deadline = time.monotonic() + 240
     # wait until some trial has checkpointed but the sweep is not over, then SIGKILL the driver
@@ -75,9 +112,8 @@ def test_killed_driver_resumes_to_the_same_rows(reference_run, tmp_path):
     assert proc.poll() is None, "the sweep finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(2)
-    out = decaylab("resume", run)
-    assert out.returncode == 0, out.stderr[-3000:]
+    status, err = local("resume", run)
+    assert status == 0, err[-3000:]
     resumed = pd.read_parquet(run / "epochs.parquet")
     reference = pd.read_parquet(ref_run / "epochs.parquet")
     assert not resumed.duplicated(["trial_id", "epoch"]).any()
@@ -86,13 +122,14 @@ def test_killed_driver_resumes_to_the_same_rows(reference_run, tmp_path):
     assert len(trials) == 8 and set(trials["status"]) == {"ok"}
 
 
-def test_a_trial_that_raises_once_is_retried_and_finishes(tmp_path):
+def test_a_trial_that_raises_once_is_retried_and_finishes(tmp_path, monkeypatch):
     study = write_study(tmp_path, lr=[0.05], methods={"wd": {"kind": "fixed", "lambda": [0.0]}},
                         train={"epochs": 3, "batch_size": 64})
-    fault = [{"trial": "wd-0-lr0.05-s0", "epoch": 2, "action": "raise", "once": str(tmp_path / "fired")}]
-    out = decaylab("sweep", study, "--storage", tmp_path / "r", env={"DECAYLAB_FAULTS": json.dumps(fault)})
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "fired").exists()
+    faults.inject(monkeypatch, [{"trial": "wd-0-lr0.05-s0", "epoch": 2, "action": "raise",
+                                 "once": str(tmp_path / "fired")}])
+    status, err = local("sweep", study, "--storage", tmp_path / "r")
+    assert status == 0, err[-3000:]
+    assert (tmp_path / "fired").exists() and "retrying from its checkpoint" in err
     epochs = pd.read_parquet(tmp_path / "r" / "tiny" / "epochs.parquet")
     assert list(epochs["epoch"]) == [1, 2, 3]  # retried from the epoch-2 checkpoint, nothing repeated
     assert pd.read_parquet(tmp_path / "r" / "tiny" / "trials.parquet")["status"].tolist() == ["ok"]
@@ -100,8 +137,8 @@ def test_a_trial_that_raises_once_is_retried_and_finishes(tmp_path):
 
 def test_a_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     study = write_study(tmp_path, lr=[0.05, 1.0e6], methods={"wd": {"kind": "fixed", "lambda": [0.0]}})
-    out = decaylab("sweep", study, "--storage", tmp_path / "r")
-    assert out.returncode == 0, out.stderr[-3000:]
+    status, err = local("sweep", study, "--storage", tmp_path / "r")
+    assert status == 0, err[-3000:]
     trials = pd.read_parquet(tmp_path / "r" / "tiny" / "trials.parquet").set_index("lr")
     assert trials.loc[1.0e6, "status"] == "diverged" and trials.loc[0.05, "status"] == "ok"
     epochs = pd.read_parquet(tmp_path / "r" / "tiny" / "epochs.parquet")
@@ -110,24 +147,24 @@ def test_a_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_gpu_on_a_cpu_only_machine_fails_fast(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
     study = write_study(tmp_path)
-    start = time.monotonic()
-    out = decaylab("sweep", study, "--storage", tmp_path / "r", "--device", "gpu")
-    assert out.returncode == 2 and "no CUDA GPU" in out.stderr and "Traceback" not in out.stderr
-    assert time.monotonic() - start < 60
+    status, err = local("sweep", study, "--storage", tmp_path / "r", "--device", "gpu")
+    assert status == 2 and "no CUDA GPU" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # started nothing, wrote nothing
 
 
-def test_extend_runs_only_the_new_trials(reference_run, tmp_path):
+def test_extend_runs_only_the_new_trials(tmp_path):
     study = write_study(tmp_path, lr=[0.05], methods={"wd": {"kind": "fixed", "lambda": [0.0]}})
-    assert decaylab("sweep", study, "--storage", tmp_path / "r").returncode == 0
+    assert local("sweep", study, "--storage", tmp_path / "r")[0] == 0
     first = pd.read_parquet(tmp_path / "r" / "tiny" / "epochs.parquet")
     grown = write_study(tmp_path, lr=[0.05], seeds=[0, 1], methods={"wd": {"kind": "fixed", "lambda": [0.0]}})
-    out = decaylab("sweep", grown, "--storage", tmp_path / "r")
-    assert out.returncode == 0 and "1 trials to run (2 planned, 1 already finished)" in out.stderr
+    status, err = local("sweep", grown, "--storage", tmp_path / "r")
+    assert status == 0 and "1 trials to run (2 planned, 1 already finished)" in err
     both = pd.read_parquet(tmp_path / "r" / "tiny" / "epochs.parquet")
     assert sorted(both["seed"].unique()) == [0, 1] and len(both) == 4
     pd.testing.assert_frame_equal(both[both["seed"] == 0].reset_index(drop=True), first)
     changed = write_study(tmp_path, lr=[0.05], train={"epochs": 5, "batch_size": 64})
-    refused = decaylab("sweep", changed, "--storage", tmp_path / "r")
-    assert refused.returncode == 2 and "train.epochs: 2 → 5" in refused.stderr
+    status, err = local("sweep", changed, "--storage", tmp_path / "r")
+    assert status == 2 and "train.epochs: 2 → 5" in err

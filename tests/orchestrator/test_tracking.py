@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from helpers.sweep import decaylab, write_study
 
-from orchestrator import tracking
 from orchestrator.errors import UserError
-from orchestrator.spec import study_from_dict
+from orchestrator.run import tracking
+from orchestrator.study.load import study_from_dict
 from trials.config import GridPoint, TrialConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,18 +35,15 @@ def test_one_member_reports_plain_keys_several_are_prefixed_by_seed():
     assert "val_robust_acc" not in several
 
 
-def test_seeds_of_one_setting_share_a_configuration():
-    a, b = config(0), config(1)
-    assert a.trial_id != b.trial_id
-    assert tracking.configuration(a) == tracking.configuration(b) == "wd-0.0005-lr0.1"
-    assert tracking.run_name([a, b]) == "wd-0.0005-lr0.1-s0,1"
-    assert tracking.run_name([a]) == a.trial_id
+def test_a_ray_trial_s_hyperparameters_are_its_entry_s_flat_parameters():
+    """What the trackers show as a trial's hyperparameters (Tune hands them the trial's config)."""
+    from orchestrator.study.plan import entry_params, members
 
-
-def test_hyperparameters_are_flat():
-    hp = tracking.hyperparameters([config(params={"lam": 5e-4})])
-    assert hp == {"arm": "wd", "kind": "fixed", "setting": "λ=0.0005", "lam": 5e-4, "lr": 0.1, "seed": 0,
-                  "label_noise": 0.0}
+    study = study_from_dict({"methods": {"wd": {"kind": "fixed", "lambda": [5e-4]}}, "lr": [0.1], "seeds": [0, 1]}, "s")
+    params = entry_params(study, "wd", {"lam": 5e-4}, 0.1, [0, 1], 0.0)
+    assert params == {"arm": "wd", "kind": "fixed", "setting": "λ=0.0005", "lambda": 5e-4, "lr": 0.1, "seeds": [0, 1],
+                      "label_noise": 0.0}
+    assert [m.trial_id for m in members(study, params)] == ["wd-0.0005-lr0.1-s0", "wd-0.0005-lr0.1-s1"]
 
 
 def test_a_tracker_needs_its_uri_and_its_package(monkeypatch):
@@ -59,6 +56,7 @@ def test_a_tracker_needs_its_uri_and_its_package(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_sweep_reaches_mlflow_tensorboard_and_wandb(tmp_path):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -82,7 +80,7 @@ def test_a_sweep_reaches_mlflow_tensorboard_and_wandb(tmp_path):
     for child in children.values():
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val_robust_acc")] == [1, 2]
         assert [m.step for m in client.get_metric_history(child.info.run_id, "lambda_mean")] == [1, 2]
-        assert {"arm", "kind", "setting", "lr", "seed", "label_noise"} <= set(child.data.params)
+        assert {"arm", "kind", "setting", "lr", "seeds", "label_noise"} <= set(child.data.params)
         assert {"final/best_test_robust_acc", "final/last_test_robust_acc"} <= set(child.data.metrics)
 
     events = EventAccumulator(str(experiment / "awd-0.01-lr0.05-s0"))
@@ -102,61 +100,12 @@ def test_a_sweep_reaches_mlflow_tensorboard_and_wandb(tmp_path):
 
 def test_mlflow_and_wandb_are_imported_only_for_studies_that_use_them():
     """Their packages take over a second to import: a sweep with TensorBoard alone does not pay it."""
-    code = ("import sys\nfrom orchestrator.spec import study_from_dict\nfrom orchestrator.storage import RunDir\n"
-            "from orchestrator import tune_trackers\n"
+    code = ("import sys\nfrom orchestrator.study.load import study_from_dict\n"
+            "from orchestrator.run.storage import RunDir\nfrom orchestrator.ray import trackers\n"
             "study = study_from_dict({'name': 't', 'methods': {'wd': {'kind': 'fixed', 'lambda': [0.0]}}, "
             "'lr': [0.1], 'seeds': [0]}, 't')\n"
-            "names = [type(c).__name__ for c in tune_trackers.callbacks(study, RunDir('/tmp/x'), None)]\n"
+            "names = [type(c).__name__ for c in trackers.callbacks(study, RunDir('/tmp/x'))]\n"
             "print(names, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'wandb'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "['CSVLoggerCallback', 'JsonLoggerCallback', 'TensorBoardLogger'] []"
-
-
-class FakeTrial:
-    """What Ray's TensorBoard logger touches of a trial: where it writes, and no search-space values."""
-
-    def __init__(self, path: Path):
-        self.local_path = str(path)
-        self.evaluated_params: dict = {}
-        self.config: dict = {}
-
-    def init_local_path(self) -> None:
-        Path(self.local_path).mkdir(parents=True, exist_ok=True)
-
-
-def test_tensorboard_gets_the_scalars_ray_s_logger_writes_in_one_event_per_result(tmp_path):
-    """decaylab's TensorBoard logger writes each result as one event; read back, the series (tags, steps,
-    values) are the ones Ray's own logger writes with an event per scalar."""
-    import math
-
-    from ray.tune.logger import TBXLoggerCallback
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-    from orchestrator.tune_trackers import TensorBoardLogger
-
-    results = [{"timesteps_total": epoch, "training_iteration": epoch, "objective": 0.25 * epoch, "done": False,
-                "status": "running", "trial_id": "x", "pid": 12, "timestamp": 1.7e9, "time_total_s": 0.5,
-                "val_robust_acc": math.nan if epoch == 1 else 0.5, "s1/lambda_mean": 1e-4 * epoch,
-                "nested": {"a": epoch}, "config": {"trial": "x"}} for epoch in (1, 2, 3)]
-    series = []
-    for name, logger in (("ray", TBXLoggerCallback()), ("decaylab", TensorBoardLogger(None, None))):
-        trial = FakeTrial(tmp_path / name)
-        for i, result in enumerate(results):
-            logger.log_trial_result(i + 1, trial, result)
-        logger._trial_writer[trial].close()
-        events = EventAccumulator(str(tmp_path / name))
-        events.Reload()
-        series.append({tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]})
-        assert logger._trial_result[trial]["ray/tune/objective"] == 0.75
-    assert series[0] == series[1]
-    assert series[1]["ray/tune/val_robust_acc"] == [(2, 0.5), (3, 0.5)]  # NaN left out, as Ray leaves it out
-    assert series[1]["ray/tune/nested/a"] == [(1, 1.0), (2, 2.0), (3, 3.0)]
-    assert "ray/tune/pid" not in series[1] and "ray/tune/status" not in series[1]
-
-    def scalar_events(name: str) -> int:
-        [path] = (tmp_path / name).glob("events.out.tfevents.*")
-        return sum(1 for event in EventFileLoader(str(path)).Load() if event.summary.value)
-
-    assert scalar_events("decaylab") == 3 and scalar_events("ray") == sum(len(v) for v in series[0].values())
+    assert out.stdout.strip() == "['TBXLoggerCallback'] []"

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator import records, storage
 from orchestrator.errors import RunError, UserError
-from orchestrator.spec import expand_grid, study_from_dict
-from orchestrator.storage import RunDir, check_location
+from orchestrator.run import records, storage
+from orchestrator.run.storage import RunDir, check_location
+from orchestrator.study.load import study_from_dict
+from orchestrator.study.plan import expand_grid
 
 TID = "wd-0-lr0.05-s0"
 
@@ -49,8 +50,9 @@ def test_trial_ids_are_exact_and_stable():
                              "lr": [0.1]}, "t")
     ids = [c.trial_id for c in expand_grid(study)]
     assert ids == ["wd-0.3-lr0.1-s0", "wd-0.30000000000000004-lr0.1-s0"]  # different values, different ids
-    code = ("from orchestrator.spec import study_from_dict, expand_grid; print([c.trial_id for c in expand_grid("
-            "study_from_dict({'methods': {'wd': {'kind': 'fixed', 'lambda': [0.3, 0.30000000000000004]}}, "
+    code = ("from orchestrator.study.load import study_from_dict; from orchestrator.study.plan import expand_grid; "
+            "print([c.trial_id for c in expand_grid(study_from_dict("
+            "{'methods': {'wd': {'kind': 'fixed', 'lambda': [0.3, 0.30000000000000004]}}, "
             "'lr': [0.1]}, 't'))])")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "123"}, cwd=Path(__file__).resolve().parents[2])

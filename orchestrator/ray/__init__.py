@@ -1,0 +1,1 @@
+"""Everything that uses Ray: the cluster, the Ray Tune executor and the trackers' logger callbacks."""

@@ -1,0 +1,101 @@
+"""Opening a run directory: where it is, the study it records, and whether a new study may use it.
+
+A run directory keeps the resolved study (`study.yaml`). A study whose shared settings differ is
+refused (its results would not be comparable); one whose grid grew just runs the new points.
+"""
+
+from __future__ import annotations
+
+from orchestrator.errors import RunError, UserError
+from orchestrator.run.layout import STUDY
+from orchestrator.run.storage import RunDir, absolute, check_location
+from orchestrator.study import safe_yaml
+from orchestrator.study.load import study_from_dict
+from orchestrator.study.schema import Study
+from trials.config import SHARED_SECTIONS
+
+
+def run_dir_for(storage: str, study: Study) -> RunDir:
+    check_location(storage)
+    return RunDir(absolute(storage).rstrip("/") + "/" + study.name)
+
+
+def open_run(location: str, check_data: bool = True) -> tuple[RunDir, Study]:
+    """An existing run directory and its resolved study, or a clear error."""
+    check_location(location)
+    run = RunDir(absolute(location))
+    if not run.exists():
+        raise UserError(location, "no such run directory", "give <storage>/<study name>, e.g. results/digits")
+    if not run.exists(STUDY):
+        raise UserError(location, "not a decaylab run directory (it has no study.yaml)",
+                        "give the directory `decaylab sweep` printed at its end")
+    return run, recorded_study(run, check_data)
+
+
+def recorded_study(run: RunDir, check_data: bool = True) -> Study:
+    """The resolved study kept in the run directory. A damaged study.yaml (binary, truncated, edited
+    into an invalid study) is called damaged, not blamed on one of its keys."""
+    where = run.uri(STUDY)
+    fix = ("rewrite it from `resolved_study` in manifest.json, or delete it and rerun `decaylab sweep` "
+           "with the original study file and --storage")
+    try:
+        if run.size(STUDY) > safe_yaml.MAX_BYTES:
+            raise UserError(where, f"larger than {safe_yaml.MAX_BYTES:,} bytes")
+        raw = safe_yaml.load(run.read_text(STUDY), where)
+        if not isinstance(raw, dict):
+            raise UserError(where, "not a mapping of keys")
+        return study_from_dict(raw, where, check_data, allow_large_grid=True)  # accepted when it started
+    except UnicodeDecodeError as e:
+        raise UserError(where, f"the run's study file is damaged (not UTF-8 text: {e.reason} at byte {e.start})",
+                        fix) from None
+    except OSError as e:
+        raise UserError(where, f"the run's study file cannot be read ({e.strerror or e})", fix) from None
+    except UserError as e:
+        if e.reason.startswith("data.root"):  # the data is elsewhere on this machine: not damage
+            raise
+        raise UserError(e.where, f"the run's study file is damaged ({e.reason})", fix) from None
+
+
+def check_writable(run: RunDir) -> None:
+    """Fail before Ray starts if the run directory cannot be written (permissions, full disk)."""
+    try:
+        run.makedirs()
+        run.write_atomic(b"ok\n", ".write_test")
+        run.delete(".write_test")
+    except OSError as e:
+        raise RunError(run.location, f"the storage directory is not writable ({e.strerror or e})",
+                       "choose another --storage, or free space / fix permissions") from None
+
+
+def shared_differences(old: Study, new: Study) -> list[str]:
+    """Dotted keys of shared settings that differ (the grid axes may differ: that is 'extend')."""
+    diffs = []
+
+    def walk(a, b, prefix):
+        if isinstance(a, dict):
+            for key in a:
+                if prefix == "data" and key == "label_noise":
+                    continue
+                walk(a[key], b.get(key), f"{prefix}.{key}")
+        elif a != b:
+            diffs.append(f"{prefix}: {a!r} → {b!r}")
+
+    old_d, new_d = old.to_dict(), new.to_dict()
+    for section in SHARED_SECTIONS:
+        walk(old_d[section], new_d[section], section)
+    if old.search.kind != new.search.kind:
+        diffs.append(f"search.kind: {old.search.kind} → {new.search.kind}")
+    return diffs
+
+
+def prepare(run: RunDir, study: Study) -> None:
+    """Record the study in the run directory, refusing one whose shared settings changed."""
+    if run.exists(STUDY):
+        old = recorded_study(run)
+        diffs = shared_differences(old, study)
+        if diffs:
+            raise UserError(run.location, "this run directory holds study "
+                            f"{old.name!r} with other shared settings: " + "; ".join(diffs[:6]),
+                            "results would not be comparable: give the study a new `name`, or use "
+                            "another --storage (a grown grid of lr/seeds/λ is fine and runs only the new trials)")
+    run.write_atomic(safe_yaml.dump(study.to_dict()).encode(), STUDY)

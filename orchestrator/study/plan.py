@@ -1,0 +1,111 @@
+"""The trials of a study: grid expansion, the one home of trial counts, and each trial's config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.study.schema import Study
+from trials import arms
+from trials.config import SHARED_SECTIONS, DataConfig, GridPoint, TrialConfig
+
+
+def shared_sections(study: Study) -> dict[str, Any]:
+    """The sections every trial of `study` shares, as trial-config objects."""
+    data = DataConfig.model_construct(**{k: getattr(study.data, k) for k in DataConfig.model_fields})
+    return {"data": data, **{k: getattr(study, k) for k in SHARED_SECTIONS if k != "data"}}
+
+
+def trial_config(study: Study, method: str, params: dict[str, Any], lr: float, seed: int,
+                 noise: float) -> TrialConfig:
+    point = GridPoint(method=method, kind=study.methods[method].kind, params=params, lr=lr, seed=seed,
+                      label_noise=noise)
+    return TrialConfig.model_construct(study=study.name, point=point, **shared_sections(study))
+
+
+def expand_grid(study: Study) -> list[TrialConfig]:
+    """Every arm × its own grid × label_noise × lr × seeds, in a stable order. Grids never cross arms."""
+    return [cfg for entry in grid_entries(study) for cfg in entry.members]
+
+
+def planned_count_text(study: Study) -> str:
+    """The trials a study plans, spelled out: '48 trials = 4 settings [...] × 4 lr × 3 seeds, 20 epochs each'."""
+    def axes(arm: arms.ArmGrid) -> str:
+        return " × ".join(f"{len(getattr(arm, h) or ())} {arm.study_key(h)}" for h in arm.hyperparameters())
+
+    parts = [f"{name} ({arm.kind}: {axes(arm)} = {len(arm.points())} settings)" for name, arm in study.methods.items()]
+    if study.search.kind == "grid":
+        settings = sum(len(arm.points()) for arm in study.methods.values())
+        noise = len(study.data.label_noise)
+        return (f"{grid_size(study)} trials = {settings} settings [{'; '.join(parts)}] × {len(study.lr)} lr × "
+                f"{len(study.seeds)} seeds{f' × {noise} noise rates' if noise > 1 else ''}, "
+                f"{study.train.epochs} epochs each")
+    return (f"Optuna: {study.search.n_trials} configurations per arm [{', '.join(study.methods)}] × "
+            f"{seeds_per_configuration(study)} seeds, sampler {study.search.sampler}, "
+            f"scheduler {study.search.scheduler}")
+
+
+def grid_size(study: Study) -> int:
+    """The number of trials of a grid study, computed without building them."""
+    settings = sum(math.prod(len(getattr(arm, h) or ()) for h in arm.hyperparameters())
+                   for arm in study.methods.values())
+    return settings * len(study.data.label_noise) * len(study.lr) * len(study.seeds)
+
+
+def optuna_configurations(study: Study) -> int:
+    """Configurations an Optuna stage samples: `n_trials` per arm."""
+    return study.search.n_trials * len(study.methods)
+
+
+def seeds_per_configuration(study: Study) -> int:
+    return study.search.seeds_per_trial or len(study.seeds)
+
+
+def planned_trials(study: Study) -> int:
+    """Trials a sweep of `study` runs (an Optuna configuration is one trial per seed)."""
+    if study.search.kind == "grid":
+        return grid_size(study)
+    return optuna_configurations(study) * seeds_per_configuration(study)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What an executor runs as one unit: member trials trained in lockstep (one for a grid trial, one per
+    seed for an Optuna configuration). `key` names it (the trial id of a grid trial, `optuna-<number>` for a
+    configuration); `params` are its flat hyperparameters — arm, the arm's own by their study-file names,
+    lr, seeds, label noise — from which `members` rebuilds the trials (what trackers show, too)."""
+
+    key: str
+    params: dict[str, Any]
+    members: tuple[TrialConfig, ...]
+
+
+def entry_params(study: Study, arm: str, point: dict[str, Any], lr: float, seeds: list[int],
+                 noise: float) -> dict[str, Any]:
+    grid = study.methods[arm]
+    return {"arm": arm, "kind": grid.kind, "setting": arms.label(grid.kind, point),
+            **{grid.study_key(h): point[h] for h in grid.hyperparameters()}, "lr": lr, "seeds": list(seeds),
+            "label_noise": noise}
+
+
+def members(study: Study, params: dict[str, Any]) -> tuple[TrialConfig, ...]:
+    """The member trials of an entry, rebuilt from its flat `params` (see `Entry`)."""
+    grid = study.methods[params["arm"]]
+    point = {h: params[grid.study_key(h)] for h in grid.hyperparameters()}
+    return tuple(trial_config(study, params["arm"], point, float(params["lr"]), int(seed), params["label_noise"])
+                 for seed in params["seeds"])
+
+
+def grid_entries(study: Study, skip: set[str] | frozenset[str] = frozenset()) -> list[Entry]:
+    """One entry per grid trial not in `skip`, in study order."""
+    out = []
+    for name, grid in study.methods.items():
+        for point in grid.points():
+            for noise in study.data.label_noise:
+                for lr in study.lr:
+                    for seed in study.seeds:
+                        cfg = trial_config(study, name, point, lr, seed, noise)
+                        if cfg.trial_id not in skip:
+                            out.append(Entry(cfg.trial_id, entry_params(study, name, point, lr, [seed], noise), (cfg,)))
+    return out

@@ -1,0 +1,92 @@
+"""Faults injected into trials for the reliability tests. decaylab has no fault switch of its own: a test
+wraps `orchestrator.run.trial.RecordedTrial.step`, in its own process with `inject` (pytest's monkeypatch),
+or in the processes a command starts (Ray's workers included) with `environment`, which puts a
+`sitecustomize` module on PYTHONPATH: Python imports it at start-up, and it wraps the runner the moment
+the runner is imported.
+
+A fault: {"trial": <trial id>, "epoch": <n>, "action": "raise" | "kill", "once": <marker file, optional>}.
+After the trial's epoch `n` is recorded, it raises (`raise`) or its process kills itself (`kill`,
+SIGKILL: a dead worker). With `once`, it fires only while the marker file does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from helpers.sweep import REPO
+
+SITECUSTOMIZE = '''
+import importlib.abc, importlib.util, json, os, sys
+
+FAULTS = json.loads(os.environ.get("DECAYLAB_TEST_FAULTS", "[]"))
+
+
+class _WrapRunner(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "orchestrator.run.trial":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            from helpers.faults import wrap
+
+            wrap(module.RecordedTrial, FAULTS)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if FAULTS:
+    sys.meta_path.insert(0, _WrapRunner())
+'''
+
+
+def fire(fault: dict, trial_id: str, epoch: int) -> None:
+    if fault["trial"] != trial_id or fault["epoch"] != epoch:
+        return
+    once = fault.get("once")
+    if once:
+        if Path(once).exists():
+            return
+        Path(once).touch()
+    if fault["action"] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected fault in {trial_id} after epoch {epoch}")
+
+
+def faulty(step, faults: list[dict]):
+    """`step` (RecordedTrial's) firing `faults` after each recorded epoch."""
+
+    def step_with_faults(self):
+        row = step(self)
+        for fault in faults:
+            fire(fault, self.trial_id, row["epoch"])
+        return row
+
+    return step_with_faults
+
+
+def wrap(cls, faults: list[dict]) -> None:
+    cls.step = faulty(cls.step, faults)
+
+
+def inject(monkeypatch, faults: list[dict]) -> None:
+    """The faults, in this process (the local executor's trials run here)."""
+    from orchestrator.run import trial
+
+    monkeypatch.setattr(trial.RecordedTrial, "step", faulty(trial.RecordedTrial.step, faults))
+
+
+def environment(directory: Path, faults: list[dict]) -> dict[str, str]:
+    """Environment variables that inject `faults` into every Python process of a command (its Ray workers
+    inherit them); `directory` receives the start-up module."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join([str(directory), str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])
+    return {"DECAYLAB_TEST_FAULTS": json.dumps(faults), "PYTHONPATH": path.rstrip(os.pathsep)}
