@@ -82,6 +82,15 @@ class ModelConfig(Section):
     width: at_least_int(1) = Field(10, description="wide_resnet widening factor")
 
 
+class EmaConfig(Section):
+    decay: checked(Number, lambda v: None if 0 < v < 1 else "must lie in (0, 1)") = Field(
+        0.999, description="per-step decay d of the average: w̄ ← d·w̄ + (1 − d)·w after every optimizer step "
+        "(memory ≈ 1/(1 − d) steps)")
+    start: Fraction = Field(
+        0.0, description="fraction of training (in optimizer steps) after which averaging begins; before it the "
+        "average is a copy of the weights")
+
+
 class TrainConfig(Section):
     epochs: at_least_int(1) = Field(60, description="training epochs")
     batch_size: at_least_int(1) = Field(128, description="training batch size")
@@ -99,10 +108,15 @@ class TrainConfig(Section):
         "auto", description="training precision: auto = bf16 autocast on CUDA, fp32 on CPU (final evaluations: fp32)")
     compile: bool = Field(False, description="torch.compile the model once per trial process")
     max_loss: Positive = Field(
-        100.0, description="a trial whose mean training loss exceeds this (or is not finite) has diverged; "
-        "cross-entropy at chance is ln(classes) ≈ 2.3 for 10 classes")
+        100.0, description="a trial whose epoch train_loss (the arm's objective) exceeds this, or whose objective, "
+        "adversarial cross-entropy or gradient norm is not finite, has diverged; cross-entropy at chance is "
+        "ln(classes) ≈ 2.3 for 10 classes")
     channels_last: bool | None = Field(
         None, description="channels_last memory format; null = on for CUDA, off on a CPU")
+    ema: EmaConfig | None = Field(
+        None, description="exponential moving average of the weights, e.g. {decay: 0.999, start: 0.0}, evaluated "
+        "beside the live weights every evaluated epoch (ema_* columns) and at the end (checkpoint ema: the "
+        "average of the best epoch by ema_val_robust_acc); BatchNorm statistics are the live model's; null = off")
 
 
 class AttackSpec(Section):
@@ -143,8 +157,12 @@ class AutoAttackConfig(Section):
 
 
 class PruningConfig(Section):
-    enabled: bool = Field(False, description="global magnitude pruning of the best and last checkpoints "
-                          "(no fine-tuning)")
+    enabled: bool = Field(False, description="magnitude pruning of the final checkpoints (best, last, ema), "
+                          "no fine-tuning")
+    scope: Literal["layer", "global"] = Field(
+        "layer", description="layer: every conv/linear weight tensor pruned to the same sparsity by its own "
+        "magnitudes (the usual control: BatchNorm makes magnitudes of different layers incomparable); global: one "
+        "magnitude ranking over all of them")
     sparsity: grid(Number, lambda v: None if 0 <= v < 1 else "must be a fraction in [0, 1)") = Field(
         (0.0, 0.3, 0.5, 0.7, 0.8, 0.9), description="fractions of prunable weights zeroed")
     examples: OptionalPositiveInt | None = Field(
@@ -174,12 +192,17 @@ SHARED_SECTIONS = ("data", "model", "train", "attack", "eval")
 class GridPoint(Section):
     """Where a trial sits in the study's grid: the arm, its hyperparameters, lr, seed, noise rate."""
 
-    method: str  # the arm's name in the study file
-    kind: str  # the arm's kind (trials.arms.KINDS)
-    params: dict[str, float | str]  # the arm's hyperparameters by name (lam, lambda_awd, start, ...)
-    lr: float
-    seed: Seed
-    label_noise: float = 0.0
+    method: str = Field(description="the arm's name in the study file")
+    kind: str = Field(description="the arm's kind (trials.arms.KINDS)")
+    params: dict[str, float | str] = Field(
+        description="the arm's hyperparameters by name (lam, lambda_awd, start, ...)")
+    lr: float = Field(description="peak learning rate")
+    seed: Seed = Field(description="seed of the initialisation, the data order, augmentation and attacks")
+    label_noise: float = Field(0.0, description="symmetric label-noise rate of the training split")
+    series: dict[str, tuple[float, ...]] = Field(
+        default_factory=dict, description="per-trial arrays the arm takes besides its hyperparameters (the "
+        "`scheduled` arm's λ per epoch, `values`), as the arm's section gives them for the grid point "
+        "(`ArmGrid.series`); not result columns, not in the trial id (the hyperparameter that selected them is)")
 
 
 class TrialConfig(Section):
@@ -230,8 +253,8 @@ class TrialConfig(Section):
         hyper = {name: (None if dtype == "string" else math.nan)
                  for name, dtype in arms.hyperparameter_columns().items()}
         return {"study": self.study, "trial_id": self.trial_id, "method": self.method, "kind": self.kind,
-                "setting": self.setting, **hyper, **self.params, "lr": self.lr, "seed": self.seed,
-                "label_noise": self.label_noise}
+                "setting": self.setting, **hyper, **arms.complete(self.kind, self.params), "lr": self.lr,
+                "seed": self.seed, "label_noise": self.label_noise}
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -250,8 +273,9 @@ class TrialConfig(Section):
 
 def trial_id(point: GridPoint) -> str:
     """`<arm>-<hyperparameter values>-lr<lr>-s<seed>[-n<noise>]`, each number spelled exactly
-    (the shortest text that reads back as the same float), so distinct values never share an id."""
-    values = "-".join(format_value(point.params[k]) for k in arms.hyperparameters(point.kind))
+    (the shortest text that reads back as the same float), so distinct values never share an id.
+    A hyperparameter at its `ArmGrid.ID_DEFAULTS` value is left out (ids made before it existed stay valid)."""
+    values = "-".join(format_value(point.params[k]) for k in arms.grid_class(point.kind).shown(point.params))
     noise = f"-n{format_value(point.label_noise)}" if point.label_noise else ""
     return f"{point.method}-{values}-lr{format_value(point.lr)}-s{point.seed}{noise}"
 

@@ -4,11 +4,12 @@ counts as two; an attack step is a forward and a backward with respect to the in
 - training: epochs × training images × (2K+3) for PGD-K (K attack steps of 2, then the training
   forward and backward), 5 for FGSM from a random start, 3 for natural training;
 - per-epoch evaluation (every `eval.every` epochs): val and test images × (2K'+2) for clean and
-  PGD-K' accuracy, and the `train_clean_acc` images × 1;
-- final evaluation of the best and the last weights: per sparsity clean (1) + FGSM (3) + PGD-K'
-  (2K'+1) on the final examples, and AutoAttack at sparsity 0 counted as AA_FORWARD_EQUIVALENTS
-  per image (an assumption: the standard version spends most of its budget on the points that stay
-  robust).
+  PGD-K' accuracy (twice with `train.ema`: the live and the averaged weights), and the
+  `train_clean_acc` images × 1;
+- final evaluation of the best and the last weights (and the averaged ones with `train.ema`): per
+  sparsity clean (1) + FGSM (3) + PGD-K' (2K'+1) on the final examples, and AutoAttack at sparsity 0
+  counted as AA_FORWARD_EQUIVALENTS per image (an assumption: the standard version spends most of its
+  budget on the points that stay robust).
 
 Split sizes come from the dataset's published size (`orchestrator`'s feasibility checks use the
 same); an `image_folder` whose files are not here is taken to be Tiny ImageNet.
@@ -79,10 +80,11 @@ def forward_equivalents(cfg: TrialConfig, splits: Splits) -> ForwardEquivalents:
     train_clean = min(ev.train_examples or splits.val, splits.train)
     per_final_image = len(sparsities(cfg)) * (1 + 3 + 2 * k_eval + 1) \
         + (AA_FORWARD_EQUIVALENTS if ev.autoattack.enabled else 0)
+    averaged = cfg.train.ema is not None
     return ForwardEquivalents(
         train=cfg.train.epochs * splits.train * per_training_image(cfg),
-        evaluation=evaluations * ((val + test) * per_evaluated_image(cfg) + train_clean),
-        final=2 * final_examples(cfg, splits.test) * per_final_image)  # best and last weights
+        evaluation=evaluations * ((1 + averaged) * (val + test) * per_evaluated_image(cfg) + train_clean),
+        final=(2 + averaged) * final_examples(cfg, splits.test) * per_final_image)  # best, last (and ema) weights
 
 
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:

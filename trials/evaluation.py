@@ -1,13 +1,13 @@
-"""Evaluation: the one loop that counts correct predictions, per-epoch and final.
+"""Evaluation: the one loop that counts correct predictions (and sums cross-entropies), per-epoch and final.
 
-`correct_counts` is the only evaluation loop: the per-epoch validation/test accuracies
-(`trials.train.evaluate_epoch`) and the final evaluation of a trial's best and last weights
-both call it. The final evaluation measures clean, FGSM, the study's evaluation attack
-(`pgd_acc`: PGD, or FGSM from a random start for `attack.eval.kind: fgsm_rs`) and AutoAttack on
-the same seeded test examples, entirely in fp32 (examples crafted and scored in the same
-precision), so the orderings AutoAttack ≤ PGD ≤ FGSM ≤ clean can be checked; violations are
-logged as signs of gradient masking or a broken attack. AutoAttack is the official
-implementation (`pyautoattack`), never a re-implementation.
+`split_sums` is the only evaluation loop (`correct_counts` is its count half): the per-epoch
+validation/test accuracies and losses (`trials.train.evaluate_epoch`) and the final evaluation of a
+trial's best, last (and averaged) weights all call it. The final evaluation measures clean, FGSM,
+the study's evaluation attack (`pgd_acc`: PGD, or FGSM from a random start for
+`attack.eval.kind: fgsm_rs`) and AutoAttack on the same seeded test examples, entirely in fp32
+(examples crafted and scored in the same precision), so the orderings AutoAttack ≤ PGD ≤ FGSM ≤
+clean can be checked; violations are logged as signs of gradient masking or a broken attack.
+AutoAttack is the official implementation (`pyautoattack`), never a re-implementation.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import itertools
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from trials import data as data_mod
 from trials.attacks import attack_batch, frozen_weights
@@ -35,17 +36,27 @@ log = logging.getLogger("decaylab.evaluation")
 FINAL_SEED_OFFSET = 11  # the final evaluation's attack stream: split_seed + 11, the same for every trial
 
 
-def correct_counts(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack | None], *, batch_size: int,
-                   autocast: contextlib.AbstractContextManager | None = None, channels_last: bool = False,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Correct predictions on `split` under each attack (None = clean inputs), as a device tensor.
+class SplitSums(NamedTuple):
+    """Per attack: correct predictions (int64) and the sum of the per-example cross-entropies (float64),
+    device tensors of shape (attacks,)."""
 
-    The model must be in eval mode (BatchNorm's running statistics). Nothing is read on the host.
+    correct: torch.Tensor
+    ce: torch.Tensor
+
+
+def split_sums(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack | None], *, batch_size: int,
+               autocast: contextlib.AbstractContextManager | None = None, channels_last: bool = False,
+               generator: torch.Generator | None = None) -> SplitSums:
+    """Correct predictions and summed cross-entropy on `split` under each attack (None = clean inputs).
+
+    The model must be in eval mode (BatchNorm's running statistics). Nothing is read on the host: the
+    sums stay on the device (the CE of each batch in fp32 from fp32 logits, accumulated in fp64).
     """
     if model.training:
         raise RuntimeError("evaluation needs the model in eval mode (BatchNorm running statistics)")
     ctx = autocast or contextlib.nullcontext()
     counts = torch.zeros(len(attacks), dtype=torch.long, device=split.y.device)
+    ce = torch.zeros(len(attacks), dtype=torch.float64, device=split.y.device)
     for start in range(0, len(split), batch_size):
         x = data_mod.to_float(split.x[start:start + batch_size], channels_last)
         y = split.y[start:start + batch_size]
@@ -57,8 +68,19 @@ def correct_counts(model: nn.Module, split: data_mod.Split, attacks: Sequence[At
             else:
                 x_in = x
             with torch.inference_mode(), ctx:
-                counts[i] += (model(x_in).argmax(1) == y).sum()
-    return counts
+                logits = model(x_in).float()
+                counts[i] += (logits.argmax(1) == y).sum()
+                ce[i] += F.cross_entropy(logits, y, reduction="sum").double()
+    return SplitSums(counts, ce)
+
+
+def correct_counts(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack | None], *, batch_size: int,
+                   autocast: contextlib.AbstractContextManager | None = None, channels_last: bool = False,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Correct predictions on `split` under each attack (None = clean inputs), as a device tensor
+    (`split_sums`' counts; the same loop)."""
+    return split_sums(model, split, attacks, batch_size=batch_size, autocast=autocast, channels_last=channels_last,
+                      generator=generator).correct
 
 
 def final_examples(cfg: TrialConfig, test_size: int) -> int:
@@ -72,6 +94,36 @@ def sparsities(cfg: TrialConfig) -> tuple[float, ...]:
     if not cfg.eval.pruning.enabled:
         return (0.0,)
     return tuple(sorted({0.0, *cfg.eval.pruning.sparsity}))
+
+
+def prune(model: nn.Module, sparsity: float, scope: str = "layer") -> int:
+    """Magnitude pruning without fine-tuning (`eval.pruning.scope`): `layer` zeroes the round(s·nₗ) smallest
+    weights of every conv/linear weight tensor l (the same sparsity in every layer); `global` the round(s·n)
+    smallest of all of them together. Returns how many weights were zeroed."""
+    if scope == "global":
+        return prune_global(model, sparsity)
+    if scope == "layer":
+        return prune_per_layer(model, sparsity)
+    raise ValueError(f"unknown pruning scope {scope!r}")
+
+
+@torch.no_grad()
+def prune_per_layer(model: nn.Module, sparsity: float) -> int:
+    """Zero the round(s·nₗ) smallest-magnitude weights of each conv/linear weight tensor. Returns n zeroed.
+
+    The usual control for networks with BatchNorm, where the scale of a layer's weights is arbitrary
+    (a scale-invariant layer's magnitudes say nothing about another layer's), so a global ranking
+    would mostly prune whole layers of small norm."""
+    total = 0
+    for w in prunable_weights(model):
+        k = int(round(sparsity * w.numel()))
+        if k == 0:
+            continue
+        mask = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
+        mask[torch.argsort(w.detach().abs().flatten().float(), stable=True)[:k]] = False
+        w.mul_(mask.view_as(w).to(w.dtype))
+        total += k
+    return total
 
 
 @torch.no_grad()
@@ -124,7 +176,7 @@ def evaluate_weights(cfg: TrialConfig, model: nn.Module, weights: Sequence[tuple
     for (which, epoch, state), s in itertools.product(weights, sparsities(cfg)):
         net.load_state_dict(state)
         net.eval()
-        prune_global(net, s)
+        prune(net, s, cfg.eval.pruning.scope)
         split = examples.take(cfg.eval.pruning.examples) if s > 0 else examples
         gen = torch.Generator(device).manual_seed(cfg.data.split_seed + FINAL_SEED_OFFSET)
         counts = correct_counts(net, split, attacks, batch_size=cfg.eval.batch_size, generator=gen).tolist()
@@ -153,9 +205,12 @@ def sanity_problems(row: dict) -> list[str]:
     return out
 
 
-def final_evaluations(tr: Trainer, best: dict | None) -> list[dict]:
-    """Evaluate the last weights and the best (by val robust accuracy) weights of a finished trial."""
+def final_evaluations(tr: Trainer, best: dict | None, ema_best: dict | None = None) -> list[dict]:
+    """Evaluate the last weights, the best (by val robust accuracy) weights and, with `train.ema`, the averaged
+    weights of their own best epoch (by ema_val_robust_acc) of a finished trial."""
     weights = [("last", tr.epoch, tr.model.state_dict())]  # loaded into a copy: the trainer's model is not touched
     if best is not None:
         weights.append(("best", best["epoch"], best["model"]))
+    if ema_best is not None:
+        weights.append(("ema", ema_best["epoch"], ema_best["model"]))
     return evaluate_weights(tr.config, tr.model, weights, tr.data, tr.device)

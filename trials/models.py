@@ -144,7 +144,8 @@ def decayed_parameters(model: nn.Module, decay: str) -> list[nn.Parameter]:
     kept = []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) or name == "bias":
+            # _BatchNorm: torch's common base of BatchNorm1d/2d/3d and SyncBatchNorm, no public name
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) or name == "bias":  # noqa: SLF001, RUF100
                 continue
             kept.append(p)
     return kept

@@ -26,30 +26,45 @@ CONFIG_COLUMNS: Final[dict[str, str]] = {
     "study": "string",
     "trial_id": "string",
     "method": "string",  # the arm's name in the study file, e.g. "wd" or "awd"
-    "kind": "string",  # the arm's kind: fixed, adaptive, decoupled, rescale, windowed, softad
+    "kind": "string",  # the arm's kind (trials.arms.KINDS): fixed, adaptive, decoupled, rescale, ...
     "setting": "string",  # the arm's hyperparameters as a readable label, e.g. "λ=0.0005" or "θ=0.5, σ=1"
-    **HYPERPARAMETER_COLUMNS,  # lam, lambda_awd, start, stop, theta, sigma, granularity: NaN where not the arm's
+    **HYPERPARAMETER_COLUMNS,  # lam, lambda_awd, avg, tau, schedule, ...: NaN (<NA>) where not the arm's
     "lr": "float64",  # peak learning rate
     "seed": "int64",
+    "stage": "string",  # tune: the study's seeds, selection runs on them; confirm: fresh seeds of the selected configurations
     "label_noise": "float64",  # configured symmetric label-noise rate of the training split
 }
 
 EPOCH_METRICS: Final[dict[str, str]] = {
     "epoch": "int64",  # 1-based
     "lr_now": "float64",  # learning rate after the epoch's last step
-    "train_loss": "float64",  # mean training loss on the adversarial examples
+    "train_loss": "float64",  # the objective minimised: mean over the epoch's batches (weighted by batch size) of
+    # the arm's loss hook, i.e. after SoftAD or reweighting (else the mean CE or TRADES loss) on the adversarial batch
+    "train_adv_ce": "float64",  # mean cross-entropy on the training step's own adversarial examples (before the
+    # update, train mode; for TRADES the CE on x_adv), whatever the arm minimises
     "train_clean_acc": "float64",  # eval mode, fixed subset of the training split
+    "train_clean_loss": "float64",  # mean CE, eval mode, on the examples of train_clean_acc
     "train_robust_acc": "float64",  # on the training step's own adversarial examples
     "val_clean_acc": "float64",
     "val_robust_acc": "float64",
     "test_clean_acc": "float64",
     "test_robust_acc": "float64",
+    "val_clean_loss": "float64",  # mean CE on the examples (and under the attack) of the accuracy of the same name
+    "val_robust_loss": "float64",
+    "test_clean_loss": "float64",
+    "test_robust_loss": "float64",
+    "ema_val_clean_acc": "float64",  # the same accuracies of the averaged weights (train.ema); NaN when off
+    "ema_val_robust_acc": "float64",  # or the epoch is not evaluated
+    "ema_test_clean_acc": "float64",
+    "ema_test_robust_acc": "float64",
     "weight_norm": "float64",  # ‖w‖₂ over the decayed parameters, end of epoch
-    "grad_norm": "float64",  # mean over the epoch's steps of ‖∇w CE‖₂ (decayed parameters)
-    "lambda_mean": "float64",  # the arm's effective decay coefficient per step, over the epoch: λ (fixed),
-    "lambda_min": "float64",  # λ̄ (adaptive), lr_t/lr_0·λ (decoupled), λ or 0 (windowed), 0 (rescale, softad)
-    "lambda_max": "float64",
+    "grad_norm": "float64",  # mean over the epoch's steps of ‖∇w loss‖₂ (decayed parameters, before any decay)
+    "lambda_mean": "float64",  # the arm's effective decay coefficient per step, over the epoch; what it is
+    "lambda_min": "float64",  # depends on the arm: trials.arms.decay_quantity(kind) (λ, λ̄, λ·lr_t/lr_0, ...);
+    "lambda_max": "float64",  # 0 for the arms without decay (softad, reweight)
     "prescale_norm": "float64",  # rescale: ‖w‖ of the scale-invariant weights before rescaling; else NaN
+    "weight_concentration": "float64",  # reweight: B·maxᵢ wᵢ of the instance weights (1 = uniform), mean over
+    # the epoch's steps; else NaN
     "noisy_fit_acc": "float64",  # fraction of label-flipped training examples predicted as their
     # noisy label (memorisation); NaN without label noise
     "epoch_seconds": "float64",
@@ -86,7 +101,7 @@ TRIAL_COLUMNS: Final[dict[str, str]] = {**CONFIG_COLUMNS, **TRIAL_METRICS}
 # measured on the same seeded test examples so they can be checked against each other.
 EVAL_COLUMNS: Final[dict[str, str]] = {
     **CONFIG_COLUMNS,
-    "checkpoint": "string",  # "best" | "last"
+    "checkpoint": "string",  # "best" | "last" | "ema" (the averaged weights of their own best epoch, train.ema)
     "epoch": "int64",  # the checkpoint's epoch
     "sparsity": "float64",  # fraction of prunable weights zeroed (0 = unpruned)
     "examples": "int64",
@@ -94,6 +109,12 @@ EVAL_COLUMNS: Final[dict[str, str]] = {
     "fgsm_acc": "float64",
     "pgd_acc": "float64",
     "autoattack_acc": "float64",  # NaN when AutoAttack was not run for this row
+    # Per-example correctness on the row's `examples` test examples, in their fixed order, packed by
+    # analysis.verdicts.pack_correct (bits, 8 to a byte, base64); <NA> when not stored. The report
+    # uses them for a test-set (seed × example) bootstrap interval.
+    "correct_clean": "string",
+    "correct_pgd": "string",
+    "correct_autoattack": "string",
 }
 
 def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:

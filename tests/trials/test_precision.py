@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from orchestrator.spec import expand_grid, study_from_dict
+from orchestrator.study.load import study_from_dict
+from orchestrator.study.plan import expand_grid
 from trials.train import run_trial
 
 SMALL = {"name": "p", "data": {"subset": 200}, "train": {"epochs": 1, "batch_size": 50},

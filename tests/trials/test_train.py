@@ -9,10 +9,12 @@ import math
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.trial import (
     count_host_reads,
     rows_equal,
     single_thread,
+    small_cnn,
     small_trial_config,
     trained_trial,
     trial_config,
@@ -20,11 +22,14 @@ from helpers.trial import (
 
 from trials import data as data_mod
 from trials import train as train_mod
-from trials.config import PruningConfig, resolved_train_attack
-from trials.evaluation import evaluate_weights, prune_global, sanity_problems
+from trials.arms.softad import soft_ascent_descent
+from trials.attacks import pgd
+from trials.averaging import WeightAverage
+from trials.config import AttackSpec, GridPoint, PruningConfig, TrainAttackSpec, resolved_train_attack
+from trials.evaluation import evaluate_weights, prune_global, prune_per_layer, sanity_problems
 from trials.models import build_model, prunable_weights
 from trials.schema import EPOCH_COLUMNS, EVAL_COLUMNS, STATUSES, conform
-from trials.train import arm_hooks, build_trainer, lr_factor, run_trial, train_epoch, train_step
+from trials.train import arm_hooks, build_trainer, evaluate_epoch, lr_factor, run_trial, train_epoch, train_step
 
 EVAL_METRICS = ("val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "train_clean_acc")
 ACCURACIES = (*EVAL_METRICS, "train_robust_acc", "noisy_fit_acc")
@@ -71,8 +76,8 @@ def test_best_checkpoint_is_the_first_epoch_with_the_highest_val_robust_accuracy
 
     def evaluate(tr) -> dict:
         v = scripted[tr.epoch - 1]
-        return {"val_clean_acc": 0.9, "val_robust_acc": v, "test_clean_acc": 0.9, "test_robust_acc": v,
-                "train_clean_acc": 0.9, "noisy_fit_acc": math.nan}
+        return train_mod.NAN_EVAL | {"val_clean_acc": 0.9, "val_robust_acc": v, "test_clean_acc": 0.9,
+                                     "test_robust_acc": v, "train_clean_acc": 0.9}
 
     monkeypatch.setattr(train_mod, "evaluate_epoch", evaluate)
     config = small_trial_config(epochs=4)
@@ -116,9 +121,10 @@ def test_huge_lr_is_marked_diverged_within_one_epoch_and_keeps_its_row(kind):
 # -------------------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize(("kind", "value"), [("fixed", 5e-3), ("adaptive", 0.05)])
-def test_resume_from_the_epoch_2_checkpoint_gives_the_same_rows(tmp_path, kind, value):
-    config = small_trial_config(kind=kind, value=value, epochs=4, lr=0.1, label_noise=0.2)
+@pytest.mark.parametrize(("kind", "value", "ema"), [("fixed", 5e-3, None), ("adaptive", 0.05, None),
+                                                    ("fixed", 5e-3, {"decay": 0.8, "start": 0.25})])
+def test_resume_from_the_epoch_2_checkpoint_gives_the_same_rows(tmp_path, kind, value, ema):
+    config = small_trial_config(kind=kind, value=value, epochs=4, lr=0.1, label_noise=0.2, train={"ema": ema})
     path = tmp_path / "epoch2.pt"
     rows: list[dict] = []
 
@@ -140,6 +146,13 @@ def test_resume_from_the_epoch_2_checkpoint_gives_the_same_rows(tmp_path, kind, 
         assert torch.equal(resumed["model"][name], tensor), name
     assert resumed["best_epoch"] == full["best_epoch"]
     assert rows_equal(resumed["evaluations"], full["evaluations"], ignore=()) == []
+    assert (resumed["ema"] is None) == (full["ema"] is None) == (ema is None)
+    if ema is not None:
+        assert all(torch.equal(resumed["ema"][k], v) for k, v in full["ema"].items())
+        assert resumed["ema_best_epoch"] == full["ema_best_epoch"] > 0
+        assert all(torch.equal(resumed["ema_best_model"][k], v) for k, v in full["ema_best_model"].items())
+        assert "ema" in {r["checkpoint"] for r in full["evaluations"]}
+        assert all(math.isfinite(r["ema_val_robust_acc"]) for r in rows)
 
 
 def test_checkpoint_of_another_trial_is_refused():
@@ -366,3 +379,182 @@ def test_weights_evaluated_in_one_copy_give_the_rows_of_separate_evaluations():
     assert [(r["checkpoint"], r["epoch"], r["sparsity"]) for r in together] == [
         ("best", 3, 0.0), ("best", 3, 0.9), ("last", 5, 0.0), ("last", 5, 0.9)]
     assert together == apart
+
+
+def test_prune_layer_scope_is_the_default():
+    assert PruningConfig().scope == "layer"
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.45, 0.9])
+def test_prune_per_layer_zeroes_the_round_s_n_smallest_weights_of_every_layer(sparsity):
+    model, _ = trained_model()
+    weights = prunable_weights(model)
+    before = [w.detach().clone() for w in weights]
+    k = prune_per_layer(model, sparsity)
+    for w, b in zip(weights, before, strict=True):
+        zeroed = w.detach() == 0
+        assert int(zeroed.sum()) == round(sparsity * b.numel()), "every layer at the same sparsity"
+        assert torch.equal(w.detach()[~zeroed], b[~zeroed]), "kept weights changed"
+        assert b[zeroed].abs().max() <= b[~zeroed].abs().min(), "not the layer's smallest magnitudes"
+    assert k == sum(round(sparsity * b.numel()) for b in before)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_pruning_rows_evaluate_the_model_pruned_in_the_configured_scope(scope):
+    config, _, final = trained_trial()
+    model, data = trained_model()
+    pruning = PruningConfig(enabled=True, sparsity=(0.6,), scope=scope)
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"pruning": pruning})})
+    rows = evaluate_weights(config, model, [("last", 5, final["model"])], data, torch.device("cpu"))
+    by_hand = {}
+    for how in ("layer", "global"):
+        pruned = copy.deepcopy(model)
+        (prune_per_layer if how == "layer" else prune_global)(pruned, 0.6)
+        by_hand[how] = clean_accuracy(pruned, data.test)
+    assert rows[1]["sparsity"] == 0.6 and rows[1]["clean_acc"] == pytest.approx(by_hand[scope])
+    layer, whole = copy.deepcopy(model), copy.deepcopy(model)
+    prune_per_layer(layer, 0.6)
+    prune_global(whole, 0.6)
+    assert any(not torch.equal(a, b) for a, b in zip(prunable_weights(layer), prunable_weights(whole), strict=True))
+
+
+# ---------------------------------------------------------------------------- the losses
+
+
+def with_sections(config, **sections):
+    """`config` with some of its sections' fields replaced, e.g. with_sections(c, train={"batch_size": 8})."""
+    return config.model_copy(update={name: getattr(config, name).model_copy(update=fields)
+                                     for name, fields in sections.items()})
+
+
+def test_evaluation_losses_are_the_mean_cross_entropies_of_the_accuracies_examples():
+    config = small_trial_config(epochs=1)
+    deterministic = AttackSpec(kind="pgd", eps=0.2, steps=2, step_size=0.1, random_start=False)
+    config = with_sections(config, attack={"eval": deterministic})
+    tr = build_trainer(config, "cpu")
+    train_epoch(tr)  # away from the initialisation
+    out = evaluate_epoch(tr)
+    model = copy.deepcopy(tr.model).eval()
+
+    def by_hand(split: data_mod.Split, attacked: bool) -> tuple[float, float]:
+        x, y = data_mod.to_float(split.x), split.y
+        if attacked:  # the whole split is one evaluation batch (eval.batch_size 512), as here
+            x = pgd(model, x, y, eps=0.2, step_size=0.1, steps=2, random_start=False)
+        with torch.no_grad():
+            logits = model(x).double()
+        return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).double().mean())
+
+    splits = {"val": tr.data.val.take(100), "test": tr.data.test.take(100), "train": tr.data.train.take(100)}
+    for name, attacked in (("val_clean", False), ("val_robust", True), ("test_clean", False),
+                           ("test_robust", True), ("train_clean", False)):
+        loss, acc = by_hand(splits[name.split("_")[0]], attacked)
+        assert out[f"{name}_loss"] == pytest.approx(loss, rel=1e-5), name
+        assert out[f"{name}_acc"] == pytest.approx(acc), f"{name}: not the accuracy's examples"
+    assert out["val_robust_loss"] > out["val_clean_loss"]
+
+
+def test_train_loss_is_the_arms_objective_and_train_adv_ce_the_plain_cross_entropy():
+    """Two steps (150 + 50 examples) at lr 0, so both batches meet the initial weights: train_loss is the
+    batch-size-weighted mean of SoftAD's objective per batch, train_adv_ce that of the cross-entropy."""
+    natural = TrainAttackSpec(kind="none")
+    config = with_sections(small_trial_config(epochs=1, batch_size=150), attack={"train": natural},
+                           data={"augment": False})
+    point = GridPoint(method="soft", kind="softad", params={"theta": 0.5, "sigma": 1.0}, lr=0.0, seed=0)
+    tr = build_trainer(config.model_copy(update={"point": point}), "cpu")
+    model = copy.deepcopy(tr.model).train()
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(0))  # the trainer's first draw
+    x, y = data_mod.to_float(tr.data.train.x), tr.data.train.y
+    objective, ce = 0.0, 0.0
+    with torch.no_grad():
+        for idx in (order[:150], order[150:]):
+            losses = F.cross_entropy(model(x[idx]), y[idx], reduction="none")
+            objective += float(soft_ascent_descent(losses, 0.5, 1.0)) * len(idx) / 200
+            ce += float(losses.mean()) * len(idx) / 200
+    row = train_epoch(tr)
+    assert row["train_loss"] == pytest.approx(objective, rel=1e-5)
+    assert row["train_adv_ce"] == pytest.approx(ce, rel=1e-5)
+    assert abs(row["train_loss"] - row["train_adv_ce"]) > 0.1, "the objective is not the cross-entropy"
+
+
+# -------------------------------------------------------------------------- weight averaging
+
+
+def test_weight_average_follows_the_closed_form():
+    model = small_cnn()
+    average = WeightAverage(model, decay=0.9, start_step=2)
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    history = []
+    for step in range(5):
+        with torch.no_grad():
+            for p in params:
+                p.copy_(torch.randn(p.shape, generator=gen))
+        history.append([p.detach().double().clone() for p in params])
+        average.update(step)
+        if step < 2:  # before `start` the average is a copy of the weights
+            assert all(torch.equal(a, p) for a, p in zip(average.model.parameters(), params, strict=True))
+    # steps 2, 3, 4 average: w̄ = d³·w₁ + (1 − d)·(d²·w₂ + d·w₃ + w₄)
+    for i, a in enumerate(average.model.parameters()):
+        w1, w2, w3, w4 = (h[i] for h in history[1:])
+        expected = 0.9**3 * w1 + 0.1 * (0.81 * w2 + 0.9 * w3 + w4)
+        torch.testing.assert_close(a.double(), expected, rtol=1e-5, atol=1e-6)
+    assert not any(a.requires_grad for a in average.model.parameters())
+
+
+def test_weight_average_takes_batchnorm_statistics_from_the_live_model():
+    model = small_cnn().train()
+    average = WeightAverage.for_training(model, 0.99, 0.5, total_steps=10)
+    assert average.start_step == 5
+    model(torch.rand(16, 1, 8, 8))  # moves the live running statistics
+    before = [b.clone() for b in average.model.buffers()]
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.buffers(), strict=True))
+    state = average.state_dict()
+    assert all(torch.equal(a, b) for a, b in zip(average.model.buffers(), model.buffers(), strict=True))
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items() if "running" in k)
+
+
+def test_trial_without_ema_logs_nan_and_no_ema_evaluation():
+    _, rows, final = trained_trial()
+    assert all(math.isnan(r[k]) for r in rows for k in train_mod.EMA_ACCURACIES)
+    assert final["ema"] is None and final["ema_best_epoch"] == 0
+    assert {r["checkpoint"] for r in final["evaluations"]} == {"best", "last"}
+
+
+def test_average_with_a_vanishing_decay_scores_like_the_live_weights():
+    config = small_trial_config(epochs=2, train={"ema": {"decay": 1e-9}})
+    rows, _ = collect(config)
+    for row in rows:
+        for name in ("val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc"):
+            assert row[f"ema_{name}"] == pytest.approx(row[name], abs=0.011), (row["epoch"], name)
+
+
+def test_the_average_has_its_own_best_epoch_and_final_evaluation(monkeypatch, tmp_path):
+    scripted = [0.2, 0.6, 0.6, 0.5]  # the average's val robust accuracy per epoch: best at 2 (first of a tie)
+
+    def evaluate(tr) -> dict:
+        v = scripted[tr.epoch - 1]
+        return {"ema_val_clean_acc": 0.9, "ema_val_robust_acc": v, "ema_test_clean_acc": 0.9,
+                "ema_test_robust_acc": v}
+
+    monkeypatch.setattr(train_mod, "evaluate_average", evaluate)
+    config = small_trial_config(epochs=4, train={"ema": {"decay": 0.5}})
+    averages = {}
+
+    def report(row: dict, checkpoint: dict) -> None:
+        averages[row["epoch"]] = {k: v.clone() for k, v in checkpoint["ema"].items()}
+
+    final = run_trial(config, report, device="cpu")
+    assert final["ema_best_epoch"] == 2 and final["ema_best_val_robust_acc"] == 0.6
+    assert all(torch.equal(final["ema_best_model"][k], v) for k, v in averages[2].items())
+    assert not all(torch.equal(averages[2][k], v) for k, v in averages[4].items()), "the average moved"
+    epochs = {r["checkpoint"]: r["epoch"] for r in final["evaluations"]}
+    assert epochs["ema"] == 2 and epochs["last"] == 4
+
+
+def test_train_epoch_with_ema_reads_the_host_once():
+    trainer = build_trainer(small_trial_config(train={"ema": {"decay": 0.9}}), "cpu")
+    before = [p.clone() for p in trainer.ema.model.parameters()]
+    with count_host_reads() as counts:
+        train_epoch(trainer)
+    assert counts == {"tolist": 1}, f"host reads in train_epoch: {dict(counts)}"
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.ema.model.parameters(), strict=True))

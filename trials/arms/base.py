@@ -4,15 +4,17 @@ An arm module declares
 
 * `Grid`, a subclass of `ArmGrid`: the study-file section `{kind: <kind>, <hyperparameter>: [...]}`,
   one tuple field per hyperparameter, in the order trial ids and labels list them;
-* `build(params, **hyperparameters) -> Hooks`: the object the training step calls.
+* `build(params, **hyperparameters) -> Hooks`: the object the training step calls (arms that need the
+  network's structure also get `model=`, arms with per-trial arrays get them by name, see `SERIES`).
 
 `Hooks` has the three places an arm can change a step (DESIGN: gradient-, parameter- and
 loss-shaped), and a default for each that does nothing:
 
+    hooks.set_progress(epoch / epochs, epoch)      # before every epoch (windowed, scheduled)
     per_example = objective(model, x, y)          # CE on x_adv, or TRADES
-    loss = hooks.loss(per_example)                 # loss-shaped (SoftAD)
+    loss = hooks.loss(per_example)                 # loss-shaped (softad, reweight)
     loss.backward()
-    hooks.apply()                                  # gradient-shaped (fixed, adaptive, windowed)
+    hooks.apply()                                  # gradient-shaped (fixed, adaptive, windowed, scheduled, rescale)
     optimizer.step()
     hooks.after_step(lr_factor)                    # parameter-shaped (decoupled, rescale)
 
@@ -55,11 +57,34 @@ class ArmGrid(BaseModel):
     kind: str
     #: Greek or short names used in readable labels, e.g. {"lam": "λ"}; the field name otherwise.
     SYMBOLS: ClassVar[dict[str, str]] = {}
+    #: Fields of the section that are not hyperparameters: no grid axis, no result column, not in
+    #: trial ids or labels (e.g. the `scheduled` arm's `schedules`, the arrays its names refer to).
+    NON_GRID_FIELDS: ClassVar[tuple[str, ...]] = ()
+    #: Hyperparameters added after results existed: at this value they are left out of trial ids and
+    #: labels (so the ids of earlier runs stay valid), and a stored configuration without them has it.
+    ID_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: Per-trial arrays `build` takes by name (`GridPoint.series`, filled by `series`).
+    SERIES: ClassVar[tuple[str, ...]] = ()
+    #: What the arm's `lambda_mean/min/max` columns hold, as (symbol, quantity), or None when they hold
+    #: no decay coefficient. Every arm declares it, so figures never put different quantities on one axis.
+    DECAY_QUANTITY: ClassVar[tuple[str, str] | None]
 
     @classmethod
     def hyperparameters(cls) -> list[str]:
-        """Field names of the hyperparameters, in declaration order."""
-        return [name for name in cls.model_fields if name != "kind"]
+        """Field names of the hyperparameters (the grid axes), in declaration order."""
+        return [name for name in cls.model_fields if name != "kind" and name not in cls.NON_GRID_FIELDS]
+
+    @classmethod
+    def complete(cls, point: dict[str, Any]) -> dict[str, Any]:
+        """`point` with the `ID_DEFAULTS` of the hyperparameters it lacks (a configuration stored before
+        they existed)."""
+        return {**{k: v for k, v in cls.ID_DEFAULTS.items() if k not in point}, **point}
+
+    @classmethod
+    def shown(cls, point: dict[str, Any]) -> list[str]:
+        """The hyperparameters a trial id and a label spell out: all but those at their `ID_DEFAULTS` value."""
+        return [k for k in cls.hyperparameters() if not (k in cls.ID_DEFAULTS and point.get(k, cls.ID_DEFAULTS[k])
+                                                         == cls.ID_DEFAULTS[k])]
 
     @classmethod
     def study_key(cls, name: str) -> str:
@@ -74,6 +99,10 @@ class ArmGrid(BaseModel):
     def grid(self) -> dict[str, tuple]:
         return {name: getattr(self, name) for name in self.hyperparameters()}
 
+    def series(self, point: dict[str, Any]) -> dict[str, tuple[float, ...]]:
+        """The per-trial arrays (`SERIES`) of grid point `point`, from the section's non-grid fields."""
+        return {}
+
     def points(self) -> list[dict[str, Any]]:
         """Every combination of the grids, in a stable order (first hyperparameter slowest)."""
         names = self.hyperparameters()
@@ -83,7 +112,7 @@ class ArmGrid(BaseModel):
     @classmethod
     def label(cls, point: dict[str, Any]) -> str:
         """A readable setting label, e.g. 'λ=0.0005' or 'λ=0.0005, stop=0.25'."""
-        return ", ".join(f"{cls.SYMBOLS.get(k, k)}={format_value(point[k])}" for k in cls.hyperparameters())
+        return ", ".join(f"{cls.SYMBOLS.get(k, k)}={format_value(point[k])}" for k in cls.shown(point))
 
 
 def format_value(value: Any) -> str:
@@ -108,8 +137,9 @@ class Hooks:
         self.coefficient = torch.zeros((), device=device)
         self.grad_norm = torch.zeros((), device=device)
 
-    def set_progress(self, fraction: float) -> None:
-        """Called before every epoch with the fraction of training done (0 at the start)."""
+    def set_progress(self, fraction: float, epoch: int = 0) -> None:
+        """Called before every epoch with the fraction of training done (0 at the start) and the epoch
+        about to run (0-based)."""
 
     def loss(self, per_example):
         """The scalar loss to differentiate from the per-example training losses."""
@@ -139,7 +169,8 @@ def global_norm(tensors: list) -> Any:
     """‖concat(tensors)‖₂ as a 0-d fp32 tensor, without concatenating."""
     if not tensors:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32)))
+    norms = torch._foreach_norm(tensors, 2.0, dtype=torch.float32)  # noqa: SLF001, RUF100 - one fused kernel
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def finite(value: float) -> bool:

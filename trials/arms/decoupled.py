@@ -25,6 +25,8 @@ class Grid(ArmGrid):
     lam: grid(NonNegative, non_negative, allow_empty=True) | None = Field(
         None, alias="lambda", description="per-step shrink λ at the peak learning rate (5e-5 ≈ coupled 5e-4 at lr 0.1)")
     SYMBOLS: ClassVar[dict[str, str]] = {"lam": "λ"}
+    # logged per step: the shrink actually applied, λ·lr_t/lr_0 (not comparable with a coupled λ)
+    DECAY_QUANTITY: ClassVar[tuple[str, str] | None] = ("λ·lr_t/lr_0", "per-step shrink factor")
 
 
 class DecoupledWeightDecay(Hooks):

@@ -21,6 +21,7 @@ class Grid(ArmGrid):
     lam: grid(NonNegative, non_negative, allow_empty=True) | None = Field(
         None, alias="lambda", description="decay coefficients λ ≥ 0 (0 = no decay)")
     SYMBOLS: ClassVar[dict[str, str]] = {"lam": "λ"}
+    DECAY_QUANTITY: ClassVar[tuple[str, str] | None] = ("λ", "coupled L2 coefficient")
 
 
 def build(params, *, lam: float):

@@ -1,5 +1,5 @@
-"""SoftAD, soft ascent-descent: Holland & Nakatani, "Criterion collapse and loss distribution control",
-NeurIPS 2024 (official code: feedbackward/bdd-flood).
+"""SoftAD, soft ascent-descent: Holland & Nakatani, "Soft ascent-descent as a stable and flexible alternative
+to flooding", NeurIPS 2024, arXiv 2310.10006 (official code: github.com/feedbackward/bdd-flood).
 
 No weight decay at all: the per-example training losses ℓᵢ (cross-entropy of the adversarial
 batch, or the TRADES loss) are combined as
@@ -9,7 +9,8 @@ batch, or the TRADES loss) are combined as
 so examples whose loss is below the threshold θ are pushed up (ascent) and those above it down,
 softly (ρ′(x) = x/√(1 + x²) ∈ (−1, 1)): a smaller model norm without any decay term. θ is the
 grid axis (robust cross-entropy sits near 1, so e.g. 0.1–1.5); σ = 1 by default. The attack
-still maximises the plain cross-entropy.
+still maximises the plain cross-entropy. The epoch's `train_loss` is L, `train_adv_ce` the plain
+cross-entropy of the same adversarial examples.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Grid(ArmGrid):
         None, description="loss threshold θ ≥ 0 (robust cross-entropy is near 1: try 0.1–1.5)")
     sigma: grid(Positive, positive, allow_empty=True) | None = Field((1.0,), description="scale σ > 0")
     SYMBOLS: ClassVar[dict[str, str]] = {"theta": "θ", "sigma": "σ"}
+    DECAY_QUANTITY: ClassVar[tuple[str, str] | None] = None  # no decay: lambda_* are 0
 
 
 def soft_ascent_descent(per_example, theta: float, sigma: float):

@@ -31,6 +31,8 @@ class Grid(ArmGrid):
     stop: grid(UnitInterval, unit_interval, allow_empty=True) | None = Field(
         None, description="window end, fraction of training in (0, 1]")
     SYMBOLS: ClassVar[dict[str, str]] = {"lam": "λ"}
+    # λ inside the window, 0 outside: the fixed arm's quantity
+    DECAY_QUANTITY: ClassVar[tuple[str, str] | None] = ("λ", "coupled L2 coefficient")
 
     @classmethod
     def check_point(cls, point: dict[str, Any]) -> str | None:
@@ -45,7 +47,7 @@ class WindowedWeightDecay(Hooks):
         self.lam, self.start, self.stop = float(lam), float(start), float(stop)
         self.active = start == 0.0
 
-    def set_progress(self, fraction: float) -> None:
+    def set_progress(self, fraction: float, epoch: int = 0) -> None:
         self.active = self.start <= fraction < self.stop
         self.coefficient.fill_(self.lam if self.active else 0.0)
 
