@@ -66,7 +66,6 @@ Nothing here imports torch or matplotlib; scipy is imported only for the chi-squ
 
 from __future__ import annotations
 
-import base64
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -76,6 +75,9 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+
+from trials.schema import pack_correct as pack_correct  # the stored form of per-example correctness
+from trials.schema import unpack_correct as unpack_correct
 
 ALPHA = 0.05
 MIN_EFFECT = 0.01
@@ -891,21 +893,3 @@ def _resample_counts(rng: np.random.Generator, resamples: int, n: int) -> np.nda
     """How often each of n items is drawn in each of `resamples` draws of n with replacement."""
     picks = rng.integers(0, n, size=(resamples, n)) + (np.arange(resamples) * n)[:, None]
     return np.bincount(picks.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
-
-
-def pack_correct(bools: Sequence[bool] | np.ndarray) -> str:
-    """Per-example correctness as compact text for JSON: the bits packed 8 to a byte, in base64."""
-    x = np.asarray(bools)
-    if x.ndim != 1:
-        raise ValueError(f"pack one seed's examples at a time (a 1-D array); got shape {x.shape}")
-    if x.dtype != bool and not np.isin(x, (0, 1)).all():
-        raise ValueError("correctness must be booleans (or 0/1)")
-    return base64.b64encode(np.packbits(x.astype(bool)).tobytes()).decode("ascii")
-
-
-def unpack_correct(text: str, n: int) -> np.ndarray:
-    """The n booleans that `pack_correct` turned into `text`."""
-    raw = base64.b64decode(text, validate=True)
-    if not (8 * len(raw) - 8 < n <= 8 * len(raw)) and not (n == 0 and not raw):
-        raise ValueError(f"{len(raw)} packed bytes hold 8·{len(raw)} bits, which cannot be {n} examples")
-    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n).astype(bool)

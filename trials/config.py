@@ -199,6 +199,9 @@ class GridPoint(Section):
     lr: float = Field(description="peak learning rate")
     seed: Seed = Field(description="seed of the initialisation, the data order, augmentation and attacks")
     label_noise: float = Field(0.0, description="symmetric label-noise rate of the training split")
+    stage: Literal["tune", "confirm"] = Field(
+        "tune", description="tune: a trial of the study's grid, on its `seeds`; confirm: a selected configuration "
+        "trained again on a fresh confirmation seed")
     series: dict[str, tuple[float, ...]] = Field(
         default_factory=dict, description="per-trial arrays the arm takes besides its hyperparameters (the "
         "`scheduled` arm's λ per epoch, `values`), as the arm's section gives them for the grid point "
@@ -254,7 +257,7 @@ class TrialConfig(Section):
                  for name, dtype in arms.hyperparameter_columns().items()}
         return {"study": self.study, "trial_id": self.trial_id, "method": self.method, "kind": self.kind,
                 "setting": self.setting, **hyper, **arms.complete(self.kind, self.params), "lr": self.lr,
-                "seed": self.seed, "label_noise": self.label_noise}
+                "seed": self.seed, "stage": self.point.stage, "label_noise": self.label_noise}
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -272,12 +275,13 @@ class TrialConfig(Section):
 
 
 def trial_id(point: GridPoint) -> str:
-    """`<arm>-<hyperparameter values>-lr<lr>-s<seed>[-n<noise>]`, each number spelled exactly
+    """`<arm>-<hyperparameter values>-lr<lr>-s<seed>[-n<noise>][-confirm]`, each number spelled exactly
     (the shortest text that reads back as the same float), so distinct values never share an id.
     A hyperparameter at its `ArmGrid.ID_DEFAULTS` value is left out (ids made before it existed stay valid)."""
     values = "-".join(format_value(point.params[k]) for k in arms.grid_class(point.kind).shown(point.params))
     noise = f"-n{format_value(point.label_noise)}" if point.label_noise else ""
-    return f"{point.method}-{values}-lr{format_value(point.lr)}-s{point.seed}{noise}"
+    stage = "-confirm" if point.stage == "confirm" else ""
+    return f"{point.method}-{values}-lr{format_value(point.lr)}-s{point.seed}{noise}{stage}"
 
 
 def config_hash(d: dict) -> str:

@@ -18,7 +18,7 @@ import itertools
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -28,9 +28,7 @@ from trials import data as data_mod
 from trials.attacks import attack_batch, frozen_weights
 from trials.config import Attack, TrialConfig, resolved_eval_attack
 from trials.models import prunable_weights
-
-if TYPE_CHECKING:
-    from trials.train import Trainer
+from trials.schema import pack_correct
 
 log = logging.getLogger("decaylab.evaluation")
 FINAL_SEED_OFFSET = 11  # the final evaluation's attack stream: split_seed + 11, the same for every trial
@@ -42,12 +40,15 @@ class SplitSums(NamedTuple):
 
     correct: torch.Tensor
     ce: torch.Tensor
+    per_example: torch.Tensor | None = None  # (attacks, examples) booleans, when asked for
 
 
 def split_sums(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack | None], *, batch_size: int,
                autocast: contextlib.AbstractContextManager | None = None, channels_last: bool = False,
-               generator: torch.Generator | None = None) -> SplitSums:
-    """Correct predictions and summed cross-entropy on `split` under each attack (None = clean inputs).
+               generator: torch.Generator | None = None, per_example: bool = False) -> SplitSums:
+    """Correct predictions and summed cross-entropy on `split` under each attack (None = clean inputs), and
+    with `per_example` which examples each got right (the final evaluation keeps them, so the test set's
+    own sampling can be put into the report's intervals).
 
     The model must be in eval mode (BatchNorm's running statistics). Nothing is read on the host: the
     sums stay on the device (the CE of each batch in fp32 from fp32 logits, accumulated in fp64).
@@ -57,6 +58,7 @@ def split_sums(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack
     ctx = autocast or contextlib.nullcontext()
     counts = torch.zeros(len(attacks), dtype=torch.long, device=split.y.device)
     ce = torch.zeros(len(attacks), dtype=torch.float64, device=split.y.device)
+    right = torch.zeros((len(attacks), len(split)), dtype=torch.bool, device=split.y.device) if per_example else None
     for start in range(0, len(split), batch_size):
         x = data_mod.to_float(split.x[start:start + batch_size], channels_last)
         y = split.y[start:start + batch_size]
@@ -69,9 +71,12 @@ def split_sums(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack
                 x_in = x
             with torch.inference_mode(), ctx:
                 logits = model(x_in).float()
-                counts[i] += (logits.argmax(1) == y).sum()
+                hits = logits.argmax(1) == y
+                counts[i] += hits.sum()
                 ce[i] += F.cross_entropy(logits, y, reduction="sum").double()
-    return SplitSums(counts, ce)
+                if right is not None:
+                    right[i, start:start + len(y)] = hits
+    return SplitSums(counts, ce, right)
 
 
 def correct_counts(model: nn.Module, split: data_mod.Split, attacks: Sequence[Attack | None], *, batch_size: int,
@@ -145,7 +150,8 @@ def prune_global(model: nn.Module, sparsity: float) -> int:
 
 
 def autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: TrialConfig,
-                       device: torch.device) -> int:
+                       device: torch.device) -> torch.Tensor:
+    """Which examples AutoAttack does not break (booleans)."""
     from pyautoattack import AutoAttack
 
     aa = AutoAttack(model, eps=eps, norm="Linf", version=cfg.eval.autoattack.version,
@@ -157,7 +163,7 @@ def autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     if (x_adv - x).abs().max() > eps + 1e-5 or x_adv.min() < 0 or x_adv.max() > 1:
         raise RuntimeError("AutoAttack returned inputs outside the ε-ball or [0, 1]")
     with torch.inference_mode():
-        return int((model(x_adv).argmax(1) == y).sum())
+        return model(x_adv).argmax(1) == y
 
 
 def evaluate_weights(cfg: TrialConfig, model: nn.Module, weights: Sequence[tuple[str, int, dict]],
@@ -179,15 +185,22 @@ def evaluate_weights(cfg: TrialConfig, model: nn.Module, weights: Sequence[tuple
         prune(net, s, cfg.eval.pruning.scope)
         split = examples.take(cfg.eval.pruning.examples) if s > 0 else examples
         gen = torch.Generator(device).manual_seed(cfg.data.split_seed + FINAL_SEED_OFFSET)
-        counts = correct_counts(net, split, attacks, batch_size=cfg.eval.batch_size, generator=gen).tolist()
+        sums = split_sums(net, split, attacks, batch_size=cfg.eval.batch_size, generator=gen, per_example=s == 0.0)
+        counts = sums.correct.tolist()
         k = len(split)
         accs = [c / k for c in counts] + [math.nan] * (3 - len(counts))
-        aa = math.nan
+        aa, correct = math.nan, dict.fromkeys(("correct_clean", "correct_pgd", "correct_autoattack"))
+        if s == 0.0:  # which examples each got right, for the report's test-set intervals (a few bytes each)
+            right = sums.per_example.cpu().numpy()
+            correct |= {"correct_clean": pack_correct(right[0]),
+                        "correct_pgd": pack_correct(right[-1]) if robust else None}
         if robust and cfg.eval.autoattack.enabled and s == 0.0:
-            aa = autoattack_correct(net, data_mod.to_float(split.x), split.y, attack.eps, cfg, device) / k
+            aa_right = autoattack_correct(net, data_mod.to_float(split.x), split.y, attack.eps, cfg, device)
+            aa = int(aa_right.sum()) / k
+            correct["correct_autoattack"] = pack_correct(aa_right.cpu().numpy())
         row = cfg.key_columns() | {"checkpoint": which, "epoch": epoch, "sparsity": s, "examples": k,
                                    "clean_acc": accs[0], "fgsm_acc": accs[1], "pgd_acc": accs[2],
-                                   "autoattack_acc": aa}
+                                   "autoattack_acc": aa} | correct
         for warning in sanity_problems(row):
             log.warning("%s (%s checkpoint, sparsity %g): %s", cfg.trial_id, which, s, warning)
         rows.append(row)
@@ -203,14 +216,3 @@ def sanity_problems(row: dict) -> list[str]:
         if math.isfinite(a) and math.isfinite(b) and a > b:
             out.append(f"{stronger} {a:.4f} > {weaker} {b:.4f}: possible gradient masking or a broken attack")
     return out
-
-
-def final_evaluations(tr: Trainer, best: dict | None, ema_best: dict | None = None) -> list[dict]:
-    """Evaluate the last weights, the best (by val robust accuracy) weights and, with `train.ema`, the averaged
-    weights of their own best epoch (by ema_val_robust_acc) of a finished trial."""
-    weights = [("last", tr.epoch, tr.model.state_dict())]  # loaded into a copy: the trainer's model is not touched
-    if best is not None:
-        weights.append(("best", best["epoch"], best["model"]))
-    if ema_best is not None:
-        weights.append(("ema", ema_best["epoch"], ema_best["model"]))
-    return evaluate_weights(tr.config, tr.model, weights, tr.data, tr.device)

@@ -31,7 +31,7 @@ CONFIG_COLUMNS: Final[dict[str, str]] = {
     **HYPERPARAMETER_COLUMNS,  # lam, lambda_awd, avg, tau, schedule, ...: NaN (<NA>) where not the arm's
     "lr": "float64",  # peak learning rate
     "seed": "int64",
-    "stage": "string",  # tune: the study's seeds, selection runs on them; confirm: fresh seeds of the selected configurations
+    "stage": "string",  # tune: the study's seeds, on which selection is made; confirm: fresh seeds of the selection
     "label_noise": "float64",  # configured symmetric label-noise rate of the training split
 }
 
@@ -89,6 +89,7 @@ TRIAL_METRICS: Final[dict[str, str]] = {
     "gap_robust": "float64",  # best_test_robust_acc − last_test_robust_acc
     "autoattack_best": "float64",  # AutoAttack accuracy of the best checkpoint (NaN if not run)
     "autoattack_last": "float64",
+    "autoattack_ema": "float64",  # of the best averaged weights (train.ema)
     "weight_norm_last": "float64",
     "label_noise_actual": "float64",  # exact fraction of training labels flipped
     "train_seconds": "float64",
@@ -140,3 +141,30 @@ def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
                 else pd.Series(float("nan"), index=frame.index)
             )
     return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+
+
+def pack_correct(bools) -> str:
+    """Per-example correctness as compact text (the `correct_*` evaluation columns): the bits packed 8 to a byte,
+    in base64."""
+    import base64
+
+    import numpy as np
+
+    x = np.asarray(bools)
+    if x.ndim != 1:
+        raise ValueError(f"pack one trial's examples at a time (a 1-D array); got shape {x.shape}")
+    if x.dtype != bool and not np.isin(x, (0, 1)).all():
+        raise ValueError("correctness must be booleans (or 0/1)")
+    return base64.b64encode(np.packbits(x.astype(bool)).tobytes()).decode("ascii")
+
+
+def unpack_correct(text: str, n: int):
+    """The n booleans that `pack_correct` turned into `text` (a numpy array)."""
+    import base64
+
+    import numpy as np
+
+    raw = base64.b64decode(text, validate=True)
+    if not (8 * len(raw) - 8 < n <= 8 * len(raw)) and not (n == 0 and not raw):
+        raise ValueError(f"{len(raw)} packed bytes hold 8·{len(raw)} bits, which cannot be {n} examples")
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n).astype(bool)

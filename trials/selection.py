@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+FINISHED = ("ok", "diverged")  # ended on their own: a score that will not change
 SUMMARY_KEYS = ("best_epoch", "best_val_robust_acc", "best_val_clean_acc", "best_test_clean_acc",
                 "best_test_robust_acc", "last_test_clean_acc", "last_test_robust_acc", "gap_robust",
                 "weight_norm_last")
@@ -80,27 +81,35 @@ def objective(rows: Iterable[Mapping[str, Any]], status: str) -> float:
     return math.nan if best is None else float(best["val_robust_acc"])
 
 
-def best_tuned(trials: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def best_tuned(trials: Iterable[Mapping[str, Any]], seeds: Iterable[int] | None = None) -> Mapping[str, Any] | None:
     """An arm's best-tuned trial among `trials` (rows with setting, lr, seed, status and score, in study
-    order, one label-noise level), or None when none finished.
+    order, one label-noise level, the tuning stage), or None when no configuration is eligible.
 
-    * The **configuration** (a setting at one lr) with the highest score — the mean of `score` over its
-      seeds, diverged seeds counting 0, failed/stopped/running ones left out — among configurations with
-      at least one `ok` seed; ties go to the configuration listed first.
+    * **Eligible** configurations (a setting at one lr): those whose every due seed — `seeds`, by default
+      every seed any of the rows has — has finished on its own (ok or diverged), one of them ok. A mean
+      over fewer seeds is noisier, and the highest of noisy means wins too often.
+    * The eligible **configuration** with the highest score — the mean of `score` over its seeds, in seed
+      order, diverged seeds counting 0 — wins; ties go to the configuration listed first.
     * Of it, the `ok` **seed** with the highest score (the best validation robust accuracy); ties go to
       the smaller seed.
     """
+    rows = list(trials)
+    due = set(seeds) if seeds is not None else {t["seed"] for t in rows}
     configs: dict[tuple, list[Mapping[str, Any]]] = {}
-    for t in trials:
+    for t in rows:
         configs.setdefault((t["setting"], t["lr"]), []).append(t)
 
-    def config_score(rows: list[Mapping[str, Any]]) -> float:
-        scores = [r["score"] for r in rows if evaluated(r["score"])]
+    def eligible(group: list[Mapping[str, Any]]) -> bool:
+        ended = {r["seed"] for r in group if r["status"] in FINISHED}
+        return due <= ended and any(r["status"] == "ok" for r in group)
+
+    def config_score(group: list[Mapping[str, Any]]) -> float:
+        scores = [r["score"] for r in sorted(group, key=lambda r: r["seed"]) if evaluated(r["score"])]
         return sum(scores) / len(scores) if scores else -math.inf
 
-    eligible = [rows for rows in configs.values() if any(r["status"] == "ok" for r in rows)]
-    if not eligible:
+    candidates = [group for group in configs.values() if eligible(group)]
+    if not candidates:
         return None
-    best = max(eligible, key=config_score)  # max keeps the first of ties
+    best = max(candidates, key=config_score)  # max keeps the first of ties
     ok = sorted((r for r in best if r["status"] == "ok"), key=lambda r: r["seed"])
     return max(ok, key=lambda r: r["score"] if evaluated(r["score"]) else -math.inf)

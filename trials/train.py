@@ -27,7 +27,7 @@ from trials.arms.base import Hooks, global_norm
 from trials.attacks import attack_batch, trades_attack
 from trials.averaging import WeightAverage
 from trials.config import Attack, TrialConfig, resolved_eval_attack, resolved_train_attack
-from trials.evaluation import final_evaluations, split_sums
+from trials.evaluation import evaluate_weights, split_sums
 from trials.models import build_model, decayed_parameters
 
 CHECKPOINT_FORMAT = 2  # the weight-average keys are optional: a checkpoint without them is one without train.ema
@@ -433,3 +433,14 @@ def _track_ema_best(tr: Trainer, ema_val_robust_acc: float) -> None:
     if tr.ema is not None and selection.improves(ema_val_robust_acc,
                                                  tr.ema_best["val_robust_acc"] if tr.ema_best else None):
         tr.ema_best = {"epoch": tr.epoch, "val_robust_acc": ema_val_robust_acc, "model": tr.ema.state_dict()}
+
+
+def final_evaluations(tr: Trainer, best: dict | None, ema_best: dict | None = None) -> list[dict]:
+    """Evaluate the last weights, the best (by val robust accuracy) weights and, with `train.ema`, the averaged
+    weights of their own best epoch (by ema_val_robust_acc) of a finished trial."""
+    weights = [("last", tr.epoch, tr.model.state_dict())]  # loaded into a copy: the trainer's model is not touched
+    if best is not None:
+        weights.append(("best", best["epoch"], best["model"]))
+    if ema_best is not None:
+        weights.append(("ema", ema_best["epoch"], ema_best["model"]))
+    return evaluate_weights(tr.config, tr.model, weights, tr.data, tr.device)

@@ -71,7 +71,7 @@ class AdaptiveWeightDecay(Hooks):
         lam = self.lambda_awd * self.grad_norm / global_norm(weights).clamp_min(1e-12)
         self.lam_bar.mul_(self.avg).add_(lam.to(self.lam_bar.dtype), alpha=1.0 - self.avg)
         # λ̄ is a tensor (no host read), so `add_(w, alpha=λ̄)` is not available: one fused λ̄·w
-        torch._foreach_add_(grads, torch._foreach_mul(weights, self.lam_bar))  # noqa: SLF001, RUF100 - fused
+        torch._foreach_add_(grads, torch._foreach_mul(weights, self.lam_bar))  # noqa: SLF001 - fused
         return self.lam_bar
 
     def state_dict(self) -> dict:

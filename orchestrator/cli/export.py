@@ -11,8 +11,9 @@ def add(sub, epilog: str) -> None:
     pick = sp.add_mutually_exclusive_group(required=True)
     pick.add_argument("--trial", metavar="ID", help="the trial to export (its id, as `decaylab status` lists it)")
     pick.add_argument("--best", metavar="ARM", help="export the arm's best-tuned trial")
-    sp.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                    help="best: the weights of the best validation epoch (default); last: the final weights")
+    sp.add_argument("--checkpoint", choices=["best", "last", "ema"], default="best",
+                    help="best: the weights of the best validation epoch (default); last: the final weights; ema: "
+                    "the averaged weights of their best validation epoch (train.ema)")
     sp.add_argument("--out", required=True, help="model file to write (e.g. model.pt); its JSON sidecar is "
                     "written beside it (model.json)")
 

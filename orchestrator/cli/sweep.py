@@ -25,12 +25,13 @@ def add(sub, epilog: str) -> None:
 
 def sweep(args) -> int:
     from orchestrator.run.directory import run_dir_for
+    from orchestrator.run.sources import resolve_schedules
     from orchestrator.study.catalog import study_file
     from orchestrator.study.load import load_study
     from orchestrator.sweep.driver import run_study
 
     path = study_file(args.study)
-    study = load_study(path, args.sets, allow_large_grid=args.allow_large_grid)
+    study = load_study(path, args.sets, allow_large_grid=args.allow_large_grid, resolve=resolve_schedules)
     run = run_dir_for(args.storage, study)
     status = run_study(study, run, executor=a.executor(args), device=args.device, source=str(path))
     return maybe_report(args, run.location, status)

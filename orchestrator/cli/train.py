@@ -47,11 +47,12 @@ def epoch_line(row: dict, epochs: int) -> str:
 def train_one(study_path: str, sets: list[str], out: str | None, device: str) -> int:
     from orchestrator.run import manifest, records, results, trial
     from orchestrator.run.directory import check_writable, prepare
+    from orchestrator.run.sources import resolve_schedules
     from orchestrator.run.storage import RunDir
     from orchestrator.study.load import single_trial
     from trials.datasets import DataError
 
-    study, cfg = single_trial(study_path, sets)
+    study, cfg = single_trial(study_path, sets, resolve=resolve_schedules)
     if device == "gpu":
         import torch
 

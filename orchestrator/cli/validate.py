@@ -19,13 +19,15 @@ def add(sub, epilog: str) -> None:
 
 
 def validate(args) -> int:
+    from orchestrator.run.sources import resolve_schedules
     from orchestrator.study.catalog import study_file
     from orchestrator.study.checks import check_machine, data_problem
     from orchestrator.study.load import load_study
     from orchestrator.study.plan import planned_count_text
 
     path = study_file(args.study)
-    study = load_study(path, args.sets, check_data=False, allow_large_grid=args.allow_large_grid)
+    study = load_study(path, args.sets, check_data=False, allow_large_grid=args.allow_large_grid,
+                       resolve=resolve_schedules)
     # a dataset not fetched yet is a warning here (the file is fine); `sweep` refuses it
     problem = data_problem(study, path)
     check_machine(study, path, data_root=problem is None)

@@ -44,7 +44,7 @@ def recorded_study(run: RunDir, check_data: bool = True) -> Study:
         raw = safe_yaml.load(run.read_text(STUDY), where)
         if not isinstance(raw, dict):
             raise UserError(where, "not a mapping of keys")
-        return study_from_dict(raw, where, check_data, allow_large_grid=True)  # accepted when it started
+        return study_from_dict(as_recorded(raw), where, check_data, allow_large_grid=True)  # accepted when it started
     except UnicodeDecodeError as e:
         raise UserError(where, f"the run's study file is damaged (not UTF-8 text: {e.reason} at byte {e.start})",
                         fix) from None
@@ -85,6 +85,8 @@ def shared_differences(old: Study, new: Study) -> list[str]:
         walk(old_d[section], new_d[section], section)
     if old.search.kind != new.search.kind:
         diffs.append(f"search.kind: {old.search.kind} → {new.search.kind}")
+    if old.confirm is not None and new.confirm is not None and old.confirm.vary_split != new.confirm.vary_split:
+        diffs.append(f"confirm.vary_split: {old.confirm.vary_split} → {new.confirm.vary_split}")
     return diffs
 
 
@@ -99,3 +101,20 @@ def prepare(run: RunDir, study: Study) -> None:
                             "results would not be comparable: give the study a new `name`, or use "
                             "another --storage (a grown grid of lr/seeds/λ is fine and runs only the new trials)")
     run.write_atomic(safe_yaml.dump(study.to_dict()).encode(), STUDY)
+
+
+def as_recorded(raw: dict) -> dict:
+    """A study recorded by an earlier version, with the values it ran with where a default has changed since
+    (read with today's defaults, it would silently run something else on resume): global pruning, and the
+    rescale arm without decay on the other weights at unit norm."""
+    raw = {**raw}
+    evaluation = raw.get("eval")
+    pruning = evaluation.get("pruning") if isinstance(evaluation, dict) else None
+    if isinstance(pruning, dict) and "scope" not in pruning:
+        raw["eval"] = {**evaluation, "pruning": {**pruning, "scope": "global"}}
+    methods = raw.get("methods")
+    if isinstance(methods, dict):
+        raw["methods"] = {name: ({"lambda": [0.0], "target": ["unit"], **arm}
+                                 if isinstance(arm, dict) and arm.get("kind") == "rescale" and "lambda" not in arm
+                                 else arm) for name, arm in methods.items()}
+    return raw

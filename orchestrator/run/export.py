@@ -33,11 +33,13 @@ def export(location: str, *, trial: str | None, best: str | None, checkpoint: st
     run, _ = open_run(location, check_data=False)
     trial_id = trial or best_trial(run, best, recorded_study(run, check_data=False).data.label_noise[0])
     state = finished_checkpoint(run, trial_id)
-    weights = state["best_model"] if checkpoint == "best" else state["model"]
-    epoch = int(state["best_epoch"] if checkpoint == "best" else state["epoch"])
+    weights, epoch = {"best": (state["best_model"], state["best_epoch"]), "last": (state["model"], state["epoch"]),
+                      "ema": (state.get("ema_best_model"), state.get("ema_best_epoch"))}[checkpoint]
     if weights is None:
-        raise UserError(trial_id, "the trial has no best checkpoint (no epoch was evaluated)",
-                        "export --checkpoint last")
+        what = ("averaged weights (train.ema was off)" if checkpoint == "ema"
+                else "best checkpoint (no epoch was evaluated)")
+        raise UserError(trial_id, f"the trial has no {what}", "export --checkpoint last")
+    epoch = int(epoch)
     meta = sidecar(TrialConfig.from_dict(state["config"]), weights, checkpoint, epoch,
                    results.trial_state(run, trial_id)["evaluations"], manifest.read_manifest(run) or {})
     save(out, weights, meta)
@@ -49,6 +51,7 @@ def best_trial(run: RunDir, arm: str, label_noise: float) -> str:
     """The arm's best-tuned trial (`trials.selection.best_tuned`) at the study's first label-noise level."""
     states = results.trial_states(run)
     rows = [results.trial_row(s) for s in states.values()]
+    rows = [r for r in rows if (r.get("stage") or "tune") == "tune"]  # selection is made on the tuning stage
     arms = sorted({r["method"] for r in rows})
     if arm not in arms:
         raise UserError(f"--best {arm}", "no trial of that arm in the run", f"the arms here: {', '.join(arms)}")

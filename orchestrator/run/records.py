@@ -40,6 +40,7 @@ from orchestrator.run.layout import (
 from orchestrator.run.storage import RunDir
 
 __all__ = ["DAMAGED", "TRIALS"]  # read by the results and the status
+CHECKPOINTS = ("best", "last", "ema")  # the weights a final evaluation is made of
 KEEP_CHECKPOINTS = 2
 MAX_JSON_BYTES = 256 << 20  # a result.json of thousands of epochs is a few megabytes
 # a trial id: an arm name, then values and tags joined by '-' (exact floats use digits . e + -)
@@ -235,11 +236,13 @@ def read_result(run: RunDir, trial_id: str) -> dict | None:
 
 def valid_evaluation(row: Any) -> bool:
     """An evaluation row: which checkpoint, at which sparsity, with numeric accuracies."""
-    return (isinstance(row, dict) and row.get("checkpoint") in ("best", "last")
+    return (isinstance(row, dict) and row.get("checkpoint") in CHECKPOINTS
             and all(isinstance(row.get(k), int | float) and not isinstance(row.get(k), bool)
                     for k in ("sparsity", "epoch"))
             and all(row.get(k) is None or isinstance(row.get(k), int | float)
-                    for k in ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")))
+                    for k in ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc"))
+            and all(row.get(k) is None or isinstance(row.get(k), str)
+                    for k in ("correct_clean", "correct_pgd", "correct_autoattack")))
 
 
 def record_error(run: RunDir, trial_id: str, message: str, config: dict) -> None:

@@ -107,7 +107,7 @@ def trial_row(state: dict) -> dict[str, Any]:
         "label_noise_actual": state.get("label_noise_actual", math.nan),
         "train_seconds": state.get("train_seconds", math.nan)}
     for r in state["evaluations"]:
-        if r["sparsity"] == 0.0 and r["checkpoint"] in ("best", "last"):
+        if r["sparsity"] == 0.0 and r["checkpoint"] in records.CHECKPOINTS:
             out[f"autoattack_{r['checkpoint']}"] = r["autoattack_acc"]
     return out
 

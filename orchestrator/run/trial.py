@@ -143,7 +143,7 @@ def finished_weights(run: RunDir, trial_id: str, evaluation: EvalConfig, device:
             return None
         cfg = TrialConfig.from_dict(state["config"]).model_copy(update={"eval": evaluation})
         tr = build_trainer(cfg, device)
-        for key in ("model", "best_model"):
+        for key in ("model", "best_model", "ema_best_model"):
             if state.get(key) is not None or key == "model":
                 tr.model.load_state_dict(state[key])
         return state, cfg, tr

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from orchestrator.errors import UserError
 from orchestrator.study.errors import did_you_mean
-from orchestrator.study.plan import expand_grid, grid_size
+from orchestrator.study.plan import confirmation_seeds, expand_grid, grid_size
 from orchestrator.study.schema import Study, TrackingConfig
 from trials import arms
-from trials.config import DataConfig, TrialConfig
+from trials.config import MAX_SEED, DataConfig, TrialConfig
 from trials.datasets import DATASETS, fetch_command, image_folder_sizes
 
 MAX_GRID_TRIALS = 10_000  # beyond this a grid is almost always a typo (a list where a range was meant)
@@ -194,6 +194,8 @@ def check_study(study: Study, where: str, check_data: bool = True, allow_large_g
                         "set attack.eval.kind to pgd (ε comes from attack.eval.eps or attack.train.eps)")
     if ev.kind != "none" and ev.eps is None and (tr.eps is None or tr.kind == "none"):
         raise UserError(where, "attack.eval.eps: missing", "give ε, or an attack.train.eps to inherit")
+    if study.confirm is not None:
+        check_confirmation(study, where)
     if study.analysis.reference is not None and study.analysis.reference not in study.methods:
         raise UserError(where, f"analysis.reference: {study.analysis.reference!r} is not an arm of the study",
                         did_you_mean(study.analysis.reference, list(study.methods), "methods"))
@@ -309,3 +311,17 @@ def check_optuna_space(study: Study, where: str) -> None:
                             "give a positive low, or log: false")
 
 
+
+
+def check_confirmation(study: Study, where: str) -> None:
+    """Confirmation seeds are fresh: none of them is a tuning seed (the same seeds would both choose a
+    configuration and judge it)."""
+    seeds = confirmation_seeds(study)
+    shared = sorted(set(seeds) & set(study.seeds))
+    if shared:
+        raise UserError(where, f"confirm.seeds: {shared} are also tuning seeds (`seeds`)",
+                        "confirmation seeds must be fresh: give seeds that are not in `seeds`, or a number of them "
+                        "(taken after the largest tuning seed)")
+    if seeds and max(seeds) > MAX_SEED:
+        raise UserError(where, f"confirm.seeds: {max(seeds)} is beyond the largest seed {MAX_SEED}",
+                        "give fewer or smaller seeds")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,28 @@ def documented_options() -> list[tuple[str, str, str]]:
             if isinstance(default, Section):
                 walk(type(default), key)
                 continue
-            rows.append((key, _yaml_text(default), f.description or ""))
+            rows.append((key, "required" if f.is_required() else _yaml_text(default), f.description or ""))
+            if (optional := optional_section(f.annotation)) is not None:  # e.g. train.ema: null, or its keys
+                walk(optional, key)
             if name == "methods":
                 for cls in arms.grid_classes():
                     kind = cls.model_fields["kind"].annotation.__args__[0]
-                    for h in cls.hyperparameters():
+                    for h in [*cls.hyperparameters(), *cls.NON_GRID_FIELDS]:
                         hf = cls.model_fields[h]
-                        default = hf.get_default()
+                        default = hf.get_default(call_default_factory=True)
                         rows.append((f"methods.<arm>.{cls.study_key(h)} (kind: {kind})",
                                      "required" if default is None else _yaml_text(default), hf.description or ""))
 
     walk(Study, "")
     return rows
+
+
+def optional_section(annotation: Any) -> type[Section] | None:
+    """The section class of a `Section | None` field (documented key by key), else None."""
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, Section):
+            return arg
+    return None
 
 
 def _yaml_text(value: Any) -> str:

@@ -7,6 +7,7 @@ and the reason, and raises `UserError` (exit status 2) before anything starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,13 @@ def parse_yaml(text: str, where: str) -> Any:
 # ---------------------------------------------------------------------------- building
 
 
-def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-               allow_large_grid: bool = False, check_data: bool = True) -> Study:
-    """Read, override and validate a study file. Raises UserError with file and key."""
+Resolve = Callable[[dict, str], dict]  # raw study → raw study with what it names elsewhere read in
+
+
+def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = (), allow_large_grid: bool = False,
+               check_data: bool = True, resolve: Resolve | None = None) -> Study:
+    """Read, override and validate a study file. Raises UserError with file and key. `resolve` reads in what
+    the study takes from elsewhere (a `scheduled` arm's `from:` a run directory: `orchestrator.run.sources`)."""
     path = Path(path)
     where = str(path)
     if path.is_dir():
@@ -55,8 +60,10 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
                         "start from studies/digits.yaml; `decaylab options` lists every key")
     raw = apply_overrides(raw, overrides)
     try:
-        return study_from_dict(_with_absolute_tracking(_with_absolute_root(raw)), where, check_data,
-                               allow_large_grid=allow_large_grid)
+        raw = _with_absolute_tracking(_with_absolute_root(raw))
+        if resolve is not None:
+            raw = resolve(raw, where)
+        return study_from_dict(raw, where, check_data, allow_large_grid=allow_large_grid)
     except UserError as e:
         keys = [o.split("=", 1)[0].strip() for o in overrides]
         hit = next((k for k in keys if e.reason.startswith((k + ":", k + "[", k + "."))), None)
@@ -134,7 +141,8 @@ def _deep_copy(v):
 TRIAL_PICKS = ("method", "seed", "label_noise")
 
 
-def single_trial(study_path: str | Path, sets: list[str]) -> tuple[Study, TrialConfig]:
+def single_trial(study_path: str | Path, sets: list[str], resolve: Resolve | None = None
+                 ) -> tuple[Study, TrialConfig]:
     """`decaylab train`: study-file overrides plus picks of one grid point (method, its hyperparameters
     by their study-file names, seed, label_noise); lr is the first of the study's `lr`."""
     raw_picks, overrides = {}, []
@@ -146,7 +154,7 @@ def single_trial(study_path: str | Path, sets: list[str]) -> tuple[Study, TrialC
             raw_picks[key] = parse_yaml(item.split("=", 1)[1], f"--set {key}")
         else:
             overrides.append(item)
-    study = load_study(study_path, overrides)
+    study = load_study(study_path, overrides, resolve=resolve)
     names = list(study.methods)
     name = str(raw_picks.pop("method", names[0]))
     if name not in study.methods:
@@ -163,17 +171,18 @@ def single_trial(study_path: str | Path, sets: list[str]) -> tuple[Study, TrialC
                             f"use --set {arm.study_key(arm.hyperparameters()[0])}=VALUE")
         params[own[key]] = value
     point = arm.points()[0] if arm.points() else {}
+    fixed_fields = {"kind": arm.kind, **arm.model_dump(mode="json", by_alias=True, include=set(arm.NON_GRID_FIELDS))}
     try:
-        checked_arm = type(arm).model_validate({"kind": arm.kind, **{arm.study_key(h): [v]
-                                                                     for h, v in {**point, **params}.items()}})
+        checked_arm = type(arm).model_validate({**fixed_fields, **{arm.study_key(h): [v]
+                                                                   for h, v in {**point, **params}.items()}})
     except ValidationError as e:
         raise to_user_error(e, type(arm), "--set") from None
     (point,) = checked_arm.points()
     seed = _pick(raw_picks, "seed", study.seeds[0], Seed)
     noise = _pick(raw_picks, "label_noise", study.data.label_noise[0], Fraction)
     cfg = trial_config(study, name, point, study.lr[0], seed, noise)
-    section = {"kind": arm.kind, **{arm.study_key(h): [v] for h, v in point.items()}}
-    one = {**study.to_dict(), "methods": {name: section}, "lr": [cfg.lr], "seeds": [seed],
+    section = {**fixed_fields, **{arm.study_key(h): [v] for h, v in point.items()}}
+    one = {**study.to_dict(), "methods": {name: section}, "lr": [cfg.lr], "seeds": [seed], "confirm": None,
            "data": {**study.to_dict()["data"], "label_noise": [noise]}}
     return Study.model_validate(one), cfg
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.study.schema import Study
 from trials import arms
-from trials.config import SHARED_SECTIONS, DataConfig, GridPoint, TrialConfig
+from trials.config import MAX_SEED, SHARED_SECTIONS, DataConfig, GridPoint, TrialConfig
 
 
 def shared_sections(study: Study) -> dict[str, Any]:
@@ -17,11 +17,32 @@ def shared_sections(study: Study) -> dict[str, Any]:
     return {"data": data, **{k: getattr(study, k) for k in SHARED_SECTIONS if k != "data"}}
 
 
-def trial_config(study: Study, method: str, params: dict[str, Any], lr: float, seed: int,
-                 noise: float) -> TrialConfig:
-    point = GridPoint(method=method, kind=study.methods[method].kind, params=params, lr=lr, seed=seed,
-                      label_noise=noise)
-    return TrialConfig.model_construct(study=study.name, point=point, **shared_sections(study))
+def trial_config(study: Study, method: str, params: dict[str, Any], lr: float, seed: int, noise: float,
+                 stage: str = "tune") -> TrialConfig:
+    grid = study.methods[method]
+    point = GridPoint(method=method, kind=grid.kind, params=params, lr=lr, seed=seed, label_noise=noise, stage=stage,
+                      series=grid.series(params, seed))
+    sections = shared_sections(study)
+    if stage == "confirm" and study.confirm is not None and study.confirm.vary_split:
+        sections["data"] = sections["data"].model_copy(update={"split_seed": split_seed(study, seed)})
+    return TrialConfig.model_construct(study=study.name, point=point, **sections)
+
+
+def split_seed(study: Study, seed: int) -> int:
+    """The data split of confirmation seed `seed` when `confirm.vary_split`: its own, derived from the study's
+    `data.split_seed` and the seed (every arm's trial of that seed shares it, so pairs stay paired)."""
+    return (study.data.split_seed * 1_000_003 + seed + 1) % MAX_SEED
+
+
+def confirmation_seeds(study: Study) -> tuple[int, ...]:
+    """The confirmation stage's seeds: `confirm.seeds` as listed, or that many after the largest tuning seed."""
+    if study.confirm is None:
+        return ()
+    seeds = study.confirm.seeds
+    if isinstance(seeds, int):
+        start = max(study.seeds) + 1
+        return tuple(range(start, start + seeds))
+    return tuple(seeds)
 
 
 def expand_grid(study: Study) -> list[TrialConfig]:
@@ -63,10 +84,12 @@ def seeds_per_configuration(study: Study) -> int:
 
 
 def planned_trials(study: Study) -> int:
-    """Trials a sweep of `study` runs (an Optuna configuration is one trial per seed)."""
+    """Trials a sweep of `study` runs (an Optuna configuration is one trial per seed), its confirmation included."""
+    levels = len(study.data.label_noise) if study.search.kind == "grid" else 1
+    confirm = len(study.methods) * levels * len(confirmation_seeds(study))
     if study.search.kind == "grid":
-        return grid_size(study)
-    return optuna_configurations(study) * seeds_per_configuration(study)
+        return grid_size(study) + confirm
+    return optuna_configurations(study) * seeds_per_configuration(study) + confirm
 
 
 @dataclass(frozen=True)
@@ -81,20 +104,20 @@ class Entry:
     members: tuple[TrialConfig, ...]
 
 
-def entry_params(study: Study, arm: str, point: dict[str, Any], lr: float, seeds: list[int],
-                 noise: float) -> dict[str, Any]:
+def entry_params(study: Study, arm: str, point: dict[str, Any], lr: float, seeds: list[int], noise: float,
+                 stage: str = "tune") -> dict[str, Any]:
     grid = study.methods[arm]
     return {"arm": arm, "kind": grid.kind, "setting": arms.label(grid.kind, point),
             **{grid.study_key(h): point[h] for h in grid.hyperparameters()}, "lr": lr, "seeds": list(seeds),
-            "label_noise": noise}
+            "label_noise": noise, "stage": stage}
 
 
 def members(study: Study, params: dict[str, Any]) -> tuple[TrialConfig, ...]:
     """The member trials of an entry, rebuilt from its flat `params` (see `Entry`)."""
     grid = study.methods[params["arm"]]
     point = {h: params[grid.study_key(h)] for h in grid.hyperparameters()}
-    return tuple(trial_config(study, params["arm"], point, float(params["lr"]), int(seed), params["label_noise"])
-                 for seed in params["seeds"])
+    return tuple(trial_config(study, params["arm"], point, float(params["lr"]), int(seed), params["label_noise"],
+                              params.get("stage", "tune")) for seed in params["seeds"])
 
 
 def grid_entries(study: Study, skip: set[str] | frozenset[str] = frozenset()) -> list[Entry]:
@@ -108,4 +131,17 @@ def grid_entries(study: Study, skip: set[str] | frozenset[str] = frozenset()) ->
                         cfg = trial_config(study, name, point, lr, seed, noise)
                         if cfg.trial_id not in skip:
                             out.append(Entry(cfg.trial_id, entry_params(study, name, point, lr, [seed], noise), (cfg,)))
+    return out
+
+
+def confirmation_entries(study: Study, selected: dict[tuple[str, float], tuple[dict[str, Any], float]],
+                         skip: set[str] | frozenset[str] = frozenset()) -> list[Entry]:
+    """One entry per confirmation seed of each selected configuration (`selected`: (arm, label noise) →
+    (its hyperparameters, lr)) not in `skip`, in study order."""
+    out = []
+    for (arm, noise), (point, lr) in selected.items():
+        for seed in confirmation_seeds(study):
+            cfg = trial_config(study, arm, point, lr, seed, noise, "confirm")
+            if cfg.trial_id not in skip:
+                out.append(Entry(cfg.trial_id, entry_params(study, arm, point, lr, [seed], noise, "confirm"), (cfg,)))
     return out

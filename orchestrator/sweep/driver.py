@@ -23,6 +23,7 @@ from orchestrator.run.storage import RunDir
 from orchestrator.study.checks import check_fits
 from orchestrator.study.plan import grid_entries, planned_trials
 from orchestrator.study.schema import Study
+from orchestrator.sweep import confirm
 from orchestrator.sweep.estimate import estimate
 from orchestrator.sweep.executor import Executor
 from orchestrator.sweep.live import Progress, clock
@@ -46,12 +47,12 @@ def run_study(study: Study, run: RunDir, *, executor: Executor, device: str, sou
     work: Work
     if study.search.kind == "grid":
         work = GridWork(grid_entries(study, skip=finished))
-        if not work.total:
-            return nothing_to_run(run, study, planned)
     else:
         from orchestrator.sweep.optuna import OptunaWork
 
         work = OptunaWork(run, study, resumed=bool(records.trial_ids(run)))
+    if not work.total and not confirm.pending(run, study, finished)[0]:
+        return nothing_to_run(run, study, planned)
     with open_log(run) as sink:
         live = Progress(total=planned, already_done=len(finished), sink=sink)
         try:
@@ -88,11 +89,22 @@ def launch(study: Study, run: RunDir, work: Work, executor: Executor, resources:
     name = next_experiment(run)
     man = manifest.manifest(run, study, planned, resources)
     manifest.write_manifest(run, {**man, "experiments": sorted({*man["experiments"], name})})
-    todo = work.total if study.search.kind == "grid" else planned - finished  # a grid entry is one trial
+    todo = planned - finished
     live.say(f"{study.name}: {todo} trials to run ({planned} planned, {finished} already finished) on "
              f"{describe(resources, use)} → {run.location}")
     live.say(estimate(study, todo, cpus=resources.get("CPU"), device=use, measure=False).text())
-    executor.run(work, run=run, experiment=name, study=study, device=use, live=live)
+    if work.total:
+        executor.run(work, run=run, experiment=name, study=study, device=use, live=live)
+    signals.check()
+    entries, notes = confirm.pending(run, study, results.finished_trials(run))
+    for note in notes:
+        live.say(f"warning: {note}")
+    if entries:  # the tuning stage is over: its selections are final
+        live.say(f"confirmation: {len(entries)} trials of the selected configurations on fresh seeds")
+        again = next_experiment(run) if work.total else name
+        man = manifest.read_manifest(run) or man
+        manifest.write_manifest(run, {**man, "experiments": sorted({*man.get("experiments", []), again})})
+        executor.run(GridWork(entries), run=run, experiment=again, study=study, device=use, live=live)
 
 
 def nothing_to_run(run: RunDir, study: Study, planned: int) -> int:

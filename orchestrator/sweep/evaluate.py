@@ -57,6 +57,8 @@ def evaluate_one(run_location: str, trial_id: str, eval_section: dict, threads: 
     weights = [("last", state["epoch"], state["model"])]
     if state.get("best_model") is not None:
         weights.append(("best", state["best_epoch"], state["best_model"]))
+    if state.get("ema_best_model") is not None:
+        weights.append(("ema", state["ema_best_epoch"], state["ema_best_model"]))
     rows = evaluate_weights(cfg, model, weights, data, model_device(model))
     return {"trial_id": trial_id, "settings": settings_hash(eval_section, full_test), "rows": rows}
 

@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from helpers.sweep import REPO, decaylab, start_decaylab, write_study
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 RAY = str(Path(sys.executable).with_name("ray"))
-# `ray start --head` enables token authentication and every process of the cluster must present the
-# token; the test makes its own rather than depend on a ~/.ray/auth_token left on the machine
+# the nodes start with token authentication (cluster/ray-nodes.sh refuses without it) and every process of
+# the cluster must present the token; the test makes its own rather than depend on one left on the machine
 TOKEN_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 

@@ -66,7 +66,7 @@ def test_a_sweep_estimates_from_the_cached_measurement_and_never_times_training(
 def test_the_estimate_is_within_a_factor_2_of_a_real_sweep(tmp_path):
     expected = estimate(load_study(study_file("digits"), SHRUNK)).seconds
     start = time.perf_counter()
-    out = decaylab("sweep", "digits", "--storage", tmp_path, "--set", *SHRUNK)
+    out = decaylab("sweep", "digits", "--storage", tmp_path, "--set", *SHRUNK, "--executor", "local")
     measured = time.perf_counter() - start
     assert out.returncode == 0, out.stderr[-2000:]
     assert "estimate: 4 trials × 2 epochs" in out.stderr  # the sweep's own first lines say it too

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from helpers.sweep import decaylab, write_study
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_evaluate_fills_autoattack_and_is_idempotent(tmp_path):
@@ -14,12 +14,12 @@ def test_evaluate_fills_autoattack_and_is_idempotent(tmp_path):
                         methods={"wd": {"kind": "fixed", "lambda": [5.0e-4]},
                                  "awd": {"kind": "adaptive", "lambda_awd": [0.02]}},
                         train={"epochs": 4, "batch_size": 32})
-    assert decaylab("sweep", study, "--storage", tmp_path / "r").returncode == 0
+    assert decaylab("sweep", study, "--storage", tmp_path / "r", "--executor", "local").returncode == 0
     run = tmp_path / "r" / "tiny"
     before = pd.read_parquet(run / "trials.parquet")
     assert before["autoattack_best"].isna().all()
     sets = ["--set", "eval.autoattack.enabled=true", "eval.autoattack.examples=60"]
-    out = decaylab("evaluate", run, *sets, timeout=900)
+    out = decaylab("evaluate", run, *sets, timeout=900)  # each trial a Ray task
     assert out.returncode == 0, out.stderr[-3000:]
     trials = pd.read_parquet(run / "trials.parquet")
     evals = pd.read_parquet(run / "evaluations.parquet")
@@ -31,7 +31,7 @@ def test_evaluate_fills_autoattack_and_is_idempotent(tmp_path):
     assert (evals["pgd_acc"] <= evals["clean_acc"]).all() and (evals["fgsm_acc"] <= evals["clean_acc"]).all()
     assert (evals["clean_acc"] > 0.5).all()
     # epochs are untouched; a second run changes nothing and duplicates nothing
-    again = decaylab("evaluate", run, *sets)
+    again = decaylab("evaluate", run, *sets, "--executor", "local")
     assert again.returncode == 0 and "nothing to evaluate" in again.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(run / "evaluations.parquet"), evals)
     pd.testing.assert_frame_equal(pd.read_parquet(run / "trials.parquet"), trials)

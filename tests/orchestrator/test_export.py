@@ -87,9 +87,12 @@ def test_best_tuned_takes_the_best_seed_mean_then_the_best_seed():
             row("b", 0.1, 0, 0.41), row("b", 0.1, 1, 0.45),  # mean 0.43: the best configuration
             row("b", 0.2, 0, 0.60), row("b", 0.2, 1, 0.0, "diverged")]  # mean 0.30 (diverged counts 0)
     assert selection.best_tuned(rows)["trial_id"] == "b-0.1-1"
-    failed = [row("a", 0.1, 0, math.nan, "failed"), row("a", 0.1, 1, 0.2)]  # failed seeds are left out
-    assert selection.best_tuned(failed)["trial_id"] == "a-0.1-1"
-    ties = [row("a", 0.1, 0, 0.5), row("a", 0.1, 1, 0.5), row("b", 0.1, 0, 0.5)]
+    # a configuration with a seed failed (or not finished) is not eligible: its mean is over fewer seeds
+    partial = [row("a", 0.1, 0, math.nan, "failed"), row("a", 0.1, 1, 0.9), row("b", 0.1, 0, 0.2),
+               row("b", 0.1, 1, 0.3)]
+    assert selection.best_tuned(partial)["trial_id"] == "b-0.1-1"
+    assert selection.best_tuned([row("a", 0.1, 1, 0.9)], seeds=[0, 1]) is None  # seed 0 never ran
+    ties = [row("a", 0.1, 0, 0.5), row("a", 0.1, 1, 0.5), row("b", 0.1, 0, 0.5), row("b", 0.1, 1, 0.5)]
     assert selection.best_tuned(ties)["trial_id"] == "a-0.1-0"  # first configuration, smaller seed
     assert selection.best_tuned([row("a", 0.1, 0, 0.0, "diverged")]) is None
 

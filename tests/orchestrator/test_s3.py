@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pytest
 from helpers.sweep import decaylab, start_decaylab, write_study
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 pytest.importorskip("moto", reason="moto[server] (the dev extra) provides the local S3 server")
 
 BUCKET = "decaylab"

@@ -29,7 +29,7 @@ def test_grid_is_each_arm_times_its_own_grid_times_lr_times_seeds():
     adaptive = [t for t in trials if t.kind == "adaptive"]
     # grids never cross: fixed trials carry λ only, adaptive trials λ_awd only
     assert all(set(t.params) == {"lam"} and t.method == "wd" for t in fixed)
-    assert all(set(t.params) == {"lambda_awd"} and t.method == "awd" for t in adaptive)
+    assert all(set(t.params) == {"lambda_awd", "avg"} and t.method == "awd" for t in adaptive)
     assert sorted({t.params["lam"] for t in fixed}) == [0.0, 5e-4, 5e-3]
     assert sorted({t.params["lambda_awd"] for t in adaptive}) == [0.01, 0.02]
     points = {(t.method, tuple(t.params.items()), t.lr, t.seed) for t in trials}
@@ -106,7 +106,8 @@ def test_single_trial_picks_one_grid_point(tmp_path):
     path.write_text("name: o\nmethods: {wd: {kind: fixed, lambda: [1e-4]},\n"
                     "          awd: {kind: adaptive, lambda_awd: [0.01]}}\n")
     _, cfg = single_trial(path, ["method=awd", "lambda_awd=0.03", "lr=0.07", "seed=4", "train.epochs=2"])
-    assert (cfg.method, cfg.kind, cfg.params, cfg.lr, cfg.seed) == ("awd", "adaptive", {"lambda_awd": 0.03}, 0.07, 4)
+    assert (cfg.method, cfg.kind, cfg.lr, cfg.seed) == ("awd", "adaptive", 0.07, 4)
+    assert cfg.params == {"lambda_awd": 0.03, "avg": 0.1}
     assert cfg.train.epochs == 2
     with pytest.raises(UserError, match="takes `lambda_awd`"):
         single_trial(path, ["method=awd", "lam=0.1"])

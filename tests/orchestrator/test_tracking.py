@@ -42,7 +42,7 @@ def test_a_ray_trial_s_hyperparameters_are_its_entry_s_flat_parameters():
     study = study_from_dict({"methods": {"wd": {"kind": "fixed", "lambda": [5e-4]}}, "lr": [0.1], "seeds": [0, 1]}, "s")
     params = entry_params(study, "wd", {"lam": 5e-4}, 0.1, [0, 1], 0.0)
     assert params == {"arm": "wd", "kind": "fixed", "setting": "λ=0.0005", "lambda": 5e-4, "lr": 0.1, "seeds": [0, 1],
-                      "label_noise": 0.0}
+                      "label_noise": 0.0, "stage": "tune"}
     assert [m.trial_id for m in members(study, params)] == ["wd-0.0005-lr0.1-s0", "wd-0.0005-lr0.1-s1"]
 
 

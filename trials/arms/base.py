@@ -99,8 +99,9 @@ class ArmGrid(BaseModel):
     def grid(self) -> dict[str, tuple]:
         return {name: getattr(self, name) for name in self.hyperparameters()}
 
-    def series(self, point: dict[str, Any]) -> dict[str, tuple[float, ...]]:
-        """The per-trial arrays (`SERIES`) of grid point `point`, from the section's non-grid fields."""
+    def series(self, point: dict[str, Any], seed: int | None = None) -> dict[str, tuple[float, ...]]:
+        """The per-trial arrays (`SERIES`) of grid point `point` for the trial of `seed`, from the section's
+        non-grid fields."""
         return {}
 
     def points(self) -> list[dict[str, Any]]:
@@ -169,7 +170,7 @@ def global_norm(tensors: list) -> Any:
     """‖concat(tensors)‖₂ as a 0-d fp32 tensor, without concatenating."""
     if not tensors:
         return torch.zeros(())
-    norms = torch._foreach_norm(tensors, 2.0, dtype=torch.float32)  # noqa: SLF001, RUF100 - one fused kernel
+    norms = torch._foreach_norm(tensors, 2.0, dtype=torch.float32)  # noqa: SLF001 - one fused kernel
     return torch.linalg.vector_norm(torch.stack(norms))
 
 

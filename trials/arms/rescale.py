@@ -76,7 +76,7 @@ def scale_invariant_weights(model) -> list:
 
     graph = fx.symbolic_trace(model).graph
     modules = dict(model.named_modules())
-    batchnorm = nn.modules.batchnorm._BatchNorm  # noqa: SLF001, RUF100 - torch's common base of BatchNorm1d/2d/3d
+    batchnorm = nn.modules.batchnorm._BatchNorm  # noqa: SLF001 - torch's common base of BatchNorm1d/2d/3d
     out = []
     for node in graph.nodes:
         module = modules.get(node.target) if node.op == "call_module" else None
@@ -91,7 +91,7 @@ def scale_invariant_weights(model) -> list:
 def _norms(weights: list, granularity: str) -> list:
     """‖w‖ of each tensor (0-d), or of each output channel (a vector), in fp32."""
     if granularity == "layer":
-        return list(torch._foreach_norm(weights, 2.0, dtype=torch.float32))  # noqa: SLF001, RUF100 - one fused kernel
+        return list(torch._foreach_norm(weights, 2.0, dtype=torch.float32))  # noqa: SLF001 - one fused kernel
     return [torch.linalg.vector_norm(w.flatten(1), dim=1, dtype=torch.float32) for w in weights]
 
 
@@ -126,7 +126,7 @@ class WeightRescaling(Hooks):
             self.prescale_norm = global_norm(weights)
             norms = _norms(weights, self.granularity)
             torch._foreach_clamp_min_(norms, 1e-12)  # a zero weight (never in practice) stays zero
-            scales = torch._foreach_div(self.targets, norms)  # noqa: SLF001, RUF100 - one fused kernel
+            scales = torch._foreach_div(self.targets, norms)  # noqa: SLF001 - one fused kernel
             if self.granularity == "filter":
                 scales = [s.view(-1, *([1] * (w.dim() - 1))) for s, w in zip(scales, weights, strict=True)]
             torch._foreach_mul_(weights, scales)

@@ -9,6 +9,9 @@ added to the gradient, through the momentum buffer). decaylab's own control; no 
 The study-file section names its schedules once, `schedules: {name: [λ₀, λ₁, ...]}`, and the grid
 axis `schedule` picks names (trial ids and labels show the name); each trial receives its concrete
 list as the per-trial series `values` (`GridPoint.series`), so the trial does not depend on the study.
+A schedule may also be read from a finished adaptive run (`{from: {run, arm, setting, lr}}` in the
+study file, resolved when the study is loaded): its per-epoch mean λ̄ averaged over the source's
+seeds, and, in `seed_schedules`, each seed's own, which a trial of the same seed replays.
 """
 
 from __future__ import annotations
@@ -37,10 +40,18 @@ class Grid(ArmGrid):
     schedule: grid(str, _name, allow_empty=True) | None = Field(
         None, description="names of the schedules to train with (keys of `schedules`), one setting each")
     schedules: dict[str, Schedule] = Field(
-        default_factory=dict, description="the schedules, {name: [λ for epoch 0, λ for epoch 1, ...]}: coupled "
-        "decay coefficients ≥ 0; a list shorter than the training holds its last value. Not a grid axis")
+        default_factory=dict, description="the schedules, {name: [λ for epoch 0, λ for epoch 1, ...]} (coupled "
+        "decay coefficients ≥ 0; a list shorter than the training holds its last value), or {name: {from: {run: "
+        "RUN_DIR, arm: ARM, setting: LABEL, lr: LR}}} to replay a finished adaptive configuration's per-epoch mean "
+        "λ̄. Not a grid axis")
+    seed_schedules: dict[str, dict[int, Schedule]] = Field(
+        default_factory=dict, description="filled when a `from:` schedule is resolved: {name: {seed: [λ per "
+        "epoch]}}, the source's own seeds, which a trial of the same seed replays (others take `schedules`)")
+    sources: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="filled when a `from:` schedule is resolved: where each schedule was "
+        "read from ({name: {run, arm, setting, lr, label_noise, seeds}})")
     SYMBOLS: ClassVar[dict[str, str]] = {}
-    NON_GRID_FIELDS: ClassVar[tuple[str, ...]] = ("schedules",)
+    NON_GRID_FIELDS: ClassVar[tuple[str, ...]] = ("schedules", "seed_schedules", "sources")
     SERIES: ClassVar[tuple[str, ...]] = ("values",)
     DECAY_QUANTITY: ClassVar[tuple[str, str] | None] = ("λ", "coupled L2 coefficient")
 
@@ -49,6 +60,10 @@ class Grid(ArmGrid):
         for name, values in self.schedules.items():
             if not values:
                 fail(f"schedules.{name}: the schedule is empty", "give λ for at least the first epoch")
+        strays = [name for name in self.seed_schedules if name not in self.schedules]
+        if strays:
+            fail(f"seed_schedules {', '.join(map(repr, strays))} are not in schedules",
+                 "name each per-seed schedule after one of `schedules`")
         missing = [name for name in self.schedule or () if name not in self.schedules]
         if missing:
             fail(f"schedule {', '.join(map(repr, missing))} is not in schedules "
@@ -56,8 +71,9 @@ class Grid(ArmGrid):
                  "define it under `schedules: {name: [λ per epoch, ...]}`")
         return self
 
-    def series(self, point: dict[str, Any]) -> dict[str, tuple[float, ...]]:
-        return {"values": tuple(self.schedules[point["schedule"]])}
+    def series(self, point: dict[str, Any], seed: int | None = None) -> dict[str, tuple[float, ...]]:
+        own = self.seed_schedules.get(point["schedule"], {})
+        return {"values": tuple(own[seed] if seed in own else self.schedules[point["schedule"]])}
 
 
 class ScheduledWeightDecay(Hooks):
