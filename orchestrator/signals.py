@@ -67,7 +67,8 @@ def graceful_stop() -> Iterator[None]:
         if received is None:
             received = signum
 
-    global _wakeup
+    global _wakeup, received
+    received = None  # a new block starts unstopped (a process may run several, e.g. a test's)
     if _wakeup is None:
         _wakeup = os.pipe()
         for fd in _wakeup:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.cli import evaluate, export, reference, report, status, sweep, train, validate, verdict
+from orchestrator.cli import confirm, evaluate, export, reference, report, status, sweep, train, validate, verdict
 from orchestrator.errors import RunError, UserError
 
 EPILOG = "Study files: `decaylab options` lists every key; bundled studies are named like `digits`."
-COMMANDS = (sweep, status, train, report, validate, evaluate, export, reference, verdict)
+COMMANDS = (sweep, confirm, status, train, report, validate, evaluate, export, reference, verdict)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,9 +4,10 @@ or in the processes a command starts (Ray's workers included) with `environment`
 `sitecustomize` module on PYTHONPATH: Python imports it at start-up, and it wraps the runner the moment
 the runner is imported.
 
-A fault: {"trial": <trial id>, "epoch": <n>, "action": "raise" | "kill", "once": <marker file, optional>}.
-After the trial's epoch `n` is recorded, it raises (`raise`) or its process kills itself (`kill`,
-SIGKILL: a dead worker). With `once`, it fires only while the marker file does not exist.
+A fault: {"trial": <trial id>, "epoch": <n>, "action": "raise" | "kill" | "term", "once": <marker file,
+optional>}. After the trial's epoch `n` is recorded, it raises (`raise`), its process kills itself
+(`kill`, SIGKILL: a dead worker) or signals itself to stop (`term`, SIGTERM). With `once`, it fires
+only while the marker file does not exist.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def fire(fault: dict, trial_id: str, epoch: int) -> None:
         Path(once).touch()
     if fault["action"] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if fault["action"] == "term":  # a stop signal to the process itself, as a scheduler sends it
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise RuntimeError(f"injected fault in {trial_id} after epoch {epoch}")
 
 
