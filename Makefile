@@ -48,11 +48,12 @@ test-fast: install  ## the suite without @pytest.mark.slow
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: install  ## benchmarks: ratios measured side by side (see BENCHMARKS.md)
-	$(PY) -m bench.run_all
+bench: install  ## benchmarks on an idle machine: one record in bench/results/, then BENCHMARKS.md regenerated
+	$(PY) -m bench.run_all $(BENCH_ARGS)
+	$(PY) -m bench.report --check
 
 docs: install  ## regenerate the study-file reference in README.md
-	$(PY) -m orchestrator.docs README.md
+	$(PY) -m orchestrator.study.docs README.md
 
 clean:  ## remove caches (not results)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

@@ -1,13 +1,14 @@
-"""Forward-equivalents per training image of a PGD-K step, measured, against the (2K+3) floor.
+"""Forward-equivalents per training image of a PGD-K step, measured, against the 2K+3 floor.
 
-A lean PGD-K training step costs K attack forwards and K input-only backwards (≈ 1 forward each,
-no weight-gradient kernels), then one forward and one full backward (≈ 2 forwards): 2K+3
-forward-equivalents. Measured here: the time of one `trials.train.train_step`
-divided by the time of one forward pass of the same batch in train mode (autograd recording,
-as the step's own forwards run), interleaved. The attack alone is timed too, against its 2K.
-PreAct ResNet-18, batch 16 of 32×32, K = 10 (the Rice et al. setting).
+A lean PGD-K training step costs K attack forwards and K input-only backwards (≈ 1 forward each, no
+weight-gradient kernels), then one forward and one full backward (≈ 2 forwards): 2K+3 forward-equivalents.
+Measured: the time of one `trials.train.train_step` ÷ the time of one forward of the same batch in train
+mode (autograd recording, as the step's own forwards run), the two interleaved with the attack alone
+(against its 2K); CPU time of this process, one intra-op thread, medians. PreAct ResNet-18, K = 10 (Rice et
+al.'s setting), model and optimiser as `build_trainer` makes them.
 
-    .venv/bin/python -m bench.attack_cost         (target: measured / (2K+3) ≤ 1.15)
+Why: the attack is most of a trial's GPU time; a step that does more than the floor's work (weight
+gradients inside the attack, extra forwards) costs every trial of every study.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bench.common import (
     machine_line,
     median,
     one_thread,
+    sized,
     synthetic_data,
     trial,
 )
@@ -29,12 +31,12 @@ from trials import data as data_mod
 from trials.attacks import attack_batch
 from trials.config import ModelConfig, resolved_train_attack
 from trials.models import build_model, decayed_parameters
-from trials.train import train_step
+from trials.train import build_trainer, train_step
 from trials.weight_decay import FixedWeightDecay
 
 K = 10
-BATCH = 16
-ROUNDS = 4
+BATCH = sized(16, 2)
+ROUNDS = sized(4, 1)
 FORWARDS_PER_ROUND = 4  # a forward is ~1/23 of a step: time several for a steadier median
 ANCHOR_GFLOP = {"preact_resnet18": 1.11, "wide_resnet": 10.49}  # published forward GFLOP of one 32×32 image
 
@@ -50,12 +52,11 @@ def main() -> None:
 
     cfg = trial(arch="preact_resnet18", dataset="cifar10", batch_size=BATCH, steps=K, eps=8 / 255, step_size=2 / 255)
     attack = resolved_train_attack(cfg)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, CIFAR_INFO).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    data = synthetic_data(BATCH)
+    tr = build_trainer(cfg, "cpu", data=data)  # the model and optimiser (SGD, foreach) a trial trains with
+    model, optimizer = tr.model.train(), tr.optimizer
     wd = FixedWeightDecay(decayed_parameters(model, cfg.train.decay), 5e-4)
-    data = synthetic_data(BATCH).train
-    x, y = data_mod.to_float(data.x), data.y
+    x, y = data_mod.to_float(data.train.x, tr.channels_last), data.train.y
     gen = torch.Generator().manual_seed(1)
 
     def forwards() -> None:

@@ -1,21 +1,16 @@
-"""What adaptive weight decay costs on top of fixed weight decay, per full adversarial training step.
+"""What adaptive weight decay costs on top of fixed weight decay, per adversarial training step.
 
-One `trials.train.train_step` (PGD attack, forward/backward on x_adv, weight decay, SGD step)
-with AWD (λ_awd 0.02) against the same step with fixed WD (λ 5e-4), on one model, one optimiser
-and one batch, alternating the two decay objects step by step. Small batches and PGD-2 keep it
-short on a CPU, and make it the hard case: AWD's extra work (one more global norm, λ̄·w) is a
-fixed cost per step, so the ratio only shrinks as batch or K grow.
+One `trials.train.train_step` (PGD-2 attack, forward and backward on x_adv, the arm's hooks, SGD step) with
+AWD (λ_awd 0.02) and with fixed decay (λ 5e-4), on one model, optimiser and batch as `build_trainer` makes
+them, the two arms alternating step by step, on PreAct ResNet-18 and WRN-28-10. Small batches and few PGD
+steps are the hard case: AWD's extra work (one more global norm, λ̄·w) is a fixed cost per step. Two
+identical full steps differ from round to round by more than the target, so the figure is built from what
+differs: the arm's hooks (`apply`, `after_step`, `step_stats`), timed by themselves, interleaved.
+Figure: (fixed step + AWD's hooks − fixed decay's hooks) ÷ fixed step, worst model; CPU time of this
+process, one intra-op thread, medians. The full-step ratios are printed beside it; an indirect cost (AWD's
+work evicting caches the rest of the step uses) is what the figure cannot see.
 
-Everything in a step but the arm's hooks is the same code for both arms, so the arm's own work per
-step (`apply()`, `after_step()`, `step_stats()`) is also timed by itself, 15 rounds each. The closing
-figure is (fixed step + AWD's hooks − fixed decay's hooks) ÷ fixed step: on this machine two
-identical steps differ by ±5% from one round to the next, and the median of full-step ratios over
-a handful of steps moved between 0.94 and 1.07 in runs of the same code, which cannot resolve a 2%
-target, while the hooks' times repeat to a tenth of a millisecond. The full-step ratios are printed
-beside it; what the component figure cannot see is an indirect cost (e.g. AWD's work evicting the
-caches the rest of the step uses).
-
-    .venv/bin/python -m bench.awd_overhead        (target: ratio ≤ 1.02)
+Why: AWD is the method under study; what it costs per step must not be the reason to prefer fixed decay.
 """
 
 from __future__ import annotations
@@ -23,39 +18,38 @@ from __future__ import annotations
 import torch
 
 from bench.common import (
-    CIFAR_INFO,
     closing,
     interleaved,
     machine_line,
     median,
     one_thread,
     paired_ratio,
+    sized,
     synthetic_data,
     trial,
 )
 from trials import data as data_mod
 from trials.config import resolved_train_attack
-from trials.models import build_model, decayed_parameters
-from trials.train import train_step
+from trials.models import decayed_parameters
+from trials.train import build_trainer, train_step
 from trials.weight_decay import AdaptiveWeightDecay, FixedWeightDecay
 
-# (arch, batch, timed steps per arm), after one untimed step per arm: ~25 s and ~40 s of CPU time; with
-# fewer WRN steps the median moved by ±4% between runs, against AWD's ~0.5% measured by its components
-CASES = (("preact_resnet18", 16, 10), ("wide_resnet", 8, 5))
+# (arch, batch, timed steps per arm), after one untimed step per arm; fewer steps leave the full-step
+# medians printed beside the figure too noisy to read
+CASES = sized((("preact_resnet18", 16, 10), ("wide_resnet", 8, 5)), (("preact_resnet18", 2, 1), ("wide_resnet", 1, 1)))
 PGD_STEPS = 2
-APPLY_ROUNDS = 15
+APPLY_ROUNDS = sized(15, 2)
 
 
 def measure(arch: str, batch: int, rounds: int) -> float:
     cfg = trial(arch=arch, dataset="cifar10", batch_size=batch, steps=PGD_STEPS, eps=8 / 255)
     attack = resolved_train_attack(cfg)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, CIFAR_INFO).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    data = synthetic_data(batch)
+    tr = build_trainer(cfg, "cpu", data=data)  # the model and optimiser (SGD, foreach) a trial trains with
+    model, optimizer = tr.model.train(), tr.optimizer
     decayed = decayed_parameters(model, cfg.train.decay)
     arms = {"fixed": FixedWeightDecay(decayed, 5e-4), "awd": AdaptiveWeightDecay(decayed, 0.02)}
-    data = synthetic_data(batch)
-    x, y = data_mod.to_float(data.train.x), data.train.y
+    x, y = data_mod.to_float(data.train.x, tr.channels_last), data.train.y
     gen = torch.Generator().manual_seed(1)
 
     def step(arm: str):

@@ -1,18 +1,13 @@
-"""Start-up of the reading commands, against `python -c pass`: they import neither torch nor Ray.
+"""Start-up of the reading commands against `python -c pass`: they answer without importing torch or Ray.
 
-`validate`, `options`, `schema`, `status` and `report` each run in a fresh interpreter, interleaved
-with `python -c pass`, `ROUNDS` times; medians are compared. Start-up is the time from starting the
-process to the command's first line of output (stdout and stderr, as they come): for `validate`,
-`options`, `schema` and `status` that is their answer, printed when they are done; `report` says
-which run it is reading and where the report goes once it has checked both, and then imports its
-analysis and plotting libraries (matplotlib, pandas, scipy: about a second) and writes the report,
-so its whole time is printed beside its start-up. Each run also lists which of torch and Ray it
-imported (the fast tests in tests/orchestrator/test_cli.py guard the same property); any is a failure here.
+`validate`, `options`, `schema`, `status` and `report` (the `orchestrator.cli` package) each run in a fresh
+interpreter, interleaved with `python -c pass`, a few rounds; start-up is the wall time from starting the
+process to the command's first line of output (its answer; for `report`, the line saying what it reads and
+where it writes, after checking both, before it imports its plotting libraries). Figure: the slowest
+command's median above `python -c pass`'s, seconds. Each run also lists which of torch and Ray it imported;
+any is a failure. `status` and `report` read a synthetic run directory (`bench.synthetic`) written first.
 
-The run directory read by `status` and `report` is synthetic (2 arms × 3 settings × 2 lr × 2 seeds
-× 5 epochs) plus the default study file, written once before the timing.
-
-    .venv/bin/python -m bench.cli_startup        (target: each command ≤ 1 s above `python -c pass`)
+Why: a mistyped command or a wrong path should be answered at once, not after seconds of imports.
 """
 
 from __future__ import annotations
@@ -27,10 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import closing, machine_line
+from bench.common import REPO, closing, machine_line, sized
+from bench.synthetic import write_run_dir
+from orchestrator.study.load import load_study
 
-REPO = Path(__file__).resolve().parents[1]
-ROUNDS = 3
+ROUNDS = sized(3, 1)
 # the command, then what it imported, as one JSON line
 WRAPPER = """
 import json, sys
@@ -42,9 +38,6 @@ print('STARTUP ' + json.dumps({'rc': rc, 'heavy': heavy}), file=sys.stderr)
 
 
 def run_dir(tmp: Path) -> Path:
-    from orchestrator.spec import load_study
-    from tests.synthetic import write_run_dir
-
     path = write_run_dir(tmp / "run", lrs=(0.03, 0.1), seeds=(0, 1), epochs=5, study="synthetic")
     study = load_study(str(REPO / "studies" / "digits.yaml"), ["name=synthetic"])
     (path / "study.yaml").write_text(yaml.safe_dump(study.to_dict(), sort_keys=False))

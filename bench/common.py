@@ -6,6 +6,9 @@ alike. Times are taken on two clocks: wall time, and the CPU time of this proces
 intra-op thread (how a `resources.cpu: 1` trial runs) the CPU clock does not count the time
 the process waited for a core that another job held, so ratios from it are what an idle
 machine would show; the benchmarks print both and close on the CPU-time ratio.
+
+Every benchmark takes `--quick` (or BENCH_QUICK=1 in its environment): its smallest sizes, to check that
+it runs; a quick run's figures mean nothing and `bench.run_all --quick` records none.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,7 +29,14 @@ from trials import data as data_mod
 from trials.config import AttackConfig, DataConfig, GridPoint, ModelConfig, TrainAttackSpec, TrainConfig, TrialConfig
 from trials.cost import forward_flops  # noqa: F401 - the benchmarks import it from here
 
+REPO = Path(__file__).resolve().parents[1]
 CIFAR_INFO = data_mod.DATASETS["cifar10"][0]  # 3×32×32, 10 classes, crop pad 4, flips
+QUICK = "--quick" in sys.argv[1:] or os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+
+
+def sized(full, quick):
+    """`full`, or `quick` in a quick run."""
+    return quick if QUICK else full
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,37 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# `decaylab sweep` with one more Tune callback in the driver, which saves what Tune attaches to each trial's last
+# result (its worker's pid, the trainable's time_total_s): decaylab runs no logger of Tune's that would keep them
+SWEEP_WITH_ENDS = """
+import json, sys
+import orchestrator.ray.cluster  # its environment settings, before Tune is imported
+from ray import tune
+from orchestrator.ray import executor, trackers
+
+class Ends(tune.Callback):
+    def __init__(self):
+        self.rows = []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result
+        self.rows.append({"key": trial.config["key"], "pid": result["pid"], "time_total_s": result["time_total_s"]})
+
+ends, loggers = Ends(), trackers.callbacks
+trackers.callbacks = lambda study, run: [*loggers(study, run), ends]
+from orchestrator.cli import main
+status = main(["sweep", *sys.argv[2:]])
+with open(sys.argv[1], "w") as f:
+    json.dump(ends.rows, f)
+sys.exit(status)
+"""
+
+
+def sweep_command(ends: Path, *args: str) -> list[str]:
+    """`decaylab sweep ARGS` in a fresh interpreter that writes each trial's key, pid and time_total_s to `ends`."""
+    return [sys.executable, "-c", SWEEP_WITH_ENDS, str(ends), *args]
 
 
 def closing(name: str, value: float, fmt: str = ".3f") -> None:

@@ -1,4 +1,4 @@
-"""CPU cost of the GPU studies' training, measured through the real epoch loop, for GPU-hour estimates.
+"""CPU seconds of the GPU studies' training through the real epoch loop (GPU-hour estimates use FLOPs: gpu_hours).
 
 Two measurements, each with the settings of its study file (PGD-7 training at ε 8/255, step 2/255,
 SGD, cosine lr, fixed weight decay 5e-4, fp32 on CPU), on synthetic CIFAR-shaped uint8 images
@@ -13,7 +13,7 @@ Times are wall-clock seconds with `torch.set_num_threads(THREADS)` (2 by default
 seconds are printed next to them. A first, untimed pass on a small batch loads the kernels. Run
 from the repository root:
 
-    .venv/bin/python -m bench.epoch_cost [--threads 2] [--images 512] [--repeats 1]
+    .venv/bin/python -m bench.epoch_cost [--threads 2] [--images 512] [--repeats 1] [--skip-wrn] [--quick]
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from unittest import mock
 import numpy as np
 import torch
 
-from orchestrator.spec import expand_grid, load_study
+from orchestrator.study.load import load_study
+from orchestrator.study.plan import expand_grid
 from trials import data as data_mod
 from trials.config import TrialConfig
 from trials.train import build_trainer, train_epoch
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=512, help="images in the PreAct-18 epoch (default 512)")
     parser.add_argument("--repeats", type=int, default=1, help="repeat each measurement; the minimum is printed")
     parser.add_argument("--skip-wrn", action="store_true", help="only the PreAct-18 epoch")
+    parser.add_argument("--quick", action="store_true", help="8 images, no WRN: a check that it runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.skip_wrn = 8, True
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
 

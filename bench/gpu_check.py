@@ -1,33 +1,22 @@
 """GPU check: the real CIFAR-10 PreAct ResNet-18 PGD-10 epoch, eager and compiled, and what a GPU study relies on.
 
-On one GPU, in about 5 minutes (8 at most), with the GPU path the studies run (data as uint8 on the
-device, bf16 autocast, channels_last; `trials.train.train_epoch` on a real trial):
+On one GPU, on the path the studies run (uint8 data on the device, bf16 autocast, channels_last,
+`trials.train.train_epoch` on a real trial), wall clock after synchronising the device:
+1. a 45,000-image epoch at batch 128 (the last batch the ragged 72 of a real CIFAR-10 epoch), PGD-10 at
+   ε 8/255, eager then `torch.compile`d: compile seconds (first epoch − second), recompiles in the second
+   epoch (there must be none), MFU = images/s × forward FLOPs per image × (2K+3) ÷ the device's dense bf16
+   peak, looked up by the exact device name (`--peak-tflops` for others);
+2. one step in bf16 and in fp32 from the same weights: the loss's relative difference, the gradients' cosine;
+3. evaluation images/s: per-epoch (clean + PGD-10, bf16) and final (fp32);
+4. 1, 2 and 4 eager trials packed on the GPU through Ray Tune (`resources.gpu` 1, 0.5, 0.25): images/s in
+   all and each worker's peak memory.
 
-1. **Epoch.** 45,000 synthetic 32×32 images at batch 128, so the last batch is the ragged 72 of a
-   real CIFAR-10 epoch (50,000 less the 10% held out), PGD-10 at ε 8/255, step 2/255. Eager, then
-   `torch.compile`d: the compiled trial's first epoch includes the compilation (its excess over the
-   second epoch is printed as compile seconds), and the graphs compiled during the second epoch are
-   the recompiles (`torch._dynamo` counters; there must be none: the attack runs on the compiled
-   model without toggling `requires_grad`, and the ragged batch is compiled once, in epoch one).
-   MFU = images/s × forward FLOPs per image (counted) × (2K+3) ÷ the device's dense bf16 peak.
-2. **bf16 vs fp32.** One training step from the same weights and batch in each precision: relative
-   difference of the loss and cosine similarity of the gradients.
-3. **Evaluation.** Images per second of the per-epoch evaluation (clean + PGD-10, bf16, batch 512)
-   and of the final evaluation (fp32), on 10,000 images.
-4. **Packing.** 1, 2 and 4 eager trials on the one GPU through Ray Tune (`resources.gpu` 1, 0.5,
-   0.25, as the GPU studies run them): aggregate images/s over the span in which all of them train
-   (they wait for each other after a warm-up epoch), and each worker's peak GPU memory
-   (`torch.cuda.max_memory_allocated`). Every wait has a timeout: a crashed worker fails the check.
+Every wait on another process has a timeout. Without CUDA every figure is SKIP; `--dry-run` runs the same
+code paths on the CPU at tiny shapes (`aot_eager` backend, fractional CPUs; `tests/bench/test_gpu_check.py`
+runs it), `--quick` a short epoch on the GPU.
 
-The peak is looked up by the exact device name (`torch.cuda.get_device_name()`), never by a part of
-it; for a device not in the table, pass `--peak-tflops`.
-
-`--dry-run` runs the same code paths on the CPU in about a minute: a small CNN on 40 CIFAR-shaped
-images at batch 16 (a ragged last batch of 8), PGD-3, bf16 autocast and channels_last, compiled with
-the `aot_eager` backend (dynamo and autograd tracing without code generation), and Ray packing with
-fractional CPUs instead of GPUs. `tests/bench/test_gpu_check.py` runs it.
-
-    .venv/bin/python -m bench.gpu_check [--dry-run] [--peak-tflops N]
+Why: GPU time per trial is the real workload. The measured MFU replaces the assumed one in
+`bench.gpu_hours` and `decaylab validate --estimate --mfu`.
 """
 
 from __future__ import annotations
@@ -49,7 +38,7 @@ import torch
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from bench.common import CIFAR_INFO, closing, forward_flops, synthetic_data, trial
+from bench.common import CIFAR_INFO, QUICK, closing, forward_flops, synthetic_data, trial
 from trials import data as data_mod
 from trials.config import TrialConfig, resolved_eval_attack, resolved_train_attack
 from trials.evaluation import correct_counts
@@ -92,13 +81,14 @@ class Plan:
 
 
 GPU = Plan("cuda", "preact_resnet18", "auto", 45_000, 128, 10, 10_000, 20 * 128 + 72, 3, "inductor", 600.0)
+GPU_QUICK = Plan("cuda", "preact_resnet18", "auto", 4 * 128 + 72, 128, 10, 1024, 2 * 128 + 72, 1, "inductor", 600.0)
 DRY = Plan("cpu", "small_cnn", "bf16", 2 * 16 + 8, 16, 3, 64, 2 * 16 + 8, 1, "aot_eager", 180.0)
 
 
 def config(plan: Plan, compiled: bool = False, precision: str | None = None) -> TrialConfig:
     return trial(arch=plan.arch, dataset="cifar10", batch_size=plan.batch, steps=plan.steps, eps=8 / 255,
                  step_size=2 / 255, lr=0.1, epochs=1000, compile_model=compiled,
-                 precision=precision or plan.precision, channels_last=True)  # on CUDA the default anyway
+                 precision=precision or plan.precision, channels_last=True)  # CUDA's default; the dry run too
 
 
 def sync(device: str) -> None:
@@ -274,13 +264,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="the same code paths on the CPU, tiny shapes")
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak of a device not in the table")
+    parser.add_argument("--quick", action="store_true", help="a short epoch on the GPU (also BENCH_QUICK=1)")
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         print("no CUDA device: nothing to measure here (--dry-run runs the code paths on the CPU)")
         for name in CLOSINGS:
             print(f"{name}: skipped (no CUDA)")
         return
-    plan = DRY if args.dry_run else GPU
+    plan = DRY if args.dry_run else GPU_QUICK if args.quick or QUICK else GPU
     started = time.perf_counter()
     name = torch.cuda.get_device_name(0) if plan.device == "cuda" else "CPU (dry run)"
     tflops = args.peak_tflops or PEAK_BF16_TFLOPS.get(name)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.spec import expand_grid, parse_yaml, study_from_dict
+from orchestrator.study.load import parse_yaml, study_from_dict
+from orchestrator.study.plan import expand_grid
 from trials import cost
 from trials import data as data_mod
 from trials.config import TrialConfig

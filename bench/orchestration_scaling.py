@@ -1,33 +1,20 @@
-"""decaylab's cost per trial against plain Ray Tune's, at 36, 200 and 1,000 trials; the report on 1,000,000 rows.
+"""decaylab's orchestration cost per trial against plain Ray Tune's at 36 to 1,000 trials; a report of 1,000,000 rows.
 
-**Sweeps.** For each size, `decaylab sweep` runs a study of trivially cheap trials (small_cnn on 10
-digits, 2 epochs of natural training, evaluations on 10 examples) on a local 2-CPU Ray cluster, half
-a CPU per trial (four at a time). Its peer is plain Ray Tune as it comes, running a no-op function
-trainable of the same length: the same `tune.report` calls (as many, with the same keys: decaylab's
-per-epoch metrics and bookkeeping, as constants, so that both sides' loggers get the same results),
-the same resources, `reuse_actors=True`, a grid of the same size, Tune's default loggers (CSV, JSON,
-TensorBoard) and experiment snapshots. decaylab runs its own loggers (the same three by default) and takes Tune's
-experiment snapshot every 5 minutes, since it never reads it. Each runs in its own process, so each
-pays its own imports and `ray.init` (not counted below). Sizes of 36 and 200 trials run 5 and 2
-times, decaylab and the peer alternating; the medians are compared.
+**Sweeps.** For each size, `decaylab sweep --executor ray` runs a study of trivially cheap trials (small_cnn
+on 10 digits, 2 epochs of natural training, evaluations on 10 examples) on a local 2-CPU cluster, half a CPU
+per trial. Its peer is plain Ray Tune as it comes (its default loggers and experiment snapshots): a no-op
+function trainable making the same `tune.report` calls with the same keys, the same resources,
+`reuse_actors=True`, a grid of the same size. Each runs in its own process; decaylab and the peer alternate,
+the order reversed every round, medians over rounds. Measured: the steady-state slot time per trial from
+the trials' completion times between the 10% and the 90% completion (start-up and tail left out); decaylab's
+overhead is that less the trial's own training time. Figures: `orchestration_vs_ray`, decaylab's overhead
+÷ the peer's slot time, worst size; `orchestration_growth`, decaylab's overhead at 1,000 ÷ at 36 trials.
 
-The figure compared is the steady-state slot time per trial: with trials completing at times
-t₁ ≤ … ≤ tₙ (decaylab: when the driver writes the trial's result parts; the peer: a callback's
-`on_trial_complete`), (t_j − t_i)/(j − i) × concurrency between the 10% and the 90% completion, so
-start-up, the first trials' process starts and the tail are left out. What they cost is printed
-beside it: when the first trial was done after the process started (a start-up that grows with the
-number of trials shows here), and the consolidation at the end. decaylab's overhead is that
-slot time less the trial's own training and evaluation time (`train_seconds`: the science, not the
-orchestration); the peer's is all of its slot time. Also printed: the worker processes the trials
-ran in (`reuse_actors` at work), and the consolidation at the sweep's end.
+**Report.** `analysis.report.write_report` on 1,000,000 synthetic epoch rows (5,000 trials × 200 epochs,
+`bench.synthetic`) in a fresh process, beside reading the same parquet files with pandas in another:
+seconds and peak resident memory of each. Figure: `report_million_rows`, write_report's seconds.
 
-**Report.** `analysis.report.write_report` on 1,000,000 synthetic epoch rows (5,000 trials × 200
-epochs), in a fresh process, against reading the same parquet files with pandas in another: seconds
-and peak resident memory of each.
-
-    .venv/bin/python -m bench.orchestration_scaling
-        targets: decaylab's overhead per trial ≤ 1.5 × Ray Tune's at every size;
-                 per-trial overhead at 1,000 trials ≤ 1.2 × at 36 (flat)
+Why: they describe, they do not gate; what matters is that nothing grows per trial with the study's size.
 """
 
 from __future__ import annotations
@@ -44,13 +31,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.common import closing, machine_line
+from bench.common import REPO, closing, machine_line, sized, sweep_command
 
-REPO = Path(__file__).resolve().parents[1]
-SIZES = (36, 200, 1000)
+SIZES = sized((36, 200, 1000), (12, 24))  # multiples of the study's 4 settings
 # runs of each size, decaylab and the peer alternating (the order reversed every round), summarised by
-# medians: the 36-trial window is ~28 completions over two seconds, which one hiccup of the machine moves
-ROUNDS = {36: 5, 200: 2, 1000: 1}
+# medians: the smallest size's window is a few seconds of completions, which one hiccup of the machine moves
+ROUNDS = dict(zip(SIZES, sized((5, 2, 1), (1, 1)), strict=True))
 EPOCHS = 2
 CPUS = 2  # a local cluster of 2 CPUs
 CPU_PER_TRIAL = 0.5  # four trials at a time: what is left to measure is bookkeeping, not computation
@@ -88,8 +74,8 @@ def run_decaylab(n: int, tmp: Path) -> dict:
     tmp.mkdir(parents=True, exist_ok=True)
     study = tmp / f"scaling-{n}.yaml"
     study.write_text(yaml.safe_dump(tiny_study(n), sort_keys=False))
-    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", str(study), "--storage", str(tmp / "results"),
-           "--device", "cpu", "--num-cpus", str(CPUS)]
+    cmd = sweep_command(tmp / f"ends-{n}.json", str(study), "--storage", str(tmp / "results"), "--executor", "ray",
+                        "--device", "cpu", "--num-cpus", str(CPUS))
     start = time.time()
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=3600)
     wall = time.time() - start
@@ -98,9 +84,7 @@ def run_decaylab(n: int, tmp: Path) -> dict:
         raise SystemExit(f"decaylab sweep of {n} trials failed:\n{out.stderr[-3000:]}")
     parts = list((run / "parts" / "trials").glob("*.arrow"))
     trials = pd.read_parquet(run / "trials.parquet")
-    pids = set()
-    for path in run.glob("sweep-*/*/result.json"):
-        pids |= {json.loads(line)["pid"] for line in path.read_text().splitlines() if line.strip()}
+    pids = {end["pid"] for end in json.loads((tmp / f"ends-{n}.json").read_text())}
     consolidated = max(p.stat().st_mtime for p in run.glob("*.parquet"))
     done = [p.stat().st_mtime for p in parts]  # a trial's parts are written when it ends
     return {"n": len(trials), "wall": wall, "slot": steady_slot_seconds(done, CONCURRENCY),
@@ -128,15 +112,15 @@ def peer(n: int, storage: str, out_file: str) -> None:
     import ray
     from ray import tune
 
-    from orchestrator.tracking import METRICS
+    from orchestrator.run.tracking import METRICS
 
     metrics = dict.fromkeys(METRICS, 0.5)  # captured by the trainable: its workers import nothing of decaylab
 
     def noop(config: dict) -> None:
         for epoch in range(1, EPOCHS + 1):
-            tune.report({"objective": 0.5, "epoch": epoch, "evaluations": epoch, "epochs": EPOCHS, "method": "wd",
-                         "node": "node", "warning": "", "status": "ok" if epoch == EPOCHS else "running",
-                         "timesteps_total": epoch, "pid": os.getpid(), **metrics})
+            tune.report({"objective": 0.5, "epoch": epoch, "epochs": EPOCHS, "evaluations": epoch, "arm": "wd",
+                         "status": "ok" if epoch == EPOCHS else "running", "key": f"wd-lr0.1-s{config['i']}",
+                         "node": "node", "warning": "", "timesteps_total": epoch, **metrics})
 
     class Completions(tune.Callback):
         def __init__(self) -> None:
@@ -164,7 +148,7 @@ def peer(n: int, storage: str, out_file: str) -> None:
 # ------------------------------------------------------------------------------ the report
 
 
-REPORT_ROWS = {"trials": 5000, "epochs": 200}  # 1,000,000 epoch rows
+REPORT_ROWS = sized({"trials": 5000, "epochs": 200}, {"trials": 50, "epochs": 20})  # 1,000,000 epoch rows
 # the peak resident memory of this process image (VmHWM; ru_maxrss would carry over the parent's across exec)
 PEAK = ("import sys; print('PEAK', next(ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM')), "
         "file=sys.stderr)")
@@ -184,7 +168,7 @@ def timed_child(code: str) -> tuple[float, float]:
 
 def report_million(tmp: Path) -> tuple[int, tuple[float, float], tuple[float, float]]:
     """(epoch rows, (seconds, MiB) of write_report, (seconds, MiB) of reading the parquet files)."""
-    from tests.synthetic import grid, write_run_dir
+    from bench.synthetic import grid, write_run_dir
 
     run = tmp / "million"
     seeds = REPORT_ROWS["trials"] // (2 * 5 * 5)  # 2 arms × 5 settings × 5 lr

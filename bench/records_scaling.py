@@ -1,23 +1,18 @@
 """decaylab's records grow linearly: checkpoints of constant size, export and consolidation flat per trial.
 
-**Checkpoints.** One small real trial (small_cnn on 100 digits, 20 epochs as in the default study)
-writes its rows and checkpoints through `orchestrator.records`, as a sweep's trials do; the
-checkpoint's size is printed against the epoch. It holds the model, the optimiser, the arm's state,
-the RNG states and the best epoch's weights — nothing that grows with the epochs (rows live in their
-own files, written once).
-The last checkpoint also carries the final evaluations.
+**Checkpoints.** One small real trial (small_cnn on 100 digits, 20 epochs) writes its rows and
+checkpoints through `orchestrator.run.records`, as a sweep's trials do; figure: the checkpoint's bytes at
+the last running epoch ÷ at epoch 1. A checkpoint holds the model, optimiser, arm state, RNG states and the
+best epoch's weights, nothing that grows with the epochs (rows live in their own files, written once).
 
-**Export and consolidation.** Run directories of 36, 200 and 1,000 trials are filled with that
-trial's record (its result.json, re-keyed for every trial of a grid); each trial is exported to its
-parts (`results.export_trial`, what a trial's worker does when it ends), then the parts are
-consolidated into the three result files (`results.consolidate`, at the sweep's end). Both are
-timed and divided by the number of trials. Each size runs several times, each in a fresh directory, and
-the median per trial is compared: the 36 trials' work takes about 0.1 s, which one slow fsync moves by
-a third. The sizes' rounds are interleaved, spread over the whole measurement.
+**Export and consolidation.** Run directories of 36, 200 and 1,000 trials are filled with that trial's
+record, re-keyed for every trial of a grid; each trial is exported to its parts (`results.export_trial`,
+what a trial's worker does when it ends), then the parts are consolidated into the result files
+(`results.consolidate`, at the sweep's end). Both are timed on the wall clock, each size several times in
+fresh directories, the sizes' rounds interleaved over the whole measurement, and the median per trial is
+compared; figure: per trial at 1,000 ÷ at 36.
 
-    .venv/bin/python -m bench.records_scaling
-        targets: checkpoint size at the last running epoch ÷ at epoch 1 ≤ 1.01;
-                 export + consolidation per trial at 1,000 trials ≤ 1.2 × at 36
+Why: a study of 1,000 trials must cost per trial what one of 36 does, on disk and at its end.
 """
 
 from __future__ import annotations
@@ -31,15 +26,17 @@ from pathlib import Path
 
 import torch
 
-from bench.common import closing, machine_line
-from orchestrator import records, results
-from orchestrator.spec import expand_grid, study_from_dict
-from orchestrator.storage import RunDir
+from bench.common import closing, machine_line, sized
+from orchestrator.run import records, results
+from orchestrator.run.storage import RunDir
+from orchestrator.study.load import study_from_dict
+from orchestrator.study.plan import expand_grid
 from trials.train import run_trial
 
-EPOCHS = 20
-SIZES = (36, 200, 1000)
-ROUNDS = {36: 7, 200: 5, 1000: 3}  # each in a fresh directory; medians compared
+EPOCHS = sized(20, 3)
+SIZES = sized((36, 200, 1000), (8, 16, 40))  # multiples of the grid's 4 settings
+# each in a fresh directory; medians compared: the smallest size's work is short enough for one slow fsync to move
+ROUNDS = dict(zip(SIZES, sized((7, 5, 3), (1, 1, 1)), strict=True))
 STUDY = {
     "name": "records",
     "data": {"dataset": "digits", "subset": 100},
@@ -100,10 +97,10 @@ def export_costs(tmp: Path, template: dict, n: int, round_: int = 0) -> tuple[fl
 
 def interleaved_rounds() -> list[tuple[int, int]]:
     """(round, size) in the order run: each size's rounds spread evenly over the whole measurement, so that
-    a drift of the machine's speed (this 2-core machine's fsyncs have run 2× slower for minutes) weighs on
-    every size alike rather than on the size measured last."""
+    a drift of the machine's speed (a disk's fsyncs can slow for minutes) weighs on every size alike rather
+    than on the size measured last."""
     span = max(ROUNDS.values()) - 1
-    slots = {n: [round(k * span / (ROUNDS[n] - 1)) for k in range(ROUNDS[n])] for n in SIZES}
+    slots = {n: [round(k * span / max(ROUNDS[n] - 1, 1)) for k in range(ROUNDS[n])] for n in SIZES}
     return [(i, n) for i in range(span + 1) for n in SIZES for _ in range(slots[n].count(i))]
 
 
@@ -116,7 +113,7 @@ def main() -> None:
         sizes, trial_id = checkpoint_sizes(run, tmp)
         template = records.read_result(run, trial_id)
         print(f"checkpoint bytes by epoch (one trial, small_cnn, {EPOCHS} epochs; kept: the 2 newest, then the last):")
-        shown = sorted({1, 2, 5, 10, EPOCHS - 1, EPOCHS})
+        shown = sorted({e for e in (1, 2, 5, 10, EPOCHS - 1, EPOCHS) if 1 <= e <= EPOCHS})
         print("  " + "  ".join(f"epoch {e}: {sizes[e]:,}" for e in shown))
         growth = sizes[EPOCHS - 1] / sizes[1]
         print(f"  last running epoch ÷ epoch 1: {growth:.4f}; the final one (with the final evaluations) "

@@ -1,82 +1,85 @@
-"""Run every benchmark in turn, each in its own process, then summarise their closing lines.
+"""Run every benchmark, each in its own process; then write one record and regenerate BENCHMARKS.md.
 
-    .venv/bin/python -m bench.run_all             (what `make bench` runs; about 17 minutes on 2 CPU cores)
+    .venv/bin/python -m bench.run_all            what `make bench` runs (budget: about 20 minutes on 2 cores)
+    .venv/bin/python -m bench.run_all --quick    every benchmark at its smallest sizes: a check that all run
 
-Each benchmark's output is passed through as it comes. A benchmark closes with one or more
-`name: value` lines; the summary repeats each with its target and PASS / MISS (INFO where there is
-no target, SKIP where the benchmark could not run here). The exit status is 1 only if a benchmark
-failed to run; a MISS is a measurement, reported, not an error.
+Each benchmark's output passes through as it comes. A benchmark closes with `name: value` lines; the
+summary repeats each with its target and verdict (`bench.record`). A full run writes one record to
+bench/results/ and regenerates BENCHMARKS.md (`bench.report`); a quick run, or one of `--only` some
+modules, writes neither. The exit status is 1 only if a benchmark failed to run: a MISS is a
+measurement, reported, not an error.
 """
 
 from __future__ import annotations
 
-import re
+import argparse
+import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
-from orchestrator.progress import clock
-
-Target = tuple[str, float] | None  # (comparison, bound); None where the figure is informational
-# module: {closing name: target}, in the order they run
-BENCHMARKS: dict[str, dict[str, Target]] = {
-    "awd_overhead": {"awd_overhead": ("<=", 1.02)},
-    "attack_cost": {"attack_cost": ("<=", 1.15)},
-    "trainer_vs_reference": {"trainer_vs_reference": (">=", 1.4)},
-    "conv_layouts": {"conv_layouts": None},
-    "records_scaling": {"checkpoint_growth": ("<=", 1.01), "export_growth": ("<=", 1.2)},
-    "cli_startup": {"cli_startup": ("<=", 1.0)},
-    "sweep_overhead": {"sweep_overhead_default": ("<=", 1.15), "sweep_overhead": None, "sweep_steady": None},
-    "orchestration_scaling": {"orchestration_vs_ray": ("<=", 1.5), "orchestration_growth": ("<=", 1.2),
-                              "report_million_rows": None},
-    "report_speed": {"report_speed": None},
-    "gpu_check": {"gpu_check": None},
-}
-NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+from bench import record, report
+from bench.record import FIGURES, MODULES
 
 
-def run(module: str) -> tuple[dict[str, str], float, int]:
+def run(module: str, quick: bool) -> tuple[dict[str, str], float, int]:
     """({closing name: line}, seconds, exit status) of `python -m bench.<module>`, echoing its output."""
     print(f"\n===== bench.{module} =====", flush=True)
+    names = [f.name for f in FIGURES if f.module == module]
+    env = {**os.environ, "BENCH_QUICK": "1" if quick else "0", "PYTHONUNBUFFERED": "1"}
     start, closings = time.perf_counter(), {}
     with subprocess.Popen([sys.executable, "-m", f"bench.{module}"], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:
+                          stderr=subprocess.STDOUT, text=True, env=env, cwd=record.REPO) as proc:
         for line in proc.stdout:
             print(line, end="", flush=True)
-            for name in BENCHMARKS[module]:
+            for name in names:
                 if line.startswith(f"{name}: "):
                     closings[name] = line.strip()
     return closings, time.perf_counter() - start, proc.returncode
 
 
-def verdict(target: Target, closing: str | None, status: int) -> tuple[str, str]:
-    """(target text, PASS / MISS / INFO / SKIP / ERROR)."""
-    target_text = f"target {'≤' if target[0] == '<=' else '≥'} {target[1]:g}" if target else "no target"
-    if status != 0 or closing is None:
-        return target_text, "ERROR"
-    value = closing.split(":", 1)[1].strip()
-    if value.startswith("skipped"):
-        return target_text, "SKIP"
-    if target is None:
-        return target_text, "INFO"
-    number = float(NUMBER.search(value).group())
-    ok = number <= target[1] if target[0] == "<=" else number >= target[1]
-    return target_text, "PASS" if ok else "MISS"
+def figures(results: dict[str, tuple[dict[str, str], float, int]]) -> list[dict]:
+    """The record's figures from each module's (closing lines, seconds, exit status)."""
+    out = []
+    for figure in FIGURES:
+        if figure.module in results:
+            closings, seconds, status = results[figure.module]
+            out.append(record.figure_entry(figure, closings.get(figure.name), status, seconds))
+    return out
 
 
-def main() -> int:
-    start = time.perf_counter()
-    results = {module: run(module) for module in BENCHMARKS}
-    total = time.perf_counter() - start
-    print(f"\n===== summary: {len(results)} benchmarks in {clock(total)} =====")
-    failed = False
-    for module, (closings, seconds, status) in results.items():
-        for name, target in BENCHMARKS[module].items():
-            target_text, word = verdict(target, closings.get(name), status)
-            failed |= word == "ERROR"
-            line = closings.get(name) or f"{name}: (no closing line, exit status {status})"
-            print(f"{line:<58} {target_text:<16} {word:<5} ({module}, {clock(seconds)})")
-    return 1 if failed else 0
+def summary(entries: list[dict]) -> str:
+    lines = []
+    for e in entries:
+        target = f"target {record.target_text((e['target']['op'], e['target']['bound']))}" if e["target"] else ""
+        lines.append(f"{e['line'] or e['name'] + ': (no closing line)':<56} {target:<16} {e['verdict']:<5} "
+                     f"({e['module']}, {e['module_seconds']:.0f} s)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smallest sizes; no record, no page")
+    parser.add_argument("--only", nargs="+", choices=MODULES, metavar="MODULE", help="only these; no record, no page")
+    args = parser.parse_args(argv)
+    commit = record.commit()  # before the run: the tree it measured
+    started, start = datetime.now(timezone.utc), time.perf_counter()
+    results = {module: run(module, args.quick) for module in (args.only or MODULES)}
+    duration = time.perf_counter() - start
+    entries = figures(results)
+    print(f"\n===== summary: {len(results)} benchmarks in {duration / 60:.1f} min =====")
+    if args.quick or args.only:
+        print("(not recorded: " + ("a quick run's sizes are too small for its figures to mean anything)"
+                                   if args.quick else "a partial run)"))
+    print(summary(entries))
+    if not (args.quick or args.only):
+        rec = record.build(figures=entries, started=started, duration_s=duration, commit_=commit,
+                           machine_=record.machine())
+        path = record.write(rec)
+        report.write_page(report.render(record.read_all()))
+        print(f"record: {path.relative_to(record.REPO)}; BENCHMARKS.md regenerated")
+    return 1 if any(e["verdict"] == "ERROR" for e in entries) else 0
 
 
 if __name__ == "__main__":
