@@ -55,6 +55,28 @@ def cluster(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
 
 
+def trust(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--trust-run-config", action="store_true", help="use the run directory's own tracker "
+                    "destinations, Optuna journal outside it and dataset download (after checking them: a run "
+                    "directory may come from anyone, and trackers send your credentials where their URI points)")
+    sets(sp, "give tracker destinations, search.storage or data.root/data.download for this run, e.g. "
+         "tracking.mlflow.uri=https://my.server")
+
+
+def continued(args, allowed: tuple[str, ...] | None = None):
+    """(run, study) of a run directory to run more of, saying on stderr what of its study is not used."""
+    import sys
+
+    from orchestrator.run import directory
+
+    run, study, dropped = directory.continued(args.run_dir, trust=args.trust_run_config, sets=args.sets,
+                                              allowed=allowed or directory.SIDE_EFFECT_KEYS)
+    for what in dropped:
+        print(f"warning: the run directory's study names {what}: not used here (check it, then pass "
+              "--trust-run-config; or give your own with --set)", file=sys.stderr)
+    return run, study
+
+
 def executor(args):
     """The executor the arguments ask for."""
     from orchestrator.errors import UserError

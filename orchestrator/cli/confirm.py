@@ -16,18 +16,18 @@ def add(sub, epilog: str) -> None:
                     "tuning seed (default: the study's confirm.seeds, else 10); more than before extends it")
     sp.add_argument("--vary-split", action="store_true", help="each confirmation seed draws its own train/validation "
                     "split and test subset (only when the run has no confirmation yet)")
+    a.trust(sp)
     a.report(sp)
     a.cluster(sp)
 
 
 def confirm(args) -> int:
     from orchestrator.errors import UserError
-    from orchestrator.run.directory import open_run
     from orchestrator.study.load import study_from_dict
     from orchestrator.study.plan import confirmation_seeds
     from orchestrator.sweep.driver import run_study
 
-    run, study = open_run(args.run_dir)
+    run, study = a.continued(args)
     old = study.confirm
     if args.seeds is not None and args.seeds < 1:
         raise UserError("--seeds", f"must be ≥ 1 (got {args.seeds})", "give a number of fresh seeds, e.g. 10")

@@ -19,6 +19,7 @@ def add(sub, epilog: str) -> None:
 
     sp = a.command(sub, "resume", resume, "finish an interrupted sweep (finished trials are not re-run)", epilog)
     a.run_dir(sp, "the run directory of the interrupted sweep")
+    a.trust(sp)
     a.report(sp)
     a.cluster(sp)
 
@@ -38,10 +39,9 @@ def sweep(args) -> int:
 
 
 def resume(args) -> int:
-    from orchestrator.run.directory import open_run
     from orchestrator.sweep.driver import run_study
 
-    run, study = open_run(args.run_dir)
+    run, study = a.continued(args)
     status = run_study(study, run, executor=a.executor(args), device=args.device)
     return maybe_report(args, run.location, status)
 

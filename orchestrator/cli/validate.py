@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from orchestrator.cli import args as a
@@ -21,7 +22,7 @@ def add(sub, epilog: str) -> None:
 def validate(args) -> int:
     from orchestrator.run.sources import resolve_schedules
     from orchestrator.study.catalog import study_file
-    from orchestrator.study.checks import check_machine, data_problem
+    from orchestrator.study.checks import check_machine, credential_warnings, data_problem, tracker_destinations
     from orchestrator.study.load import load_study
     from orchestrator.study.plan import planned_count_text
 
@@ -32,6 +33,10 @@ def validate(args) -> int:
     problem = data_problem(study, path)
     check_machine(study, path, data_root=problem is None)
     print(f"{args.study}: ok — study {study.name!r}, {planned_count_text(study)}")
+    for line in tracker_destinations(study):
+        print(f"tracker: {line}")
+    for warning in credential_warnings(study, os.environ):
+        print(f"warning: {warning}", file=sys.stderr)
     if problem is not None:
         print(f"warning: {problem.message}", file=sys.stderr)
     if args.estimate:

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 from orchestrator.errors import RunError, UserError
 
@@ -32,6 +36,7 @@ RAY_ENV_KEYS = ("RAY_CHDIR_TO_TRIAL_DIR",)
 ADDRESS_TIMEOUT_S = 10.0
 
 _opened = False  # whether `connect` started or joined the Ray session (not one its caller had opened)
+_private_tmp: str | None = None  # the local cluster's own temporary directory, removed when it stops
 
 
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> dict[str, float]:
@@ -42,11 +47,25 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     global _opened
     if not ray.is_initialized():
         kwargs = init_kwargs(address, num_cpus, dashboard, os.environ)
-        if kwargs["address"] == "local" and dashboard:
-            check_dashboard_installed()
+        if kwargs["address"] == "local":
+            if dashboard:
+                check_dashboard_installed()
+            private_cluster()
         ray.init(**kwargs)
         _opened = True
     return ray.cluster_resources()
+
+
+def private_cluster() -> None:
+    """A local cluster of this user alone: token authentication with a token made for this run (in the
+    environment its processes inherit, never a file another user of the machine could read), and its own
+    temporary directory (mode 0700) instead of the machine-wide /tmp/ray that any user can pre-create."""
+    global _private_tmp
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    if "RAY_TMPDIR" not in os.environ:
+        _private_tmp = tempfile.mkdtemp(prefix="dl-")  # short: Ray's socket paths under it must stay < 108 bytes
+        os.environ["RAY_TMPDIR"] = _private_tmp
 
 
 def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, environ) -> dict:
@@ -78,6 +97,8 @@ def check_address(address: str | None) -> None:
     """Fail at once, before anything is written, when no Ray cluster answers at a `host:port` address:
     Ray itself keeps retrying the connection for minutes. `auto` and `local` are Ray's to resolve."""
     address = address or os.environ.get("RAY_ADDRESS")
+    if address == "auto":
+        check_auto_is_ours()
     if not address or address in ("auto", "local"):
         return
     target = address.removeprefix("ray://")
@@ -89,6 +110,20 @@ def check_address(address: str | None) -> None:
         raise RunError(f"--address {address}", f"no Ray cluster answers there ({err.strerror or err})",
                        f"check the address with `ray status --address {target}`, or start the head node "
                        "with `ray start --head`")
+
+
+def check_auto_is_ours() -> None:
+    """`--address auto` joins the cluster Ray finds on this machine; on a shared login node that can be another
+    user's, which would then receive this driver's code and token: refused unless it is this user's own."""
+    found = Path(os.environ.get("RAY_TMPDIR") or "/tmp") / "ray" / "ray_current_cluster"
+    try:
+        owner = found.stat().st_uid
+    except OSError:
+        return  # none found: Ray says so itself
+    if owner != os.getuid():
+        raise UserError("--address auto", f"the Ray cluster found on this machine ({found}) was started by another "
+                        f"user (uid {owner})", "give your own cluster's address (host:port), or leave --address out "
+                        "for a local cluster of your own")
 
 
 def connection_error(host_port: str, timeout: float) -> OSError | None:
@@ -112,11 +147,16 @@ def gcs_address() -> str:
 
 
 def shutdown() -> None:
-    """End the Ray session, whoever opened it."""
-    global _opened
+    """End the Ray session, whoever opened it (and remove a local cluster's own temporary directory)."""
+    global _opened, _private_tmp
     if ray.is_initialized():
         ray.shutdown()
     _opened = False
+    if _private_tmp is not None:
+        shutil.rmtree(_private_tmp, ignore_errors=True)
+        if os.environ.get("RAY_TMPDIR") == _private_tmp:
+            del os.environ["RAY_TMPDIR"]
+        _private_tmp = None
 
 
 def disconnect() -> None:

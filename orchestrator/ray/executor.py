@@ -70,6 +70,9 @@ class RayExecutor:
         self.local = not (address or os.environ.get("RAY_ADDRESS"))
         cluster.check_address(address)
 
+    def check(self, study: Study, where: str) -> None:
+        """Everything a study asks of trackers, Ray's loggers do."""
+
     def start(self) -> dict[str, float]:
         return cluster.connect(self.address, num_cpus=self.num_cpus, dashboard=self.dashboard)
 

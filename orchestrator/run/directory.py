@@ -6,11 +6,14 @@ refused (its results would not be comparable); one whose grid grew just runs the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from orchestrator.errors import RunError, UserError
 from orchestrator.run.layout import STUDY
 from orchestrator.run.storage import RunDir, absolute, check_location
 from orchestrator.study import safe_yaml
-from orchestrator.study.load import study_from_dict
+from orchestrator.study.checks import redacted
+from orchestrator.study.load import apply_overrides, study_from_dict
 from orchestrator.study.schema import Study
 from trials.config import SHARED_SECTIONS
 
@@ -118,3 +121,43 @@ def as_recorded(raw: dict) -> dict:
                                  if isinstance(arm, dict) and arm.get("kind") == "rescale" and "lambda" not in arm
                                  else arm) for name, arm in methods.items()}
     return raw
+
+
+# study keys whose values send something out of the run directory: destinations, not what was run
+SIDE_EFFECT_KEYS = ("tracking.", "search.storage", "data.root", "data.download")
+
+
+def continued(location: str, *, trust: bool = False, sets: list[str] | tuple[str, ...] = (),
+              allowed: tuple[str, ...] = SIDE_EFFECT_KEYS) -> tuple[RunDir, Study, list[str]]:
+    """A run directory to run more of (`resume`, `confirm`, `evaluate`): its recorded study, without what
+    would send anything elsewhere — MLflow and W&B destinations, an Optuna journal outside the run directory,
+    dataset downloads — unless `trust` (the user checked the run directory's study) or the invocation gives
+    them again (`sets`, only keys under `allowed`). Returns (run, study, what was left out, in words).
+    A run directory may come from anyone; the trackers' credentials go wherever their URI points."""
+    run, study = open_run(location, check_data=False)
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        if not key.startswith(allowed):
+            raise UserError(f"--set {item}", f"this command takes only {', '.join(k.rstrip('.') for k in allowed)}"
+                            " from the command line", "the rest of the study is the run directory's")
+    raw, dropped = (study.to_dict(), []) if trust else without_side_effects(run, study)
+    study = study_from_dict(apply_overrides(raw, sets), f"{run.uri(STUDY)}{' with --set' if sets else ''}")
+    return run, study, dropped
+
+
+def without_side_effects(run: RunDir, study: Study) -> tuple[dict, list[str]]:
+    raw, dropped = study.to_dict(), []
+    t = study.tracking
+    if t.mlflow:
+        dropped.append(f"tracking.mlflow (uri {redacted(t.mlflow.uri)})")
+    if t.wandb:
+        dropped.append(f"tracking.wandb (project {t.wandb.project})")
+    raw["tracking"] = {**raw["tracking"], "mlflow": None, "wandb": None}
+    storage = study.search.storage
+    if storage and Path(storage).expanduser().is_absolute() and not run.contains(Path(storage).expanduser()):
+        dropped.append(f"search.storage ({storage}, outside the run directory)")
+        raw["search"] = {**raw["search"], "storage": None}
+    if study.data.download:
+        dropped.append(f"data.download (into {study.data.root})")
+        raw["data"] = {**raw["data"], "download": False}
+    return raw, dropped

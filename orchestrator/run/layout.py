@@ -5,6 +5,7 @@
       manifest.json           provenance: commit, versions, hardware, start and end
       sweep.log               every line the sweeps printed
       best_grid.yaml          an Optuna stage's best configurations, as a grid study
+      optuna.journal          an Optuna stage's study (optuna-dashboard reads it)
       epochs.parquet  trials.parquet  evaluations.parquet      the result files
       parts/<table>/<trial_id>.arrow                            each trial's rows of them
       trials/<trial_id>/      a trial's own record (`orchestrator.run.records`)
@@ -20,6 +21,7 @@ STUDY = "study.yaml"
 MANIFEST = "manifest.json"
 LOG = "sweep.log"
 BEST_GRID = "best_grid.yaml"
+JOURNAL = "optuna.journal"  # an Optuna stage's study (JSON lines), unless search.storage names another
 LOCK = ".decaylab.lock"
 
 TABLES = ("epochs", "trials", "evaluations")

@@ -171,6 +171,13 @@ class RunDir:
         if self.is_dir(*parts):
             self.fs.delete_dir(self.inside(*parts))
 
+    def contains(self, path: Path) -> bool:
+        """Whether the local `path` lies inside this (local) run directory once symbolic links are resolved."""
+        if not self.local:
+            return False
+        real = path.resolve()
+        return real == self._real_root or self._real_root in real.parents
+
     def inside(self, *parts: str) -> str:
         """The path of `parts`, checked to lie inside the run directory once symbolic links are resolved
         (local run directories; object stores have no links)."""

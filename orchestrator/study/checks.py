@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from orchestrator.errors import UserError
 from orchestrator.study.errors import did_you_mean
@@ -124,7 +127,7 @@ def check_optuna(study: Study, where: str) -> None:
     if missing:
         raise UserError(where, f"search.sampler: {s.sampler} needs the package(s) {', '.join(missing)}, "
                         "which are not installed", f"pip install {' '.join(missing)}, or use sampler: tpe")
-    if s.storage:
+    if s.storage and Path(s.storage).expanduser().is_absolute():  # a relative journal lies in the run directory
         parent = Path(s.storage).expanduser().resolve().parent
         if not parent.is_dir():
             raise UserError(where, f"search.storage: the directory {parent} does not exist",
@@ -325,3 +328,37 @@ def check_confirmation(study: Study, where: str) -> None:
     if seeds and max(seeds) > MAX_SEED:
         raise UserError(where, f"confirm.seeds: {max(seeds)} is beyond the largest seed {MAX_SEED}",
                         "give fewer or smaller seeds")
+
+
+def tracker_destinations(study: Study) -> list[str]:
+    """Where the study's trackers send what they log, in words (said by `validate` and at a sweep's start)."""
+    t = study.tracking
+    out = ["TensorBoard: event files under the run directory"] if t.tensorboard else []
+    if t.mlflow:
+        out.append(f"MLflow: {redacted(t.mlflow.uri)} (experiment {t.mlflow.experiment or study.name})")
+    if t.wandb:
+        where = "offline, under the run directory" if t.wandb.mode == "offline" else "online"
+        out.append(f"W&B: project {t.wandb.project} ({where})")
+    return out
+
+
+def redacted(uri: str) -> str:
+    """`uri` without a password it may carry (scheme://user:password@host → scheme://user:***@host)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", uri)
+
+
+def credential_warnings(study: Study, environ: Mapping[str, str]) -> list[str]:
+    """MLflow attaches MLFLOW_TRACKING_TOKEN (or USERNAME/PASSWORD) to every request, whichever host the URI
+    names: a warning when they would go to another host than the one MLFLOW_TRACKING_URI names."""
+    if not study.tracking.mlflow or not any(environ.get(k) for k in CREDENTIAL_VARIABLES):
+        return []
+    host = urlsplit(study.tracking.mlflow.uri).hostname
+    trusted = urlsplit(environ.get("MLFLOW_TRACKING_URI", "")).hostname
+    if host is None or host == trusted:
+        return []
+    names = ", ".join(k for k in CREDENTIAL_VARIABLES if environ.get(k))
+    return [f"tracking.mlflow.uri sends {names} from this environment to {host}, not to MLFLOW_TRACKING_URI's host "
+            f"({trusted or 'unset'}): check the study file names your own server"]
+
+
+CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")

@@ -49,7 +49,9 @@ class SearchConfig(Section):
         None, description="optuna: seeds each configuration is trained with; null = all")
     space: dict[str, Range] = Field(
         default_factory=dict, description="optuna: ranges keyed `lr` and `<arm>.<hyperparameter>` (e.g. wd.lambda)")
-    storage: str | None = Field(None, description="optuna: journal file so optuna-dashboard can watch the study")
+    storage: str | None = Field(
+        None, description="optuna: the study's journal file (optuna-dashboard can watch it); a relative path is "
+        "inside the run directory; null = RUN_DIR/optuna.journal (local run directories)")
     top_k: at_least_int(1) = Field(1, description="optuna: best configurations per arm written to best_grid.yaml")
 
 
@@ -107,11 +109,18 @@ class ConfirmConfig(Section):
         "(seed-derived data.split_seed), so the verdict covers data sampling too")
 
 
+TRACKING_SCHEMES = ("http", "https", "sqlite", "databricks", "postgresql", "mysql", "mssql")
+
+
 def _tracking_uri(v: str) -> str | None:
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", v):
-        return None
-    return ("must be a tracking URI, not a path (MLflow 3 no longer writes plain directories); hint: "
-            "give sqlite:///<dir>/mlflow.db for a local database, or http://<host>:5000 for a server")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", v)
+    if scheme is None:
+        return ("must be a tracking URI, not a path (MLflow 3 no longer writes plain directories); hint: "
+                "give sqlite:///<dir>/mlflow.db for a local database, or http://<host>:5000 for a server")
+    if scheme.group(1).split("+")[0].lower() not in TRACKING_SCHEMES:
+        return (f"the scheme {scheme.group(1)}:// is not one MLflow tracks to here (allowed: "
+                f"{', '.join(TRACKING_SCHEMES)}); hint: give http(s):// for a server or sqlite:/// for a file")
+    return None
 
 
 class MlflowConfig(Section):

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 
 from orchestrator import signals
 from orchestrator.errors import UserError
-from orchestrator.run import manifest, records, results
+from orchestrator.run import manifest, results
 from orchestrator.run.directory import check_writable, prepare
 from orchestrator.run.layout import EXPERIMENT, LOG, STUDY, experiment
 from orchestrator.run.storage import RunDir
-from orchestrator.study.checks import check_fits
+from orchestrator.study.checks import check_fits, credential_warnings, tracker_destinations
 from orchestrator.study.plan import grid_entries, planned_trials
 from orchestrator.study.schema import Study
 from orchestrator.sweep import confirm
@@ -36,6 +37,7 @@ def run_study(study: Study, run: RunDir, *, executor: Executor, device: str, sou
     `source` (the study file) is where a problem found before the trials start is reported."""
     where = source or run.uri(STUDY)
     check_device(device, executor)
+    executor.check(study, where)
     if executor.local:  # the cluster is this machine: check before anything is written or started
         check_fits(study, executor.nodes(), device, where, "this machine")
     check_writable(run)
@@ -50,7 +52,7 @@ def run_study(study: Study, run: RunDir, *, executor: Executor, device: str, sou
     else:
         from orchestrator.sweep.optuna import OptunaWork
 
-        work = OptunaWork(run, study, resumed=bool(records.trial_ids(run)))
+        work = OptunaWork(run, study)
     if not work.total and not confirm.pending(run, study, finished)[0]:
         return nothing_to_run(run, study, planned)
     with open_log(run) as sink:
@@ -93,6 +95,10 @@ def launch(study: Study, run: RunDir, work: Work, executor: Executor, resources:
     live.say(f"{study.name}: {todo} trials to run ({planned} planned, {finished} already finished) on "
              f"{describe(resources, use)} → {run.location}")
     live.say(estimate(study, todo, cpus=resources.get("CPU"), device=use, measure=False).text())
+    for line in tracker_destinations(study):
+        live.say(f"tracker: {line}")
+    for warning in credential_warnings(study, os.environ):
+        live.say(f"warning: {warning}")
     if work.total:
         executor.run(work, run=run, experiment=name, study=study, device=use, live=live)
     signals.check()

@@ -13,25 +13,14 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator.errors import RunError, UserError
+from orchestrator.errors import RunError
 from orchestrator.run import records, results, trial
-from orchestrator.run.directory import check_writable, open_run, recorded_study
-from orchestrator.run.layout import STUDY
+from orchestrator.run.directory import check_writable
 from orchestrator.run.storage import RunDir
-from orchestrator.study.load import apply_overrides, study_from_dict
+from orchestrator.study.schema import Study
 from orchestrator.sweep.driver import check_device, check_gpu, resolve_device
 from orchestrator.sweep.executor import Executor, threads
 from trials.config import EvalConfig, TrialConfig, config_hash
-
-
-def eval_settings(run: RunDir, sets: list[str]):
-    """The run's study with evaluation overrides (only `eval.*` keys may change)."""
-    bad = [s for s in sets if not s.split("=", 1)[0].strip().startswith("eval.")]
-    if bad:
-        raise UserError(f"--set {bad[0]}", "evaluate only changes evaluation settings",
-                        "use keys under eval., e.g. eval.autoattack.enabled=true eval.pruning.enabled=true")
-    raw = recorded_study(run).to_dict()
-    return study_from_dict(apply_overrides(raw, sets), f"{run.uri(STUDY)} with --set")
 
 
 def whole_test_split(cfg: TrialConfig, test_size: int) -> TrialConfig:
@@ -71,9 +60,9 @@ def settings_hash(eval_section: dict, full_test: bool) -> str:
     return config_hash({**eval_section, "full_test": True} if full_test else eval_section)
 
 
-def evaluate_run(location: str, sets: list[str], *, executor: Executor, device: str, full_test: bool = False) -> int:
-    run, _ = open_run(location)
-    study = eval_settings(run, sets)
+def evaluate_run(run: RunDir, study: Study, *, executor: Executor, device: str, full_test: bool = False) -> int:
+    """Evaluate every finished trial of `run` with `study`'s evaluation settings (the run's, with the
+    invocation's `eval.*` overrides)."""
     section = study.eval.model_dump(mode="json")
     settings = settings_hash(section, full_test)
     check_device(device, executor)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator import signals
+from orchestrator.errors import UserError
 from orchestrator.run import records, results, tracking, trial
 from orchestrator.run.storage import RunDir
 from orchestrator.study.checks import local_node
@@ -33,6 +34,8 @@ from orchestrator.sweep.work import Work
 
 class Executor(Protocol):
     local: bool  # whether the trials run on this machine (its resources are checked before anything starts)
+
+    def check(self, study: Study, where: str) -> None: ...
 
     def start(self) -> dict[str, float]: ...
 
@@ -64,6 +67,13 @@ class LocalExecutor:
 
     def __init__(self, num_cpus: int | None = None):
         self.num_cpus = num_cpus
+
+    def check(self, study: Study, where: str) -> None:
+        """Refuse what this executor cannot do before anything starts: MLflow and W&B log through Ray."""
+        for name in ("mlflow", "wandb"):
+            if getattr(study.tracking, name):
+                raise UserError(where, f"tracking.{name}: logs through Ray, and --executor local runs without it",
+                                f"use the Ray executor (the default), or turn it off (--set tracking.{name}=null)")
 
     def start(self) -> dict[str, float]:
         return local_node(self.num_cpus)

@@ -6,10 +6,11 @@ seeds in lockstep and scores the mean over them of the selection rule's score
 (`trials.selection`: best val robust accuracy, 0 if diverged). Each arm gets exactly
 `n_trials` configurations: a new Optuna trial goes to the arm with the fewest so far.
 
-A resumed stage never unpickles Ray's experiment state: its Optuna study is rebuilt from
-decaylab's own records (finished configurations added as completed trials, unfinished ones
-enqueued again so their checkpoints are picked up), or, with `search.storage`, continued in
-the Optuna journal (JSON lines) with its stale running trials marked failed and re-enqueued.
+The stage's Optuna study lives in a journal (JSON lines; `RUN_DIR/optuna.journal` unless
+`search.storage` says otherwise), which optuna-dashboard can watch. A resumed stage never unpickles
+Ray's experiment state: it continues the journal, or, without one, rebuilds the study from decaylab's
+own records (finished configurations added as completed trials, unfinished ones enqueued again so
+their checkpoints are picked up).
 
 `scheduler: asha` stops configurations early with Optuna's asynchronous successive halving pruner
 (`SuccessiveHalvingPruner`), on the number of evaluations as its clock: the same rule whichever
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.run import results
-from orchestrator.run.layout import BEST_GRID
+from orchestrator.run.layout import BEST_GRID, JOURNAL
 from orchestrator.run.storage import RunDir
 from orchestrator.study import safe_yaml
 from orchestrator.study.plan import Entry, entry_params, members, optuna_configurations, seeds_per_configuration
@@ -133,51 +134,64 @@ def make_pruner(study: Study):
     return optuna.pruners.NopPruner()
 
 
-def new_study(study: Study):
-    """(Optuna study, configurations to sample) for a tuning stage that starts now."""
+def open_study(run: RunDir, study: Study) -> tuple[Any, int]:
+    """(Optuna study, configurations still to sample) of the tuning stage, new or continued: from its journal
+    when it has one holding the study (stale running trials marked failed), else rebuilt from decaylab's own
+    records (finished configurations added as completed trials). Configurations with records that have not
+    ended are enqueued again, so their trials continue from their checkpoints."""
     import optuna
 
-    ot = optuna.create_study(study_name=study.name, storage=journal(study) if study.search.storage else None,
-                             sampler=make_sampler(study), pruner=make_pruner(study), direction="maximize")
-    return ot, optuna_configurations(study)
-
-
-def continued_study(run: RunDir, study: Study) -> tuple[Any, int]:
-    """(Optuna study, configurations still to sample) for a resumed tuning stage."""
-    import optuna
-
-    configs = configurations(run, study)
     ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    if study.search.storage:
-        ot = optuna.load_study(study_name=study.name, storage=journal(study), sampler=make_sampler(study),
+    path = journal_path(run, study)
+    storage = journal(path) if path is not None else None
+    if path is not None and path.is_file() and study.name in {s.study_name for s in storage.get_all_studies()}:
+        ot = optuna.load_study(study_name=study.name, storage=storage, sampler=make_sampler(study),
                                pruner=make_pruner(study))
         for trial in ot.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
             ot.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its process is gone
         complete = len(ot.get_trials(deepcopy=False, states=ended))
     else:
-        ot = optuna.create_study(study_name=study.name, direction="maximize", pruner=make_pruner(study))
-        complete = 0
-        for entry in configs.values():
-            scores = [s for s in entry["scores"] if not math.isnan(s)]
-            if entry["complete"] and scores:
-                params = {k: v for k, v in entry["params"].items() if k != "method"}
-                ot.add_trial(optuna.trial.create_trial(
-                    params=params, distributions=distributions(study, entry["params"]["method"]),
-                    value=sum(scores) / len(scores), user_attrs={"method": entry["params"]["method"]}))
-                complete += 1
-    for entry in configs.values():
-        if not entry["complete"]:
-            params = {k: v for k, v in entry["params"].items() if k != "method"}
+        ot = optuna.create_study(study_name=study.name, storage=storage, direction="maximize",
+                                 pruner=make_pruner(study))
+        complete = add_finished(ot, run, study)
+    waiting = [t.params for t in ot.get_trials(deepcopy=False, states=[optuna.trial.TrialState.WAITING])]
+    for entry in configurations(run, study).values():
+        params = {k: v for k, v in entry["params"].items() if k != "method"}
+        if not entry["complete"] and params not in waiting:
             ot.enqueue_trial(params, user_attrs={"method": entry["params"]["method"]})
-    done = optuna_configurations(study) - max(optuna_configurations(study) - complete, 0)
+    done = min(complete, optuna_configurations(study))
     ot.sampler = make_sampler(study, done=done)
     return ot, optuna_configurations(study) - done
 
 
-def journal(study: Study):
+def add_finished(ot, run: RunDir, study: Study) -> int:
+    """Add every configuration whose trials all ended to `ot` as a completed trial; how many."""
     import optuna
 
-    path = Path(study.search.storage).expanduser()
+    added = 0
+    for entry in configurations(run, study).values():
+        scores = [s for s in entry["scores"] if not math.isnan(s)]
+        if entry["complete"] and scores:
+            params = {k: v for k, v in entry["params"].items() if k != "method"}
+            ot.add_trial(optuna.trial.create_trial(
+                params=params, distributions=distributions(study, entry["params"]["method"]),
+                value=sum(scores) / len(scores), user_attrs={"method": entry["params"]["method"]}))
+            added += 1
+    return added
+
+
+def journal_path(run: RunDir, study: Study) -> Path | None:
+    """The stage's Optuna journal: `search.storage` (a relative path is inside the run directory), by default
+    `RUN_DIR/optuna.journal`; None on object storage, where a journal file cannot be appended to."""
+    storage = Path(study.search.storage).expanduser() if study.search.storage else Path(JOURNAL)
+    if storage.is_absolute():
+        return storage
+    return Path(run.inside(*storage.parts)) if run.local else None
+
+
+def journal(path: Path):
+    import optuna
+
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 
 
@@ -186,9 +200,9 @@ class OptunaWork:
     an executor has room for it), trained on its seeds; its objective is told back when it ends, and after
     every epoch the pruner may stop it."""
 
-    def __init__(self, run: RunDir, study: Study, resumed: bool):
+    def __init__(self, run: RunDir, study: Study):
         self.study = study
-        self.ot, self.total = continued_study(run, study) if resumed else new_study(study)
+        self.ot, self.total = open_study(run, study)
         self.space = OptunaSpace(study)
         self.asked = 0
         self.trials: dict[str, Any] = {}

@@ -69,7 +69,7 @@ def test_asha_stops_a_configuration_behind_its_rung_and_tells_optuna(tmp_path):
 
     study = study_from_dict({**OPTUNA, "search": {**OPTUNA["search"], "n_trials": 2, "scheduler": "asha",
                                                   "grace_period": 1, "reduction_factor": 2}}, "t")
-    work = OptunaWork(RunDir(str(tmp_path)), study, resumed=False)
+    work = OptunaWork(RunDir(str(tmp_path)), study)
     assert work.total == 4
     first, second = work.next(), work.next()
     assert {first.params["arm"], second.params["arm"]} == {"wd", "awd"}
