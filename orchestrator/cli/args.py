@@ -89,6 +89,12 @@ def executor(args):
         from orchestrator.sweep.executor import LocalExecutor
 
         return LocalExecutor(args.num_cpus)
+    import os
+
+    from orchestrator.ray import environment
+
+    if not (args.address or os.environ.get("RAY_ADDRESS")):
+        environment.for_local_cluster()  # before Ray is imported, which reads it
     from orchestrator.ray.executor import RayExecutor
 
     return RayExecutor(args.address, num_cpus=args.num_cpus, dashboard=args.dashboard)

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 from orchestrator.errors import RunError, UserError
+from orchestrator.ray import environment
 
 # Set before Ray starts so that a local cluster's workers inherit them.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -36,7 +34,6 @@ RAY_ENV_KEYS = ("RAY_CHDIR_TO_TRIAL_DIR",)
 ADDRESS_TIMEOUT_S = 10.0
 
 _opened = False  # whether `connect` started or joined the Ray session (not one its caller had opened)
-_private_tmp: str | None = None  # the local cluster's own temporary directory, removed when it stops
 
 
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> dict[str, float]:
@@ -47,25 +44,11 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     global _opened
     if not ray.is_initialized():
         kwargs = init_kwargs(address, num_cpus, dashboard, os.environ)
-        if kwargs["address"] == "local":
-            if dashboard:
-                check_dashboard_installed()
-            private_cluster()
+        if kwargs["address"] == "local" and dashboard:
+            check_dashboard_installed()
         ray.init(**kwargs)
         _opened = True
     return ray.cluster_resources()
-
-
-def private_cluster() -> None:
-    """A local cluster of this user alone: token authentication with a token made for this run (in the
-    environment its processes inherit, never a file another user of the machine could read), and its own
-    temporary directory (mode 0700) instead of the machine-wide /tmp/ray that any user can pre-create."""
-    global _private_tmp
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
-    if "RAY_TMPDIR" not in os.environ:
-        _private_tmp = tempfile.mkdtemp(prefix="dl-")  # short: Ray's socket paths under it must stay < 108 bytes
-        os.environ["RAY_TMPDIR"] = _private_tmp
 
 
 def init_kwargs(address: str | None, num_cpus: int | None, dashboard: bool, environ) -> dict:
@@ -148,15 +131,11 @@ def gcs_address() -> str:
 
 def shutdown() -> None:
     """End the Ray session, whoever opened it (and remove a local cluster's own temporary directory)."""
-    global _opened, _private_tmp
+    global _opened
     if ray.is_initialized():
         ray.shutdown()
     _opened = False
-    if _private_tmp is not None:
-        shutil.rmtree(_private_tmp, ignore_errors=True)
-        if os.environ.get("RAY_TMPDIR") == _private_tmp:
-            del os.environ["RAY_TMPDIR"]
-        _private_tmp = None
+    environment.remove_private_tmp()
 
 
 def disconnect() -> None:

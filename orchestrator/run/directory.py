@@ -32,22 +32,23 @@ def open_run(location: str, check_data: bool = True) -> tuple[RunDir, Study]:
     if not run.exists(STUDY):
         raise UserError(location, "not a decaylab run directory (it has no study.yaml)",
                         "give the directory `decaylab sweep` printed at its end")
-    return run, recorded_study(run, check_data)
+    # a reader (check_data=False: status, report, export) never builds the study's trials
+    return run, recorded_study(run, check_data, expand=check_data)
 
 
-def recorded_study(run: RunDir, check_data: bool = True) -> Study:
+def recorded_study(run: RunDir, check_data: bool = True, expand: bool = True) -> Study:
     """The resolved study kept in the run directory. A damaged study.yaml (binary, truncated, edited
-    into an invalid study) is called damaged, not blamed on one of its keys."""
+    into an invalid study, a FIFO) is called damaged, not blamed on one of its keys. `expand=False` skips
+    the checks that build every trial (for readers); the grid's size is bounded either way."""
     where = run.uri(STUDY)
     fix = ("rewrite it from `resolved_study` in manifest.json, or delete it and rerun `decaylab sweep` "
            "with the original study file and --storage")
     try:
-        if run.size(STUDY) > safe_yaml.MAX_BYTES:
-            raise UserError(where, f"larger than {safe_yaml.MAX_BYTES:,} bytes")
-        raw = safe_yaml.load(run.read_text(STUDY), where)
+        raw = safe_yaml.load(run.read_text(STUDY, cap=safe_yaml.MAX_BYTES), where)
         if not isinstance(raw, dict):
             raise UserError(where, "not a mapping of keys")
-        return study_from_dict(as_recorded(raw), where, check_data, allow_large_grid=True)  # accepted when it started
+        return study_from_dict(as_recorded(raw), where, check_data, allow_large_grid=True,  # accepted when it started
+                               expand=expand)
     except UnicodeDecodeError as e:
         raise UserError(where, f"the run's study file is damaged (not UTF-8 text: {e.reason} at byte {e.start})",
                         fix) from None

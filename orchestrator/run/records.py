@@ -25,12 +25,15 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from orchestrator.errors import RunError
 from orchestrator.run.layout import (
     CHECKPOINT_FILE,
     DAMAGED,
     EPOCH_FILE,
     ERROR,
     EVALUATION,
+    MAX_CHECKPOINT,
+    MAX_RESULT,
     RESULT,
     STOPPED,
     TRIALS,
@@ -42,7 +45,7 @@ from orchestrator.run.storage import RunDir
 __all__ = ["DAMAGED", "TRIALS"]  # read by the results and the status
 CHECKPOINTS = ("best", "last", "ema")  # the weights a final evaluation is made of
 KEEP_CHECKPOINTS = 2
-MAX_JSON_BYTES = 256 << 20  # a result.json of thousands of epochs is a few megabytes
+MAX_JSON_BYTES = MAX_RESULT  # the largest JSON record decaylab reads: why it is this, see `layout.MAX_RESULT`
 # a trial id: an arm name, then values and tags joined by '-' (exact floats use digits . e + -)
 TRIAL_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_.+=,]+)+")
 
@@ -151,9 +154,11 @@ def write_checkpoint(run: RunDir, trial_id: str, state: dict, keep: int = KEEP_C
 
 
 def load_state_bytes(data: bytes) -> dict:
-    import torch
+    """A checkpoint's state: checked as a zip of stored entries within the checkpoint cap, then loaded by
+    torch's weights-only loader (`trials.safe_torch`)."""
+    from trials.safe_torch import load_bytes
 
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    state = load_bytes(data, MAX_CHECKPOINT)
     if not isinstance(state, dict) or not {"trial_id", "epoch", "status", "config"} <= set(state):
         raise DamagedRecord("not a decaylab checkpoint (keys missing)")
     return state
@@ -165,6 +170,7 @@ def load_checkpoint(run: RunDir, trial_id: str, use: Callable[[dict | None], T] 
     for a state it cannot use: wrong keys or shapes), else `use(None)`; and a warning for the user
     when a newer one was skipped ("" when none was). Rows of later epochs are dropped: they are
     redone from it."""
+    require_safe_torch()  # before the loop: an old torch is not a damaged checkpoint to fall back from
     problems = []
     for epoch, name in checkpoint_files(run, trial_id):
         try:
@@ -181,6 +187,16 @@ def load_checkpoint(run: RunDir, trial_id: str, use: Callable[[dict | None], T] 
         return used, warning
     drop_rows_after(run, trial_id, 0)
     return use(None), (f"{'; '.join(problems)}: {trial_id} restarts from epoch 0" if problems else "")
+
+
+def require_safe_torch() -> None:
+    from trials.safe_torch import OldTorch, check_torch
+
+    try:
+        check_torch()
+    except OldTorch as e:
+        reason, _, fix = str(e).partition("; upgrade with ")
+        raise RunError("torch", reason, fix or None) from None
 
 
 # ------------------------------------------------------------------------------ results
@@ -203,14 +219,15 @@ def write_result(run: RunDir, state: dict) -> dict:
 
 
 def read_json(run: RunDir, *parts: str) -> Any:
-    """A JSON file's content; DamagedRecord naming the file when it is unreadable."""
+    """A JSON file's content (read up to its name's cap, `layout.max_bytes`); DamagedRecord naming the file
+    when it is unreadable: too large, not a regular file, a link, not JSON."""
     try:
-        if run.size(*parts) > MAX_JSON_BYTES:
-            raise ValueError(f"larger than {MAX_JSON_BYTES:,} bytes")
         return json.loads(run.read_bytes(*parts))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
+    except OSError as e:  # its own words, without the path the message already starts with
+        raise DamagedRecord(f"{'/'.join(parts)}: unreadable ({e.strerror or e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise DamagedRecord(f"{'/'.join(parts)}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
 
 

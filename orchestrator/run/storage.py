@@ -6,7 +6,10 @@ stores a single PUT is already atomic. A local file gets the permissions of the 
 by default), so a lab sharing a storage root can read each other's results.
 
 A run directory is untrusted: every local write and delete is checked to land inside it once
-symbolic links are resolved, so a link planted in it cannot redirect a write elsewhere.
+symbolic links are resolved, so a link planted in it cannot redirect a write elsewhere. Reads are
+checked the same way for the directories above the file; the file itself is opened without
+following a link, must be a regular file, and is read up to its cap (`layout.max_bytes`), on object
+stores from the stream. Durable writes also sync the directory, so the rename survives a crash.
 `check_location` refuses a storage URI decaylab cannot use (scheme, credentials) in seconds,
 before anything starts.
 """
@@ -14,6 +17,7 @@ before anything starts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import tempfile
@@ -24,7 +28,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from orchestrator.errors import RunError, UserError
-from orchestrator.run.layout import RESULT_FILES
+from orchestrator.run.layout import RESULT_FILES, max_bytes
+from trials.files import read_capped, read_regular
 
 SCHEMES = ("s3", "gs", "gcs")
 # where the cloud SDKs look for credentials (besides an instance's metadata service)
@@ -138,12 +143,17 @@ class RunDir:
             raise IsADirectoryError(21, "a directory where a file should be", self.join(*parts))
         return int(info.size or 0)
 
-    def read_bytes(self, *parts: str) -> bytes:
+    def read_bytes(self, *parts: str, cap: int | None = None) -> bytes:
+        """The file at `parts`, at most `cap` bytes (default: its name's cap, `layout.max_bytes`); `OSError`
+        naming it when it is larger, or locally when it is a link, a FIFO, a device (`trials.files`)."""
+        cap = max_bytes(parts[-1]) if cap is None else cap
+        if self.local:  # the directories above it must lie inside the run directory, as for writes
+            return read_regular(Path(self.inside(*parts[:-1]), parts[-1]), cap)
         with self.fs.open_input_stream(self.join(*parts)) as f:
-            return f.readall()
+            return read_capped(f.read, cap, self.uri(*parts))
 
-    def read_text(self, *parts: str) -> str:
-        return self.read_bytes(*parts).decode()
+    def read_text(self, *parts: str, cap: int | None = None) -> str:
+        return self.read_bytes(*parts, cap=cap).decode()
 
     def makedirs(self, *parts: str) -> None:
         self.fs.create_dir(self.inside(*parts), recursive=True)
@@ -229,8 +239,22 @@ def write_atomic_local(target: Path, data: bytes, durable: bool = True) -> None:
             if durable:  # on disk before the rename makes it visible, even if the machine goes down
                 os.fsync(f.fileno())
         os.replace(tmp, target)
+        if durable:
+            sync_directory(target.parent)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and e.filename is None:
             e.filename = str(target)  # a failed write() does not say which file: the message should
         raise
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so that a rename in it is on disk (the file's own fsync does not cover its name)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:  # a file system that cannot sync a directory (some network ones) has nothing to do
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(fd)

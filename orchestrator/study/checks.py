@@ -19,13 +19,16 @@ from urllib.parse import urlsplit
 
 from orchestrator.errors import UserError
 from orchestrator.study.errors import did_you_mean
-from orchestrator.study.plan import confirmation_seeds, expand_grid, grid_size
+from orchestrator.study.plan import confirmation_seeds, expand_grid, grid_size, planned_trials, settings_count
 from orchestrator.study.schema import Study, TrackingConfig
 from trials import arms
 from trials.config import MAX_SEED, DataConfig, TrialConfig
 from trials.datasets import DATASETS, fetch_command, image_folder_sizes
 
 MAX_GRID_TRIALS = 10_000  # beyond this a grid is almost always a typo (a list where a range was meant)
+# never, even with --allow-large-grid or read back from a run directory: the records of a million trials
+# are a million directories, and a study's trials are built in memory to plan and check them
+MAX_TRIALS = 1_000_000
 NETWORK_TIMEOUT_S = 3.0
 # the packages an Optuna sampler imports when it first samples (Optuna 5)
 SAMPLER_PACKAGES = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}
@@ -137,9 +140,17 @@ def check_optuna(study: Study, where: str) -> None:
 # ------------------------------------------------------------------------------- grid size
 
 
-def check_grid_size(study: Study, where: str) -> None:
+def check_grid_size(study: Study, where: str, allow_large_grid: bool = False) -> None:
+    """Refuse a grid of more than `MAX_GRID_TRIALS` (unless allowed) and any study of more than
+    `MAX_TRIALS`, counted without building a trial (an arm's own grid counts for Optuna studies too:
+    the study's summary lists its settings)."""
+    for n, what in ((planned_trials(study), "trials"), (settings_count(study), "settings in its arms' grids")):
+        if n > MAX_TRIALS:
+            raise UserError(where, f"the study has {n:,} {what}, more than decaylab takes in one study "
+                            f"({MAX_TRIALS:,}, even with --allow-large-grid)",
+                            "shorten the lists of values, or split the study into several")
     n = grid_size(study)
-    if n > MAX_GRID_TRIALS:
+    if study.search.kind == "grid" and not allow_large_grid and n > MAX_GRID_TRIALS:
         raise UserError(where, f"the grid has {n:,} trials (more than {MAX_GRID_TRIALS:,})",
                         "check for a long list where fewer values were meant; if it is intended, add "
                         "--allow-large-grid")
@@ -179,16 +190,17 @@ def check_fits(study: Study, nodes: list[dict[str, float]], device: str, where: 
 
 # ------------------------------------------------------------------------------- the study
 
-def check_study(study: Study, where: str, check_data: bool = True, allow_large_grid: bool = False) -> None:
-    """Rules that involve several fields, and what would make every trial fail (`feasibility`)."""
+def check_study(study: Study, where: str, check_data: bool = True, allow_large_grid: bool = False,
+                expand: bool = True) -> None:
+    """Rules that involve several fields, and what would make every trial fail (`feasibility`). `expand=False`
+    skips the checks that build every trial (a run directory's study, read by `status`, `report`, `export`)."""
     if not study.methods:
         raise UserError(where, "methods: no arms given",
                         "add e.g. `methods: {wd: {kind: fixed, lambda: [5.0e-4]}, "
                         "awd: {kind: adaptive, lambda_awd: [0.02]}}`")
-    if study.search.kind == "grid" and not allow_large_grid:
-        check_grid_size(study, where)  # before the grid's points are built
+    check_grid_size(study, where, allow_large_grid)  # before the grid's points are built
     for name, arm in study.methods.items():
-        check_arm_grid(study, name, arm, where)
+        check_arm_grid(study, name, arm, where, expand)
     tr, ev = study.attack.train, study.attack.eval
     if tr.kind != "none" and tr.eps is None:
         raise UserError(where, "attack.train.eps: missing", "give ε in [0, 1] pixel scale, e.g. 0.031 (8/255)")
@@ -207,7 +219,7 @@ def check_study(study: Study, where: str, check_data: bool = True, allow_large_g
     check_splits(study.data, where, check_files=check_data)
     if study.search.kind == "optuna":
         check_optuna_space(study, where)
-    else:
+    elif expand:
         check_trial_ids(expand_grid(study), where)
 
 
@@ -234,8 +246,9 @@ def check_trackers(tracking: TrackingConfig, where: str) -> None:
                             "pip install 'decaylab[track]' (or make install), or turn the tracker off")
 
 
-def check_arm_grid(study: Study, name: str, arm: arms.ArmGrid, where: str) -> None:
-    """A grid study needs every hyperparameter's grid; an Optuna study may range it instead."""
+def check_arm_grid(study: Study, name: str, arm: arms.ArmGrid, where: str, expand: bool = True) -> None:
+    """A grid study needs every hyperparameter's grid; an Optuna study may range it instead. `expand=False`
+    skips the check of every combination of the arm's values."""
     for h in arm.hyperparameters():
         key = f"methods.{name}.{arm.study_key(h)}"
         values = getattr(arm, h)
@@ -247,7 +260,7 @@ def check_arm_grid(study: Study, name: str, arm: arms.ArmGrid, where: str) -> No
                                    if study.search.kind == "optuna" else ""))
             if not values:
                 raise UserError(where, f"{key}: the grid is empty", "give at least one value")
-    if study.search.kind == "grid":
+    if study.search.kind == "grid" and expand:
         for point in arm.points():
             if (reason := arm.check_point(point)) is not None:
                 raise UserError(where, f"methods.{name}: {reason}",

@@ -91,16 +91,18 @@ def _with_absolute_tracking(raw: dict) -> dict:
     return raw
 
 
-def study_from_dict(raw: dict, where: str, check_data: bool = True, allow_large_grid: bool = False) -> Study:
+def study_from_dict(raw: dict, where: str, check_data: bool = True, allow_large_grid: bool = False,
+                    expand: bool = True) -> Study:
     """Build and validate a study; `check_data=False` skips the checks of this machine (dataset root,
-    downloads, optional packages: reading results of a run made elsewhere, or inside a trial)."""
+    downloads, optional packages: reading results of a run made elsewhere, or inside a trial);
+    `expand=False` skips the checks that build every trial (reading a run directory's study)."""
     try:
         study = Study.model_validate(raw)
     except UserError as e:  # raised inside a validator, without the file
         raise UserError(where, e.reason, e.hint) from None
     except ValidationError as e:
         raise to_user_error(e, Study, where) from None
-    check_study(study, where, check_data, allow_large_grid)
+    check_study(study, where, check_data, allow_large_grid, expand)
     return study
 
 

@@ -67,11 +67,14 @@ def planned_count_text(study: Study) -> str:
             f"scheduler {study.search.scheduler}")
 
 
+def settings_count(study: Study) -> int:
+    """The settings of every arm's own grid (the product of its axes), computed without building them."""
+    return sum(math.prod(len(getattr(arm, h) or ()) for h in arm.hyperparameters()) for arm in study.methods.values())
+
+
 def grid_size(study: Study) -> int:
     """The number of trials of a grid study, computed without building them."""
-    settings = sum(math.prod(len(getattr(arm, h) or ()) for h in arm.hyperparameters())
-                   for arm in study.methods.values())
-    return settings * len(study.data.label_noise) * len(study.lr) * len(study.seeds)
+    return settings_count(study) * len(study.data.label_noise) * len(study.lr) * len(study.seeds)
 
 
 def optuna_configurations(study: Study) -> int:

@@ -95,18 +95,24 @@ def test_tracker_uris_are_checked_and_their_destinations_said():
     assert credential_warnings(mine, env) == [] and credential_warnings(study, {}) == []
 
 
-def test_a_local_ray_cluster_is_this_user_s_alone(monkeypatch, tmp_path):
-    from orchestrator.ray import cluster
+def test_a_local_ray_cluster_is_this_user_s_alone(monkeypatch):
+    """Token authentication with a token made for the run, in the environment (no file another user could
+    read), and a private temporary directory; all set before Ray is imported, which reads them."""
+    import subprocess
+    import sys
 
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_TMPDIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cluster, "_private_tmp", None)
-    cluster.private_cluster()
-    tmp = os.environ["RAY_TMPDIR"]
-    assert os.environ["RAY_AUTH_MODE"] == "token" and len(os.environ["RAY_AUTH_TOKEN"]) == 64
-    assert (os.stat(tmp).st_mode & 0o777) == 0o700 and len(tmp) < 20  # Ray's socket paths under it stay short
-    cluster.shutdown()
-    assert not Path(tmp).exists() and "RAY_TMPDIR" not in os.environ
+    code = ("import os; from orchestrator.ray import environment as e; env = {}; ok = e.for_local_cluster(env); "
+            "tmp = env['RAY_TMPDIR']; mode = os.stat(tmp).st_mode & 0o777; e.remove_private_tmp(env); "
+            "print(ok, env['RAY_AUTH_MODE'], len(env['RAY_AUTH_TOKEN']), oct(mode), len(tmp) < 20, "
+            "os.path.exists(tmp), 'RAY_TMPDIR' in env)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("RAY_")})
+    assert out.stdout.split() == ["True", "token", "64", "0o700", "True", "False", "False"], out.stderr
+    given = {"RAY_AUTH_TOKEN_PATH": "/secure/token"}  # the user's own token is kept
+    code = ("from orchestrator.ray import environment as e; env = {'RAY_AUTH_TOKEN_PATH': '/secure/token'}; "
+            "e.for_local_cluster(env); e.remove_private_tmp(env); print(sorted(env))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == str(sorted([*given, "RAY_AUTH_MODE"])), out.stderr
 
 
 def test_address_auto_refuses_another_user_s_cluster(monkeypatch, tmp_path):
