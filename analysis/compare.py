@@ -1,106 +1,232 @@
-"""The two tests of each arm against the reference arm, both paired by seed.
+"""The primary tests of each arm against the reference arm, paired by seed, and their family.
 
-* **Headline (best-tuned vs best-tuned)**: the arm's best-tuned configuration against the
-  reference's best-tuned configuration (each selected on validation, possibly at different lrs),
-  on each seed both ran: d = arm − reference of the final evaluation's headline metric at the
-  best checkpoint.
-* **LR robustness (across the lr grid)**: per seed, the mean over the lr grid of the arm's
-  best-per-lr accuracy (the configuration chosen on validation at each lr); d = arm − reference
-  of those per-seed means. The seed is the unit of replication in both tests: the lrs of one
-  seed are never treated as independent pairs.
+* **Headline.** With a confirmation stage, each arm's selected configuration (chosen on the tuning
+  seeds, validation only) retrained on fresh seeds (`stage` "confirm"), against the reference's,
+  paired by confirmation seed: the selection never saw these seeds. Without one, the **cross-fitted**
+  comparison (`analysis.crossfit`): tuning seed s contributes the test value on s of the
+  configuration chosen on the other tuning seeds; exploratory, because the tuning seeds also chose
+  the grid. An arm is confirmed only when it and the reference both have confirmation trials.
+* **LR** (robustness to the learning rate). Per tuning seed, the arm's best-per-lr curve (at each lr
+  the configuration chosen on validation there, cross-fitted like the headline; a diverged seed
+  counts 0, and so does a seed at an lr where every configuration diverged), then the
+  *peak-normalised* accuracy: the mean over the lr grid of (accuracy at that lr − the seed's best
+  accuracy over the grid), 0 for a curve that is flat at its peak. It measures flatness, not level:
+  a higher peak does not raise it. The worst-lr accuracy is kept beside it (a secondary comparison).
 
-Seeds that did not finish in both configurations are left out of the pairs and listed.
+Every comparison is a row of one `analysis.verdicts.verdict_table` call: the family is every
+non-reference arm × {headline, LR} × label-noise level, adjusted with the study's `analysis.adjust`.
+The seed is the unit of replication: the lrs of one seed are never independent pairs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import crossfit, verdicts
 from analysis.select import ARM_KEYS, CONFIG_KEYS, LEVEL
 
-TEST_COLUMNS = [LEVEL, "method", "reference", "n", "mean_diff", "sd_diff", "ci_low", "ci_high", "ci_method"]
-TEST_COLUMNS += ["p_value", "wins", "ties", "losses", "min_attainable_p", "seeds_needed", "detectable_effect"]
+CONFIRM, CROSS_FIT = "confirm", "cross-fit"
+VALUE_COLUMNS = [LEVEL, "test", "stage", "method", "seed", "value"]
+# What a headline value carries besides the number: which trial it is and why it may be missing.
+TRIAL_COLUMNS = ["setting", "lr", "trial_id", "status", "no_eval", "correct", "examples", "weight_norm_last"]
 
 
-def seed_values(outcomes: pd.DataFrame, chosen: pd.DataFrame, column: str = "value") -> pd.DataFrame:
-    """Per (level, arm, seed) the chosen configuration's `column` (NaN when not counted) and status."""
-    rows = outcomes.merge(chosen[CONFIG_KEYS], on=CONFIG_KEYS)
-    return rows[[*ARM_KEYS, "setting", "lr", "seed", "status", "no_eval", column]]
+@dataclass(frozen=True)
+class Settings:
+    """The study's `analysis` section: what the verdicts are asked."""
+
+    alpha: float = verdicts.ALPHA
+    min_effect: float = verdicts.MIN_EFFECT
+    adjust: str = "maxT"
+    vary_split: bool = False  # the confirmation seeds also drew their own data split
 
 
-def _reason(row: pd.Series, suffix: str) -> str:
-    """Why one side of a seed has no number: not run, failed, running, stopped, or no final evaluation."""
-    status = row[f"status{suffix}"]
-    if pd.isna(status):
-        return "not run"
-    return "no final evaluation" if row[f"no_eval{suffix}"] else str(status)
+# ---------------------------------------------------------------- the headline's per-seed values
 
 
-def headline(
-    outcomes: pd.DataFrame, best: pd.DataFrame, references: dict, column: str = "value"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(tests, pairs): one test row per (level, non-reference arm) and its per-seed pairs of `column`."""
-    values = seed_values(outcomes, best, column)
-    tests, pairs = [], []
+def headline_values(
+    outcomes: pd.DataFrame, tune: pd.DataFrame, configs: pd.DataFrame, best: pd.DataFrame, references: dict
+) -> pd.DataFrame:
+    """Per (level, arm, seed) the headline value, its `stage`, and the trial it comes from (TRIAL_COLUMNS)."""
+    folds = crossfit.cross_fitted(_with_trial_columns(tune), configs[configs["eligible"]])
+    confirm = outcomes[outcomes["stage"] == "confirm"]
+    parts = []
     for level, reference in references.items():
-        at_level = values[values[LEVEL] == level]
-        ref = at_level[at_level["method"] == reference]
-        for method in [m for m in at_level["method"].unique() if m != reference and reference is not None]:
-            arm = at_level[at_level["method"] == method]
-            pair, missing = _pair(arm, ref, column)
-            pairs.append(pair.assign(**{LEVEL: level, "method": method, "reference": reference}))
-            tests.append(_test_row(level, method, reference, pair["diff"].to_numpy(), missing))
-    return _frame(tests), pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
+        if reference is None:
+            continue
+        confirmed = _confirmed(confirm[confirm[LEVEL] == level], at(configs, level), at(best, level))
+        crossed = at(folds, level).assign(stage=CROSS_FIT)
+        arms = [m for m in dict.fromkeys([*at(best, level)["method"], *confirmed["method"]]) if m != reference]
+        stage = {m: CONFIRM if _has(confirmed, m) and _has(confirmed, reference) else CROSS_FIT for m in arms}
+        for name, rows in ((CONFIRM, confirmed.assign(stage=CONFIRM)), (CROSS_FIT, crossed)):
+            wanted = [m for m in arms if stage[m] == name]
+            if wanted:
+                parts.append(rows[rows["method"].isin([*wanted, reference])])
+    columns = [*VALUE_COLUMNS, "kind", *TRIAL_COLUMNS]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True).assign(test="headline")[columns]
 
 
-def _pair(arm: pd.DataFrame, ref: pd.DataFrame, column: str) -> tuple[pd.DataFrame, str]:
-    """Seeds with a number in both frames, their values and diff; and the seeds left out, explained."""
-    both = arm.merge(ref, on="seed", how="outer", suffixes=("", "_ref"))
-    ok = both[column].notna() & both[f"{column}_ref"].notna()
-    pair = both.loc[ok, ["seed", column, f"{column}_ref"]].rename(columns={column: "acc", f"{column}_ref": "acc_ref"})
-    pair["diff"] = pair["acc"] - pair["acc_ref"]
-    notes = []
-    for _, row in both[~ok].sort_values("seed").iterrows():
-        sides = [(name, sfx) for name, sfx in (("arm", ""), ("reference", "_ref")) if pd.isna(row[f"{column}{sfx}"])]
-        notes.append(f"seed {int(row['seed'])} ({', '.join(f'{name}: {_reason(row, sfx)}' for name, sfx in sides)})")
-    return pair.sort_values("seed").reset_index(drop=True), "; ".join(notes)
+def _with_trial_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the columns a headline value carries (a trial id stands in for the rest)."""
+    return frame[[*CONFIG_KEYS, "setting_rank", "seed", "score", "value", *TRIAL_COLUMNS[2:]]]
 
 
-def _test_row(level: float, method: str, reference: str, d: np.ndarray, missing: str) -> dict:
-    return {LEVEL: level, "method": method, "reference": reference, **stats.paired(d).as_dict(), "missing": missing}
+def _has(frame: pd.DataFrame, method: str) -> bool:
+    return bool((frame["method"] == method).any())
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=[*TEST_COLUMNS, "missing"])
+def _confirmed(confirm: pd.DataFrame, configs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Each arm's confirmation trials: those of its selected configuration.
 
-
-def lr_seed_means(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per (level, arm, seed): the mean over the lr grid of the best-per-lr value (`lr_mean`).
-
-    `cells` are `analysis.sensitivity.envelope_cells`. A seed without a number at some lr of the
-    grid gets NaN, with the lrs it lacks in `missing`.
+    If the confirmation retrained another configuration (it was chosen while some tuning trials had not
+    finished), the one the tuning scores rank highest among those retrained is used: `confirmed` says so.
     """
-    grouped = cells.groupby([*ARM_KEYS, "seed"], sort=True)
-    out = grouped["value"].agg(lambda v: v.mean() if v.notna().all() else np.nan).rename("lr_mean").to_frame()
-    out["n_lr"] = grouped["lr"].nunique()
-    out["missing"] = grouped["missing"].agg(lambda m: ", ".join(x for x in m if x))
-    return out.reset_index()
+    out = []
+    for method, rows in confirm.groupby("method", sort=False):
+        trained = rows[CONFIG_KEYS].drop_duplicates()
+        selected = best[best["method"] == method][CONFIG_KEYS]
+        match = trained.merge(selected, on=CONFIG_KEYS)
+        if match.empty:
+            ranked = trained.merge(configs[[*CONFIG_KEYS, "score", "setting_rank"]], on=CONFIG_KEYS, how="left")
+            ranked = ranked.sort_values(["score", "setting_rank", "lr"], ascending=[False, True, True])
+            match = ranked.head(1)[CONFIG_KEYS]
+        chosen = rows.merge(match, on=CONFIG_KEYS)
+        out.append(chosen.assign(confirmed=not selected.merge(match, on=CONFIG_KEYS).empty))
+    columns = [*confirm.columns, "confirmed"]
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=columns)
 
 
-def lr_robustness(per_seed: pd.DataFrame, references: dict) -> pd.DataFrame:
-    """One test row per (level, non-reference arm) on the per-seed means over the lr grid."""
+def at(frame: pd.DataFrame, level: float) -> pd.DataFrame:
+    return frame[frame[LEVEL] == level] if len(frame) else frame
+
+
+# ---------------------------------------------------------------- the LR statistic
+
+
+def lr_cells(tune: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
+    """Per (level, arm, seed, lr of the level's grid) the cross-fitted best-per-lr value.
+
+    0 for a seed that diverged at an lr where no configuration is eligible (every one diverged there);
+    NaN, with `missing` naming the lr, for a seed with no number there (failed, running, no final
+    evaluation, or no eligible configuration).
+    """
+    if tune.empty:
+        return pd.DataFrame(columns=[*ARM_KEYS, "seed", "lr", "value", "missing"])
+    chosen = crossfit.cross_fitted(_with_trial_columns(tune), configs[configs["eligible"]], per_lr=True)
+    grid = tune[[*ARM_KEYS, "lr"]].drop_duplicates().merge(tune[[LEVEL, "seed"]].drop_duplicates(), on=LEVEL)
+    cells = grid.merge(chosen[[*ARM_KEYS, "lr", "seed", "value"]], on=[*ARM_KEYS, "lr", "seed"], how="left")
+    diverged = tune.loc[tune["status"] == "diverged", [*ARM_KEYS, "lr", "seed"]].drop_duplicates()
+    cells = cells.merge(diverged.assign(any_diverged=True), on=[*ARM_KEYS, "lr", "seed"], how="left")
+    choices = chosen[[*ARM_KEYS, "lr", "seed"]].assign(has_choice=True)
+    cells = cells.merge(choices, on=[*ARM_KEYS, "lr", "seed"], how="left")
+    cells.loc[cells["has_choice"].isna() & cells["any_diverged"].eq(True), "value"] = 0.0
+    cells["missing"] = [f"lr {lr:g}" if pd.isna(v) else "" for lr, v in zip(cells["lr"], cells["value"], strict=True)]
+    return cells[[*ARM_KEYS, "seed", "lr", "value", "missing"]].sort_values([*ARM_KEYS, "seed", "lr"])
+
+
+def lr_seed_stats(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per (level, arm, seed): `peak_normalised` (mean over lrs of value − the seed's best value) and
+    `worst_lr` (its lowest value); NaN, with the lrs it lacks in `missing`, for a seed lacking an lr."""
     rows = []
-    for level, reference in references.items():
-        at_level = per_seed[per_seed[LEVEL] == level]
-        ref = at_level[at_level["method"] == reference].assign(status="ok", no_eval=False)
-        for method in [m for m in at_level["method"].unique() if m != reference and reference is not None]:
-            arm = at_level[at_level["method"] == method].assign(status="ok", no_eval=False)
-            pair, _ = _pair(arm, ref, "lr_mean")
-            gaps = pd.concat([arm, ref])
-            missing = "; ".join(
-                f"seed {int(r.seed)} ({r.method}: no number at {r.missing})" for r in gaps.itertuples() if r.missing
-            )
-            rows.append(_test_row(level, method, reference, pair["diff"].to_numpy(), missing))
-    return _frame(rows)
+    for key, group in cells.groupby([*ARM_KEYS, "seed"], sort=True):
+        v = group["value"].to_numpy(float)
+        complete = bool(np.isfinite(v).all())
+        rows.append(
+            dict(zip([*ARM_KEYS, "seed"], key, strict=True))
+            | {
+                "peak_normalised": float(np.mean(v - v.max())) if complete else np.nan,
+                "worst_lr": float(v.min()) if complete else np.nan,
+                "n_lr": len(group),
+                "missing": ", ".join(x for x in group["missing"] if x),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*ARM_KEYS, "seed", "peak_normalised", "worst_lr", "n_lr", "missing"])
+
+
+def lr_values(stats: pd.DataFrame, references: dict) -> pd.DataFrame:
+    """The LR test's long per-seed values (peak-normalised), at the levels with a reference."""
+    keep = stats[stats[LEVEL].isin([level for level, reference in references.items() if reference is not None])]
+    out = keep.rename(columns={"peak_normalised": "value"}).assign(test="lr", stage=CROSS_FIT)
+    return out[[*VALUE_COLUMNS, "kind", "missing"]]
+
+
+# ---------------------------------------------------------------- the family
+
+
+def family(values: pd.DataFrame, reference: str | None, settings: Settings, smoke: bool) -> pd.DataFrame:
+    """The verdict rows of the primary family: one per (level, test, stage, non-reference arm).
+
+    Columns: LEVEL, `test`, `stage`, `method`, then `analysis.verdicts.COLUMNS` (less `arm`), and
+    `varied` (what differed between the paired replicates), `seeds` (the paired seeds), `missing`
+    (the seeds left out and why). `verdict` is "smoke test" for a smoke test.
+    """
+    return verdict_rows(values, reference, settings, smoke, [LEVEL, "test", "stage"])
+
+
+def verdict_rows(
+    values: pd.DataFrame, reference: str | None, settings: Settings, smoke: bool, by: list[str]
+) -> pd.DataFrame:
+    """`verdicts.verdict_table` over the long `values` (columns `by`, method, seed, value), one family."""
+    if reference is None or values.empty:
+        return pd.DataFrame(columns=[*by, "method", *verdicts.COLUMNS[1:], "varied", "seeds", "missing"])
+    # One value per arm and seed: a seed retrained twice (a repeated confirmation) counts once, the first.
+    long = values[[*by, "method", "seed", "value"]].drop_duplicates([*by, "method", "seed"])
+    long = long.rename(columns={"method": "arm"})
+    table = verdicts.verdict_table(
+        long,
+        reference=reference,
+        alpha=settings.alpha,
+        min_effect=settings.min_effect,
+        adjust=settings.adjust,
+        by=by,
+        value="value",
+    ).rename(columns={"arm": "method"})
+    if smoke:
+        table["verdict"] = "smoke test"
+    paired = [_pairing(values, row, by, reference) for _, row in table.iterrows()]
+    table["seeds"] = [seeds for seeds, _ in paired]
+    table["missing"] = [note for _, note in paired]
+    stages = table["stage"] if "stage" in table else pd.Series(CROSS_FIT, index=table.index)
+    table["varied"] = np.where(stages.eq(CONFIRM) & settings.vary_split, "seeds and data splits", "seeds only")
+    return table
+
+
+def _pairing(values: pd.DataFrame, row: pd.Series, by: list[str], reference: str) -> tuple[list[int], str]:
+    """(the paired seeds, the seeds left out with the reason) of one comparison."""
+    group = values
+    for column in by:
+        group = group[group[column] == row[column]]
+    arm = group[group["method"] == row["method"]].set_index("seed")
+    ref = group[group["method"] == reference].set_index("seed")
+    seeds = sorted(set(arm.index) | set(ref.index))
+    paired, notes = [], []
+    for seed in seeds:
+        sides = [(name, _why(frame, seed)) for name, frame in (("arm", arm), ("reference", ref))]
+        gaps = [(name, why) for name, why in sides if why]
+        if gaps:
+            notes.append(f"seed {int(seed)} ({', '.join(f'{name}: {why}' for name, why in gaps)})")
+        else:
+            paired.append(int(seed))
+    return paired, "; ".join(notes)
+
+
+def _why(frame: pd.DataFrame, seed: int) -> str:
+    """Why one side of a seed has no number ('' when it has one)."""
+    if seed not in frame.index:
+        return "not run"
+    row = frame.loc[seed]
+    if pd.notna(row["value"]):
+        return ""
+    if "missing" in frame.columns and isinstance(row["missing"], str) and row["missing"]:
+        return f"no number at {row['missing']}"
+    if "status" not in frame.columns:
+        return "no number"
+    status = row.get("status")
+    if status is None or pd.isna(status):
+        return "not run"
+    return "no final evaluation" if bool(row.get("no_eval")) else str(status)

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from analysis import wording
+from analysis.secondary import TESTS as SECONDARY_TESTS
 from analysis.select import LEVEL, symbol
 from analysis.tables import CI_NOTE, Table, fixed, interval, num_pm, p_text, pct, pct_pm, pts
 
@@ -93,27 +93,86 @@ def comparison(rows: pd.DataFrame, name: str, title: str, with_autoattack: bool,
     return Table(name, title, rows[keep], display, note)
 
 
-def tests(rows: pd.DataFrame, name: str, title: str, smoke: bool, note: str) -> Table:
-    """One row per arm: the paired test against the reference arm and its verdict."""
+def tests(rows: pd.DataFrame, name: str, title: str, note: str) -> Table:
+    """One row per arm: the paired comparison with the reference arm, its stage and its verdict."""
     display = pd.DataFrame(
         {
             "Arm": list(rows["method"]),
             "vs": list(rows["reference"]),
+            "Stage": [STAGES.get(s, s) for s in rows["stage"]],
+            "Varied": list(rows["varied"]),
             "n seeds": [str(int(n)) for n in rows["n"]],
             "Mean diff (pts)": [pts(v) for v in rows["mean_diff"]],
-            "95% CI (pts)": [interval(lo, hi) for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)],
-            "Exact p": [p_text(p) for p in rows["p_value"]],
+            "Hodges–Lehmann (pts)": [pts(v) for v in rows["hodges_lehmann"]],
+            "Interval (pts)": [_interval_cell(r) for _, r in rows.iterrows()],
+            "p": [p_text(p) for p in rows["p_value"]],
+            "Adjusted p": [p_text(p) for p in rows["p_adjusted"]],
             "W/T/L": [
                 f"{int(w)}/{int(t)}/{int(lo)}"
                 for w, t, lo in zip(rows["wins"], rows["ties"], rows["losses"], strict=True)
             ],
-            "Smallest p at n": [p_text(p) for p in rows["min_attainable_p"]],
+            "Power at min effect": [_fraction(v) for v in rows["power_at_min_effect"]],
             "Seeds needed": ["–" if pd.isna(s) else str(int(s)) for s in rows["seeds_needed"]],
-            "Detectable now (pts)": [pct(v) if pd.notna(v) else "none" for v in rows["detectable_effect"]],
-            "Verdict": [wording.short_verdict(r, smoke) for _, r in rows.iterrows()],
+            "Verdict": list(rows["verdict"]),
             "Left out": list(rows["missing"].fillna("")),
         }
     )
+    if "two_level_low" in rows and rows["two_level_low"].notna().any():
+        at = display.columns.get_loc("p")
+        display.insert(at, "With test-set sampling (pts)", [_two_level_cell(r) for _, r in rows.iterrows()])
+    data = rows.drop(columns=["seeds", "tuning_seeds"], errors="ignore")
+    return Table(name, title, data, display, note)
+
+
+STAGES = {"confirm": "confirmation", "cross-fit": "cross-fitted"}
+
+
+def _interval_cell(row: pd.Series) -> str:
+    """'[−0.1, +2.2] (96.9%)'; '–' when the seeds are too few for any interval."""
+    if pd.isna(row["ci_level"]):
+        return "–"
+    return f"{interval(row['ci_low'], row['ci_high'])} ({100 * row['ci_level']:.3g}%)"
+
+
+def _two_level_cell(row: pd.Series) -> str:
+    if pd.isna(row.get("two_level_low")):
+        return "–"
+    return f"{interval(row['two_level_low'], row['two_level_high'])} ({100 * row['two_level_level']:.3g}%)"
+
+
+def _fraction(value: float) -> str:
+    return "–" if pd.isna(value) else fixed(value, 2)
+
+
+def secondary(rows: pd.DataFrame, name: str, title: str, note: str) -> Table:
+    """One row per (test, arm): a secondary paired comparison with the reference (its own family)."""
+    display = pd.DataFrame(
+        {
+            "Comparison": [SECONDARY_TESTS.get(t, t) for t in rows["test"]],
+            "Arm": list(rows["method"]),
+            "vs": list(rows["reference"]),
+            "n seeds": [str(int(n)) for n in rows["n"]],
+            "Mean diff (pts)": [pts(v) for v in rows["mean_diff"]],
+            "Interval (pts)": [_interval_cell(r) for _, r in rows.iterrows()],
+            "p": [p_text(p) for p in rows["p_value"]],
+            "Adjusted p": [p_text(p) for p in rows["p_adjusted"]],
+            "Verdict": list(rows["verdict"]),
+        }
+    )
+    return Table(name, title, rows.drop(columns=["seeds"], errors="ignore"), display, note)
+
+
+def left_out(rows: pd.DataFrame, name: str, title: str) -> Table:
+    """The configurations selection could not choose, and why."""
+    display = pd.DataFrame(
+        {
+            "Arm": list(rows["method"]),
+            "Setting": list(rows["setting"]),
+            "lr": [f"{lr:g}" for lr in rows["lr"]],
+            "Why": list(rows["left_out"]),
+        }
+    )
+    note = "A configuration takes part in selection only once every tuning seed it is due has finished."
     return Table(name, title, rows, display, note)
 
 
@@ -137,14 +196,17 @@ def sensitivity(table: pd.DataFrame, name: str, title: str) -> Table:
         }
     )
     note = (
-        "Per seed, then mean over seeds with its 95% CI; spread = max − min over the lrs (lower: less sensitive); "
-        "LR-AUC = mean accuracy over log10(lr). Seeds lacking an lr are left out."
+        "Per seed, then mean over seeds with its 95% t-interval (a description: the arms are compared paired by "
+        "seed under Secondary comparisons); spread = max − min over the lrs (lower: less sensitive); LR-AUC = mean "
+        "accuracy over log10(lr); best per lr chosen for each seed on the other seeds. Seeds lacking an lr are "
+        "left out."
     )
     return Table(name, title, table, display, note)
 
 
 def budget(curves: pd.DataFrame, name: str, title: str) -> Table:
-    """Per arm, the expected best at n = 1, 2, 4, … and N (every n is in the CSV)."""
+    """Per arm, the expected best at n = 1, 2, 4, … and N (every n is in the CSV), and the difference from the
+    reference at the largest n both arms reach."""
     rows = []
     for arm, curve in curves.groupby("method", sort=False):
         total = int(curve["configurations"].iloc[0])
@@ -155,22 +217,58 @@ def budget(curves: pd.DataFrame, name: str, title: str) -> Table:
                 "Arm": arm,
                 "N": str(total),
                 **cells,
+                "Difference from the reference at the largest shared n": _budget_diff(curve),
                 "Hours per configuration": f"{float(curve['compute_hours'].iloc[0]):.3g}",
             }
         )
     display = pd.DataFrame(rows).fillna("")
     columns = ["Arm", "N", *sorted((c for c in display.columns if c.startswith("n=")), key=lambda c: int(c[2:]))]
-    display = display[[*columns, "Hours per configuration"]]
+    display = display[[*columns, "Difference from the reference at the largest shared n", "Hours per configuration"]]
     note = (
         "Expected test accuracy (%) of the validation-best of n configurations drawn without replacement from the "
-        "arm's N, with its 95% bootstrap band over configurations; n = N is the validation-best configuration. "
+        "arm's N finished configurations (ties on validation averaged), [95% band from resampling the seeds, the "
+        "same draw for every arm], {10th–90th percentile of one practitioner's result}; n = N is the "
+        "validation-best configuration. The difference is in points, with its band from the same draws. "
         "Compute: n × the hours per configuration (train_seconds of all its seeds)."
     )
     return Table(name, title, curves, display, note)
 
 
 def _budget_cell(row: pd.Series) -> str:
-    return f"{pct(row['expected_best'])} [{pct(row['low'])}, {pct(row['high'])}]"
+    return (
+        f"{pct(row['expected_best'])} [{pct(row['low'])}, {pct(row['high'])}] "
+        f"{{{pct(row['spread_low'])}–{pct(row['spread_high'])}}}"
+    )
+
+
+def _budget_diff(curve: pd.Series) -> str:
+    shared = curve[curve["diff"].notna()]
+    if shared.empty:
+        return "–"
+    row = shared.iloc[-1]
+    return f"n={int(row['n'])}: {pts(row['diff'])} {interval(row['diff_low'], row['diff_high'])}"
+
+
+def anytime(rows: pd.DataFrame, name: str, title: str) -> Table:
+    """Per arm of an Optuna stage: configurations tried, stopped early, and the best found (when)."""
+    summary = []
+    for arm, group in rows.groupby("method", sort=False):
+        scored = group[group["eligible"]]
+        best = scored.loc[scored["score"].idxmax()] if len(scored) else None
+        summary.append(
+            {
+                "Arm": arm,
+                "Configurations": str(len(group)),
+                "Stopped early": str(int(group["stopped"].sum())),
+                "Best val score (%)": "–" if best is None else pct(best["score"]),
+                "Found at": "–" if best is None else f"#{int(best['order'])}: {best['setting']}, lr {best['lr']:.3g}",
+            }
+        )
+    note = (
+        "Configurations in the order trials.parquet lists them; a stopped configuration (early stopping) has no "
+        "score and is never selected. The full best-so-far curve is in the CSV."
+    )
+    return Table(name, title, rows, pd.DataFrame(summary), note)
 
 
 def importances(rows: pd.DataFrame, name: str, title: str) -> Table:
@@ -185,8 +283,9 @@ def importances(rows: pd.DataFrame, name: str, title: str) -> Table:
         }
     )
     note = (
-        "Importance of each parameter for the validation score within one arm (sums to 1 per evaluator); the seed's "
-        "importance is the noise floor."
+        "Importance of each parameter for the validation score within one arm (sums to 1 per evaluator, so a share "
+        "depends on the arm's other parameters: compare parameters within an arm, never shares across arms); "
+        "the seed's importance is the noise floor."
     )
     return Table(name, title, rows, display, note)
 

@@ -1,4 +1,4 @@
-"""Figures about tuning: budget curves, clean-vs-robust Pareto fronts, hyperparameter importance.
+"""Figures about tuning: budget curves, an Optuna stage's best so far, Pareto fronts, importance.
 
 Every function takes the frames of one label-noise level and returns a Figure (or None when
 there is nothing to draw); accuracies are in percent and arms keep their study colours.
@@ -40,6 +40,8 @@ def budget_figure(curves: pd.DataFrame, arms: list[str], colors: dict, metric: s
                 label=plotting.label_text(arm),
             )
             plotting.band(ax, x, 100 * curve["low"].to_numpy(float), 100 * curve["high"].to_numpy(float), colors[arm])
+            for end in ("spread_low", "spread_high"):  # one practitioner's spread, beside the estimate's band
+                ax.plot(x, 100 * curve[end].to_numpy(float), color=colors[arm], linestyle=":", linewidth=0.8)
         ax.set_xlabel(label)
         if x_column == "n":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -47,6 +49,30 @@ def budget_figure(curves: pd.DataFrame, arms: list[str], colors: dict, metric: s
     axes[0, 0].set_title("By number of configurations")
     axes[0, 1].set_title("By training compute")
     plotting.legend_below(fig, [axes[0, 0]], ncols=6)
+    return fig
+
+
+def anytime_figure(rows: pd.DataFrame, arms: list[str], colors: dict) -> Figure | None:
+    """An Optuna stage: each arm's best validation score so far vs configurations tried, in trial order."""
+    if rows.empty:
+        return None
+    fig, axes = plotting.new_figure(1, 1, width=plotting.ONE_COLUMN, panel_height=2.4)
+    ax = axes[0, 0]
+    for arm in arms:
+        curve = rows[rows["method"] == arm]
+        if curve.empty:
+            continue
+        x = curve["order"].to_numpy(float)
+        ax.step(x, 100 * curve["best_so_far"].to_numpy(float), where="post", color=colors[arm],
+                label=plotting.label_text(arm))
+        ax.scatter(x, 100 * curve["score"].to_numpy(float), s=6, color=colors[arm], alpha=0.35, linewidths=0)
+        stopped = curve[curve["stopped"]]
+        ax.scatter(stopped["order"], 100 * stopped["best_so_far"].to_numpy(float), marker="x", s=12,
+                   color=colors[arm], linewidths=0.8)
+    ax.set_xlabel("configurations tried (trial order)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    plotting.percent_axis(ax, "best validation score so far")
+    plotting.legend_below(fig, [ax], ncols=3)
     return fig
 
 

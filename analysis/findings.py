@@ -1,8 +1,8 @@
 """The report's summary of findings: each statement with the numbers and the test behind it.
 
 Every arm other than the reference is set against the reference arm of its level: the headline
-test (best-tuned vs best-tuned), the LR-robustness test (across the lr grid), LR sensitivity,
-weight norm and the best-vs-last gap, each with its 95% interval over seeds. Claims are worded by
+(confirmation, else cross-fitted), the LR test (peak-normalised accuracy over the lr grid), the
+secondary comparisons of the lr curves, and the weight norm. Verdicts are worded by
 `analysis.wording`: never past what the seeds support.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import stats, wording
+from analysis import compare, secondary, wording
 from analysis.pipeline import Analysis, at_level
-from analysis.tables import fixed, interval, pct, pts
+from analysis.select import LEVEL
+from analysis.tables import fixed, p_text, pct, pts
 from analysis.text import md
 
 
@@ -47,8 +48,9 @@ def findings(a: Analysis, level: float) -> list[str | tuple[str, list[str]]]:
             f"**Smoke test** ({', '.join(a.smoke_reasons)}): the numbers below show that the pipeline runs end to "
             "end; they are not evidence about the arms, and no claim is made from them."
         )
+    items += selection_notes(a, level)
     if best.empty:
-        return [*items, "No arm has a finished (`ok`) trial at this level: there is nothing to compare yet."]
+        return [*items, "No arm has an eligible configuration at this level: there is nothing to compare yet."]
     if reference is None:
         items.append(_no_reference(a, level))
     else:
@@ -56,30 +58,54 @@ def findings(a: Analysis, level: float) -> list[str | tuple[str, list[str]]]:
             items.append((f"**{md(method)} vs {md(reference)}**", _arm_claims(a, level, method, reference)))
     missing = [m for m in a.arms if (trials["method"] == m).any() and not (best["method"] == m).any()]
     if missing:
-        items.append(f"No finished (`ok`) trial to select from for {', '.join(map(md, missing))}: left out.")
-    return items + _divergence(trials, a.arms)
+        items.append(f"No eligible configuration to select from for {', '.join(map(md, missing))}: left out.")
+    return items + _divergence(at_level(a.tune, level), a.arms)
+
+
+def selection_notes(a: Analysis, level: float) -> list[str]:
+    """Whether the selection is partial, and whether a planned confirmation is still missing."""
+    notes = []
+    left = at_level(a.left_out, level)
+    if len(left):
+        listed = "; ".join(f"{md(r['method'])} {_config(r)}: {r['left_out']}" for _, r in left.iterrows())
+        notes.append(
+            f"**Selection is partial**: {len(left)} configuration{wording.plural(len(left))} left out because not "
+            f"all {'their' if len(left) > 1 else 'its'} seeds have finished ({listed})."
+        )
+    planned = a.run.study_field("confirm") is not None
+    confirmed = (at_level(a.headline, level)["stage"] == compare.CONFIRM).any()
+    if planned and not confirmed and not at_level(a.best, level).empty:
+        notes.append(
+            "The study plans a confirmation stage, but no arm has confirmation trials paired with the reference's "
+            "yet: the headline below is the exploratory cross-fitted comparison."
+        )
+    return notes
 
 
 def _no_reference(a: Analysis, level: float) -> str:
     wanted = a.run.study_field("analysis", "reference")
     if wanted:
-        return f"The reference arm {md(wanted)} (analysis.reference) has no finished trial here: no comparison."
-    return "The study has no fixed arm with a finished trial and names no analysis.reference: no comparison."
+        return f"The reference arm {md(wanted)} (analysis.reference) has no eligible configuration here: no comparison."
+    return "The study has no fixed arm with an eligible configuration and names no analysis.reference: no comparison."
 
 
 def _arm_claims(a: Analysis, level: float, method: str, reference: str) -> list[str]:
     return [
         _headline(a, level, method, reference),
-        _lr_robustness(a, level, method, reference),
-        _sensitivity(a, level, method, reference),
+        _lr_test(a, level, method, reference),
+        _secondary(a, level, method),
         _weight_norm(a, level, method, reference),
     ]
 
 
 def _row(frame: pd.DataFrame, level: float, method: str) -> pd.Series | None:
+    """The first row of `method` at `level`, its numbers as Python scalars (a numpy scalar rounds its last
+    digit differently, and the same number must read the same in every section)."""
     rows = at_level(frame, level)
     rows = rows[rows["method"] == method]
-    return None if rows.empty else rows.iloc[0]
+    if rows.empty:
+        return None
+    return pd.Series({k: v.item() if isinstance(v, np.generic) else v for k, v in rows.iloc[0].items()}, dtype=object)
 
 
 def _config(row: pd.Series) -> str:
@@ -87,33 +113,79 @@ def _config(row: pd.Series) -> str:
 
 
 def _headline(a: Analysis, level: float, method: str, reference: str) -> str:
-    test, arm, ref = _row(a.headline, level, method), _row(a.best, level, method), _row(a.best, level, reference)
-    head = (
-        f"*Best-tuned vs best-tuned* ({md(method)}: {_config(arm)}; "
-        f"{md(reference)}: {_config(ref)}; {metric_name(a)} of the final evaluation at the best checkpoint on "
-        f"{examples_text(a)}): "
-    )
-    pairs = a.headline_pairs
-    pairs = pairs[(pairs["label_noise"] == level) & (pairs["method"] == method)] if len(pairs) else pairs
-    if test is None or test["n"] == 0:
-        return head + wording.verdict(test if test is not None else _empty(method, reference), a.smoke_test)
-    means = f"{md(method)} {pct(pairs['acc'].mean())}% vs {md(reference)} {pct(pairs['acc_ref'].mean())}%"
-    text = f"{head}{means}; {wording.numbers(test)}{_relative(test, pairs)}. {wording.verdict(test, a.smoke_test)}"
-    return text + _left_out(test)
+    test = _row(a.headline, level, method)
+    what = f"{metric_name(a)} of the final evaluation at the best checkpoint on {examples_text(a)}"
+    if (test is None or test["stage"] == compare.CROSS_FIT) and _one_tuning_seed(a, level):
+        means = {m: _row(a.best, level, m)["value_mean"] for m in (method, reference)}
+        smoke = " **smoke test**: no claim either way." if a.smoke_test else ""
+        return (
+            f"*Headline* ({what}): {ONE_SEED}, so there is no test. As a description, the selected configurations "
+            f"score {md(method)} {pct(means[method])}% vs {md(reference)} {pct(means[reference])}% on the tuning "
+            f"seed that chose them.{smoke}"
+        )
+    if test is None:
+        return f"*Headline* ({what}): no seed has a number for both {md(method)} and {md(reference)}."
+    values = _values(a, test)
+    head = f"*Headline* ({what}; {_configurations(a, values, test, reference)}): "
+    if int(test["n"]) == 0:
+        return head + wording.verdict_sentence(test, a.settings)
+    arm, ref = _paired_means(values, test, reference)
+    means = f"{md(method)} {pct(arm)}% vs {md(reference)} {pct(ref)}%{_relative(test, ref, reference)}. "
+    text = head + means + wording.verdict_sentence(test, a.settings) + " "
+    return text + wording.testset_text(test, a.settings.vary_split) + _left_out(test)
 
 
-def _empty(method: str, reference: str) -> pd.Series:
-    return pd.Series({"method": method, "reference": reference, "n": 0})
+ONE_SEED = wording.ONE_SEED
 
 
-def _relative(test: pd.Series, pairs: pd.DataFrame) -> str:
-    """Relative improvement: the mean difference and its CI over the reference's mean."""
-    base = pairs["acc_ref"].mean()
+def _one_tuning_seed(a: Analysis, level: float) -> bool:
+    return len(a.tuning_seeds.get(level, [])) < 2
+
+
+def _values(a: Analysis, test: pd.Series) -> pd.DataFrame:
+    """The per-seed values behind one headline row (both arms)."""
+    values = a.values
+    keep = (values[LEVEL] == test[LEVEL]) & (values["test"] == test["test"])
+    return values[keep & (values["stage"] == test["stage"])]
+
+
+def _paired_means(values: pd.DataFrame, test: pd.Series, reference: str) -> tuple[float, float]:
+    seeds = test["seeds"]
+    means = []
+    for method in (test["method"], reference):
+        rows = values[(values["method"] == method) & values["seed"].isin(seeds)]
+        means.append(float(rows["value"].mean()))
+    return means[0], means[1]
+
+
+def _configurations(a: Analysis, values: pd.DataFrame, test: pd.Series, reference: str) -> str:
+    """Which configurations the numbers come from: the confirmed ones, or the cross-fitted choices."""
+    parts = []
+    for method in (test["method"], reference):
+        rows = values[values["method"] == method]
+        chosen = rows.drop_duplicates(["setting", "lr"])
+        if test["stage"] == compare.CONFIRM:
+            selected = _row(a.best, test[LEVEL], method)
+            first = chosen.iloc[0]
+            same = selected is not None and (selected["setting"], selected["lr"]) == (first["setting"], first["lr"])
+            note = "" if same else " (retrained before the tuning finished; the selection is now another)"
+            parts.append(f"{md(method)}: {_config(chosen.iloc[0])}{note}")
+        elif len(chosen) == 1:
+            parts.append(f"{md(method)}: {_config(chosen.iloc[0])} on every held-out seed")
+        else:
+            counts = rows.groupby(["setting", "lr"], sort=False).size().sort_values(ascending=False, kind="stable")
+            listed = ", ".join(f"{md(s)}, lr {lr:g} ({k} seed{wording.plural(k)})" for (s, lr), k in counts.items())
+            parts.append(f"{md(method)}: {listed}")
+    if test["stage"] == compare.CONFIRM:
+        return "confirmation trials of " + "; ".join(parts)
+    return "configuration chosen for each held-out seed on the other seeds: " + "; ".join(parts)
+
+
+def _relative(test: pd.Series, base: float, reference: str) -> str:
+    """The mean difference as a share of the reference's mean (a description: the denominator is noisy too)."""
     if not np.isfinite(base) or base <= 0:
         return ""
-    rel = test["mean_diff"] / base
-    ci = interval(test["ci_low"] / base, test["ci_high"] / base)
-    return f"; relative to {md(test['reference'])}: {pts(rel)}%" + ("" if ci == "–" else f" (95% CI {ci}%)")
+    return f" ({pts(test['mean_diff'] / base)}% of {md(reference)}'s mean)"
 
 
 def _left_out(test: pd.Series) -> str:
@@ -123,71 +195,75 @@ def _left_out(test: pd.Series) -> str:
 def single_lr(a: Analysis, level: float) -> float | None:
     """The study's only learning rate at `level`, or None when it has several (then the lr tests,
     spreads and curves mean something)."""
-    lrs = at_level(a.outcomes, level)["lr"].unique()
+    lrs = at_level(a.tune, level)["lr"].unique()
     return float(lrs[0]) if len(lrs) == 1 else None
 
 
-def _lr_robustness(a: Analysis, level: float, method: str, reference: str) -> str:
-    test = _row(a.lr_robustness, level, method)
+def _lr_test(a: Analysis, level: float, method: str, reference: str) -> str:
+    if a.is_optuna:
+        return "*Across the lr grid*: not computed for an Optuna stage (its lrs are not a grid shared by the arms)."
     if (only := single_lr(a, level)) is not None:
         return f"*Across the lr grid*: one lr only ({only:g}), so robustness to the lr cannot be assessed."
-    lrs = sorted(at_level(a.outcomes, level)["lr"].unique())
+    if _one_tuning_seed(a, level):
+        return f"*Across the lr grid*: {ONE_SEED}, so there is no test."
+    lrs = sorted(at_level(a.tune, level)["lr"].unique())
     head = (
-        f"*Across the lr grid* ({len(lrs)} lrs: {', '.join(f'{lr:g}' for lr in lrs)}; per seed, the mean over lrs "
-        f"of each arm's best-per-lr {metric_name(a)}): "
+        f"*Across the lr grid* ({len(lrs)} lrs: {', '.join(f'{lr:g}' for lr in lrs)}; per seed, the mean over the "
+        f"lrs of the best-per-lr {metric_name(a)} minus that seed's best, 0 = flat at the peak; best per lr chosen "
+        "on the other seeds): "
     )
-    if test is None or test["n"] == 0:
-        return head + wording.verdict(test if test is not None else _empty(method, reference), a.smoke_test)
-    means = at_level(a.lr_seed_means, level)
-    arm_mean = means.loc[means["method"] == method, "lr_mean"].mean()
-    ref_mean = means.loc[means["method"] == reference, "lr_mean"].mean()
-    text = f"{md(method)} {pct(arm_mean)}% vs {md(reference)} {pct(ref_mean)}%; {wording.numbers(test)}."
-    return f"{head}{text} {wording.verdict(test, a.smoke_test)}" + _left_out(test)
-
-
-def _sensitivity(a: Analysis, level: float, method: str, reference: str) -> str:
-    arm, ref = _row(a.sensitivity, level, method), _row(a.sensitivity, level, reference)
-    if arm is None or ref is None:
-        return "LR sensitivity: not available for both arms."
-    if single_lr(a, level) is not None:
-        return "*LR sensitivity*: one lr only, so spread and LR-AUC are not defined."
-
-    def number(row: pd.Series, name: str) -> str:
-        low, high = row[name + "_low"], row[name + "_high"]
-        return pct(row[name]) + ("" if pd.isna(low) else f" [{pct(low)}, {pct(high)}]")
-
-    text = (
-        f"*LR sensitivity* of the best-tuned setting held at every lr (mean over seeds, 95% CI): spread (max − min) "
-        f"{md(method)} {number(arm, 'spread_best')} vs {md(reference)} {number(ref, 'spread_best')} points; "
-        f"LR-AUC {md(method)} {number(arm, 'area_best')} vs {md(reference)} {number(ref, 'area_best')}%"
+    test = _row(a.lr_robustness, level, method)
+    if test is None:
+        return head + f"no seed has a number for both {md(method)} and {md(reference)}."
+    stats = at_level(a.lr_stats, level)
+    mean = {m: float(stats.loc[stats["method"] == m, "peak_normalised"].mean()) for m in (method, reference)}
+    worst = {m: float(stats.loc[stats["method"] == m, "worst_lr"].mean()) for m in (method, reference)}
+    numbers = (
+        f"{md(method)} {pts(mean[method])} vs {md(reference)} {pts(mean[reference])} points; worst-lr accuracy "
+        f"{md(method)} {pct(worst[method])}% vs {md(reference)} {pct(worst[reference])}%. "
     )
-    names = ("spread_best", "area_best")
-    if any(pd.isna(row[f"{n}_{end}"]) for row in (arm, ref) for n in names for end in ("low", "high")):
-        return text + " (no interval with fewer than two complete seeds)."
-    if all(_overlaps(arm, ref, name) for name in names):
-        return text + ": the intervals overlap, so no difference in sensitivity is shown."
-    return text + "."
+    return head + numbers + wording.verdict_sentence(test, a.settings) + _left_out(test)
 
 
-def _overlaps(arm: pd.Series, ref: pd.Series, name: str) -> bool:
-    low, high = f"{name}_low", f"{name}_high"
-    return not (arm[low] > ref[high] or ref[low] > arm[high])
+def _secondary(a: Analysis, level: float, method: str) -> str:
+    if a.is_optuna or single_lr(a, level) is not None:
+        return "*Secondary comparisons of the lr curves*: not defined here (no lr grid)."
+    rows = at_level(a.secondary, level)
+    rows = rows[rows["method"] == method]
+    if rows.empty:
+        return "*Secondary comparisons of the lr curves*: not available for both arms."
+    first = rows.iloc[0]
+    head = (
+        f"*Secondary comparisons of the lr curves* (exploratory, on the tuning seeds, paired by seed; "
+        f"{wording.adjustment_text(first).replace('comparisons', 'secondary comparisons')}): "
+    )
+    parts = [_secondary_part(row) for _, row in rows.iterrows()]
+    return head + "; ".join(parts) + "."
+
+
+def _secondary_part(row: pd.Series) -> str:
+    label = secondary.TESTS[row["test"]]
+    if int(row["n"]) == 0:
+        return f"{label}: no seed has a number for both"
+    span = wording.interval_text(row)
+    return (
+        f"{label}: **{row['verdict']}** (mean difference {pts(row['mean_diff'])} points, {span}, "
+        f"adjusted p = {p_text(row['p_adjusted'])}, n = {int(row['n'])})"
+    )
 
 
 def _weight_norm(a: Analysis, level: float, method: str, reference: str) -> str:
-    pairs = a.norm_pairs
-    if pairs.empty:
-        return "Final weight norm: not recorded for both arms."
-    pairs = pairs[(pairs["label_noise"] == level) & (pairs["method"] == method)]
-    ratios = (pairs["acc"] / pairs["acc_ref"]).to_numpy(float)
-    ratios = ratios[np.isfinite(ratios)]
-    if not len(ratios):
-        return "Final weight norm: not recorded for both arms on a common seed."
-    low, high, _ = stats.mean_ci(ratios)
-    ci = "" if np.isnan(low) else f" (95% CI [{fixed(low, 2)}, {fixed(high, 2)}])"
+    row = _row(a.norm_ratios, level, method)
+    if row is None or int(row["n"]) == 0:
+        return "*Final weight norm*: not recorded for both arms on a common seed."
+    n = int(row["n"])
+    span = ""
+    if np.isfinite(row["ratio_low"]):
+        bounds = f"[{fixed(row['ratio_low'], 2)}, {fixed(row['ratio_high'], 2)}]"
+        span = f" ({wording.level_text(row['ratio_level'])} interval {bounds})"
     return (
-        f"*Final weight norm* of the best-tuned configurations, ratio {md(method)} / {md(reference)} per seed: "
-        f"{fixed(ratios.mean(), 2)}×{ci} over {len(ratios)} seed{'s' if len(ratios) != 1 else ''}."
+        f"*Final weight norm* of the headline's trials, {md(method)} / {md(reference)}: geometric mean ratio "
+        f"{fixed(row['ratio'], 2)}×{span} over {n} seed{wording.plural(n)} (from the log ratios; a description)."
     )
 
 
@@ -205,3 +281,4 @@ def _divergence(trials: pd.DataFrame, arms: list[str]) -> list[str]:
                 "tables and tests."
             )
     return lines
+

@@ -25,10 +25,13 @@ MANIFEST_FILE = "manifest.json"
 
 # Columns added to the schema after the first sweeps were run: an older file without them is
 # still readable, and the column is filled with NaN (label noise with 0.0, i.e. clean labels).
+# `stage` is missing in runs made before the confirmation stage: those trials are all tuning trials.
 OPTIONAL_COLUMNS = frozenset(
     {"label_noise", "noisy_fit_acc", "label_noise_actual", "error", "autoattack_best", "autoattack_last"}
-    | {"prescale_norm", "best_val_clean_acc", *schema.HYPERPARAMETER_COLUMNS}
+    | {"prescale_norm", "best_val_clean_acc", "stage", *schema.HYPERPARAMETER_COLUMNS}
+    | {"correct_clean", "correct_pgd", "correct_autoattack"}
 )
+STAGES = ("tune", "confirm")  # selection runs on tune; confirm retrains the selected configurations
 # A study name becomes a directory name (reports/<study>): one path component, nothing else.
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -170,13 +173,15 @@ def read_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     except (ValueError, TypeError, KeyError) as err:
         raise ResultsError(f"{path}: a column has the wrong type: {err}") from None
     frame["label_noise"] = frame["label_noise"].fillna(0.0)
+    frame["stage"] = frame["stage"].fillna("tune")
     check_values(frame, path)
     return frame
 
 
 def check_values(frame: pd.DataFrame, path: Path) -> None:
-    """Reject rows the analysis cannot place: unknown status or kind, no setting label, no lr."""
-    checks = [("kind", schema.KINDS)] + ([("status", schema.STATUSES)] if "status" in frame else [])
+    """Reject rows the analysis cannot place: unknown status, kind or stage, no setting label, no lr."""
+    checks = [("kind", schema.KINDS), ("stage", STAGES)]
+    checks += [("status", schema.STATUSES)] if "status" in frame else []
     for column, allowed in checks:
         bad = frame.loc[~frame[column].isin(allowed), column]
         if len(bad):

@@ -6,7 +6,9 @@ but no trials.parquet row yet (still running) is summarised with the same functi
 
 The final evaluation (`evaluations.parquet`, unpruned, checkpoints "best" and "last") gives the
 numbers the tables and tests compare: `value` is the headline metric at the best checkpoint
-(PGD accuracy, or clean accuracy for a study whose evaluation attack is none).
+(PGD accuracy, or clean accuracy for a study whose evaluation attack is none), and `correct` its
+packed per-example correctness where the evaluation stored it. Every trial keeps its `stage`
+("tune", or "confirm" for a confirmation trial; a run made before stages is all "tune").
 
 Diverged trials are counted the same way everywhere: every accuracy of a diverged trial is 0.0
 (whoever picked its setting got nothing from it). Failed, stopped and running trials have no
@@ -22,6 +24,8 @@ from analysis.load import Run
 from trials import schema, selection
 
 EVAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
+# The packed per-example correctness stored beside each accuracy (trials/schema.py), where there is one.
+CORRECTNESS = {"clean_acc": "correct_clean", "pgd_acc": "correct_pgd", "autoattack_acc": "correct_autoattack"}
 CHECKPOINTS = ("best", "last")
 FINAL_COLUMNS = [f"{c}_{m}" for c in CHECKPOINTS for m in EVAL_METRICS]
 PER_EPOCH_ACCURACIES = [
@@ -56,6 +60,7 @@ def trial_outcomes(run: Run, metric: str) -> pd.DataFrame:
         column = f"{checkpoint}_autoattack_acc"
         out[column] = out[column].fillna(out[f"autoattack_{checkpoint}"])
     out["value"] = out[f"best_{metric}"]
+    out["correct"] = out[f"best_{CORRECTNESS[metric]}"]  # <NA> where not stored
     out["value_last"] = out[f"last_{metric}"]
     out["value_clean"] = out["best_clean_acc"]
     out["final_gap"] = out[f"best_{metric}"] - out[f"last_{metric}"]
@@ -95,10 +100,13 @@ def _last_epoch(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_evaluations(evaluations: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per trial: `<checkpoint>_<metric>` of the unpruned final evaluation and its `examples`."""
-    columns = ["trial_id", *FINAL_COLUMNS, "examples"]
+    """One row per trial: `<checkpoint>_<metric>` of the unpruned final evaluation, its `examples`, and the
+    best checkpoint's packed correctness `best_correct_<clean|pgd|autoattack>` (<NA> where not stored)."""
+    correct = [f"best_{c}" for c in CORRECTNESS.values()]
+    columns = ["trial_id", *FINAL_COLUMNS, "examples", *correct]
     if evaluations is None or evaluations.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object" if c == "trial_id" else "float64") for c in columns})
+        text = ["trial_id", *correct]
+        return pd.DataFrame({c: pd.Series(dtype="string" if c in text else "float64") for c in columns})
     rows = evaluations[(evaluations["sparsity"] == 0) & evaluations["checkpoint"].isin(CHECKPOINTS)]
     rows = rows.drop_duplicates(["trial_id", "checkpoint"], keep="last")  # a re-evaluation replaces
     wide = rows.pivot(index="trial_id", columns="checkpoint", values=[*EVAL_METRICS, "examples"])
@@ -108,6 +116,9 @@ def final_evaluations(evaluations: pd.DataFrame | None) -> pd.DataFrame:
             key = (metric, checkpoint)
             out[f"{checkpoint}_{metric}"] = wide[key].astype("float64") if key in wide else np.nan
     out["examples"] = wide[("examples", "best")].astype("float64") if ("examples", "best") in wide else np.nan
+    best = rows[rows["checkpoint"] == "best"].set_index("trial_id")
+    for column in CORRECTNESS.values():
+        out[f"best_{column}"] = best[column].reindex(out.index).astype("string")
     return out.reset_index()[columns]
 
 
@@ -122,6 +133,7 @@ def _count_statuses(out: pd.DataFrame) -> pd.DataFrame:
     out["best_epoch"] = out["best_epoch"].astype("float64").where(finished_ok)
     out["weight_norm_last"] = out["weight_norm_last"].where(finished_ok)
     out["examples"] = out["examples"].where(finished_ok)
+    out["correct"] = out["correct"].where(finished_ok)  # a diverged trial's is all wrong, see analysis.testset
     # A trial takes part in the comparisons when it has a number: diverged (0) or evaluated.
     out["counted"] = diverged | (finished_ok & out["value"].notna().to_numpy())
     out["no_eval"] = finished_ok & out["value"].isna().to_numpy()

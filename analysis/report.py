@@ -1,8 +1,9 @@
 """`write_report`: a run directory -> report.md, report.html and summary.json, with figures/ and tables/.
 
 Sections, in order: header, summary of findings, how to read the report, trials, comparison
-(the final evaluation and both tests), LR sensitivity, tuning budget, hyperparameter importance,
-clean vs robust, robust overfitting, diagnostics, then label noise, pruning and sanity checks.
+(the selected configurations, the headline and LR tests, the secondary comparisons), the Optuna
+tuning stage (for such a run), LR sensitivity, tuning budget, hyperparameter importance, clean vs
+robust, robust overfitting, diagnostics, then label noise, pruning and sanity checks.
 Every analysis is done per label-noise level; with several levels each section has one
 subsection per level and file names carry `_noise<percent>`.
 """
@@ -13,9 +14,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import checks, displays, extras, output, plotting, summary_json
+from analysis import checks, compare, displays, extras, output, plotting, summary_json, wording
 from analysis import figures_epochs as fe
 from analysis import figures_lr as fl
 from analysis import figures_tuning as ft
@@ -183,7 +185,28 @@ def _facts(a: Analysis) -> list[str]:
     facts.append(
         f"Arms, in study order: {arms or 'none yet'}; reference arm: {', '.join(sorted(reference)) or 'none'}."
     )
+    facts.append(_verdict_facts(a))
     return facts
+
+
+def _verdict_facts(a: Analysis) -> str:
+    """The verdicts' settings and which stage the headline rests on."""
+    s = a.settings
+    seeds = sorted({seed for seeds in a.tuning_seeds.values() for seed in seeds})
+    stages = set(a.headline["stage"])
+    if compare.CONFIRM in stages:
+        varied = "seeds and data splits" if s.vary_split else "seeds only"
+        stage = f"confirmation on fresh seeds ({varied} varied)"
+        if compare.CROSS_FIT in stages:
+            stage += "; arms without confirmation trials: exploratory, cross-fitted over the tuning seeds"
+    else:
+        stage = "exploratory, cross-fitted over the tuning seeds (no confirmation trials)"
+    search = "an Optuna stage (no grid statistics)" if a.is_optuna else "a grid"
+    return (
+        f"Tuning seeds: {', '.join(map(str, seeds)) or 'none'}, on {search}. Headline: {stage}. Verdicts at "
+        f"family-wise α = {s.alpha:g}, smallest effect of interest ±{wording.points(s.min_effect)}, adjustment "
+        f"{wording.ADJUSTMENTS.get(s.adjust, s.adjust)}."
+    )
 
 
 def _arm_kinds(a: Analysis) -> list[tuple[str, str]]:
@@ -242,73 +265,118 @@ def _trials(a: Analysis, w: ReportWriter) -> None:
 
 
 def _comparison(a: Analysis, w: ReportWriter) -> None:
-    w.heading(2, "Comparison of the best-tuned arms")
+    w.heading(2, "Comparison of the selected configurations")
     metric = metric_name(a)
 
     def body(level: float, sfx: str) -> None:
+        noise = f", label noise {100 * level:g}%" if sfx else ""
+        left = at_level(a.left_out, level)
+        if len(left):
+            w.text("**Selection is partial**: these configurations were left out, not all their seeds having finished.")
+            w.table(displays.left_out(left, f"selection_left_out{sfx}", f"Configurations left out of selection{noise}"))
         rows = at_level(a.best, level)
         if rows.empty:
-            w.text("No arm has an `ok` trial at this level.")
+            w.text("No arm has an eligible configuration at this level.")
             return
         rows = rows.assign(is_reference=rows["method"].eq(a.references.get(level)))
-        noise = f", label noise {100 * level:g}%" if sfx else ""
-        w.table(
-            displays.comparison(
-                rows, f"comparison{sfx}", f"Best-tuned configuration of each arm{noise}", a.has_autoattack, metric
-            )
-        )
+        title = f"Selected configuration of each arm{noise}, on the tuning seeds that chose it (a description)"
+        w.table(displays.comparison(rows, f"comparison{sfx}", title, a.has_autoattack, metric))
         headline = at_level(a.headline, level)
         if headline.empty:
-            w.text("No test: the level needs a reference arm and another arm with finished trials.")
+            w.text("No test: the level needs a reference arm and another arm with an eligible configuration.")
             return
-        w.heading(3, "Headline test: best-tuned vs best-tuned" + noise)
-        w.table(
-            displays.tests(
-                headline,
-                f"headline_test{sfx}",
-                "Each arm's best-tuned configuration vs the reference's, paired by seed",
-                a.smoke_test,
-                _test_note(a, "headline"),
-            )
+        w.heading(3, "Headline test" + noise)
+        w.text(_headline_intro(a, headline))
+        title = "Each arm vs the reference, paired by seed"
+        w.table(displays.tests(headline, f"headline_test{sfx}", title, _test_note(a, "headline")))
+        w.bullets(
+            [
+                f"{wording.verdict_sentence(r, a.settings)} {wording.testset_text(r, a.settings.vary_split)}"
+                for _, r in headline.iterrows()
+            ]
         )
-        w.heading(3, "Across the lr grid (LR robustness)" + noise)
-        if (only := single_lr(a, level)) is not None:
-            w.text(f"One lr only ({only:g}): robustness to the lr cannot be assessed, so there is no such test.")
-            return
-        w.table(
-            displays.tests(
-                at_level(a.lr_robustness, level),
-                f"lr_robustness_test{sfx}",
-                "Per seed, the mean over lrs of the best-per-lr accuracy, arm vs reference",
-                a.smoke_test,
-                _test_note(a, "lr"),
-            )
-        )
+        _lr_test(a, w, level, sfx, noise)
 
     _per_level(a, w, body)
+
+
+def _headline_intro(a: Analysis, headline: pd.DataFrame) -> str:
+    parts = []
+    if (headline["stage"] == compare.CONFIRM).any():
+        varied = "seeds and data splits" if a.settings.vary_split else "seeds only"
+        parts.append(
+            "**Confirmation**: each arm's configuration, selected on the tuning seeds (validation only), retrained on "
+            f"fresh seeds the selection never saw ({varied} varied), against the reference's, paired by seed."
+        )
+    if (headline["stage"] == compare.CROSS_FIT).any():
+        parts.append(
+            "**Exploratory, cross-fitted**: for each tuning seed, every arm's configuration is chosen on the other "
+            "tuning seeds (validation only) and judged on the held-out one, so no seed both chooses and judges; "
+            "exploratory because no fresh seeds confirm it."
+        )
+    return " ".join(parts)
+
+
+def _lr_test(a: Analysis, w: ReportWriter, level: float, sfx: str, noise: str) -> None:
+    w.heading(3, "Across the lr grid (LR test)" + noise)
+    if a.is_optuna:
+        w.text("Not computed for an Optuna stage: its configurations do not share a grid of lrs.")
+        return
+    if (only := single_lr(a, level)) is not None:
+        w.text(f"One lr only ({only:g}): robustness to the lr cannot be assessed, so there is no such test.")
+        return
+    w.table(
+        displays.tests(
+            at_level(a.lr_robustness, level),
+            f"lr_robustness_test{sfx}",
+            "Per seed, the peak-normalised accuracy over the lr grid, arm vs reference",
+            _test_note(a, "lr"),
+        )
+    )
+    rows = at_level(a.secondary, level)
+    if len(rows):
+        w.heading(3, "Secondary comparisons of the lr curves" + noise)
+        note = (
+            "Per seed, arm − reference, paired by seed with the same sign-flip test; these comparisons form their own "
+            f"family ({int(rows['family_size'].iloc[0])} comparisons, {_adjust_name(a)}), separate from the headline "
+            "and LR tests, and are exploratory (tuning seeds). Higher spread = more sensitive to the lr."
+        )
+        w.table(displays.secondary(rows, f"secondary{sfx}", "Secondary comparisons (exploratory)", note))
+
+
+def _adjust_name(a: Analysis) -> str:
+    return {"maxT": "max-T adjusted", "holm": "Holm adjusted"}.get(a.settings.adjust, "not adjusted")
 
 
 def _test_note(a: Analysis, which: str) -> str:
     what = (
         f"d = arm − reference in {metric_name(a)} of the final evaluation at the best checkpoint, one pair per seed"
         if which == "headline"
-        else f"d = arm − reference of each seed's mean over the lr grid of the best-per-lr {metric_name(a)}"
+        else "d = arm − reference of each seed's peak-normalised accuracy: the mean over the lr grid of (the "
+        f"best-per-lr {metric_name(a)} − the seed's best over the grid), best per lr chosen on the other seeds"
     )
+    s = a.settings
     return (
-        f"{what}; diverged seeds count 0; exact two-sided sign-flip p; smallest p at n = 2/2^n; seeds needed for "
-        "power 0.8 at α = 0.05 (noncentral t, at least 6); detectable now: the smallest difference found with "
-        "power 0.8 at this n (none below 6 seeds)."
+        f"{what}; diverged seeds count 0; two-sided sign-flip p (exact up to 20 seeds); the interval is that test "
+        "inverted, at its attainable level (none below 6 seeds); Hodges–Lehmann = median of the pairwise means; "
+        f"adjusted p over the whole family ({_adjust_name(a)}); verdict at family-wise α = {s.alpha:g}, equivalence "
+        f"within ±{wording.points(s.min_effect)}; power and seeds needed for power 0.8 at "
+        f"{wording.points(s.min_effect)} with a conservative sd (the upper 90% limit), never at the observed "
+        "difference."
     )
 
 
 def _sensitivity(a: Analysis, w: ReportWriter) -> None:
     w.heading(2, "Learning-rate sensitivity")
+    if a.is_optuna:
+        w.text("Not computed for an Optuna stage: its configurations do not share a grid of lrs.")
+        return
     metric, colors = metric_name(a), _colors(a)
 
     def body(level: float, sfx: str) -> None:
         curves, env, best = at_level(a.curves, level), at_level(a.envelope, level), at_level(a.best, level)
         if best.empty:
-            w.text("No finished trial at this level.")
+            w.text("No eligible configuration at this level.")
             return
         if (only := single_lr(a, level)) is not None:
             w.text(f"One lr only ({only:g}): sensitivity to the lr needs at least two values in `lr`.")
@@ -318,7 +386,7 @@ def _sensitivity(a: Analysis, w: ReportWriter) -> None:
             fl.lr_summary_figure(curves, env, best, arms, colors, metric),
             f"lr_sensitivity{sfx}",
             "Final-evaluation accuracy vs peak learning rate: each arm's best per lr (solid, 95% band over "
-            "seeds) and its best-tuned setting held at every lr (dashed); x = a diverged seed, counted 0.",
+            "seeds) and its selected setting held at every lr (dashed); x = a diverged seed, counted 0.",
         )
         w.figure(
             fl.lr_settings_figure(curves, env, arms, colors, metric),
@@ -339,23 +407,32 @@ def _sensitivity(a: Analysis, w: ReportWriter) -> None:
 
 def _budget(a: Analysis, w: ReportWriter) -> None:
     w.heading(2, "Tuning budget")
+    if a.is_optuna:
+        w.text(
+            "Not computed for an Optuna stage: its sampler does not draw configurations uniformly, and early "
+            "stopping leaves only the survivors (see Tuning stage)."
+        )
+        return
     w.text(
         "A *configuration* is one setting of an arm's hyperparameters at one learning rate, its seeds averaged. "
         "Treating the grid as a uniform sample of configurations, the curve is the expected test accuracy of the "
-        "validation-best of n configurations drawn without replacement (Dodge et al. 2019; Tang et al. 2020)."
+        "validation-best of n configurations drawn without replacement (Dodge et al. 2019; Tang et al. 2020); "
+        "configurations tied on validation count equally. The band resamples the seeds (the same draw for every "
+        "arm) and recomputes the choice; the practitioner spread is the 10th–90th percentile of what one person "
+        "trying n configurations gets."
     )
     metric, colors = metric_name(a), _colors(a)
 
     def body(level: float, sfx: str) -> None:
         curves = at_level(a.budget, level)
         if curves.empty:
-            w.text("No configuration with both a validation score and a final evaluation at this level.")
+            w.text("No eligible configuration with a number on every tuning seed at this level.")
             return
         w.figure(
             ft.budget_figure(curves, a.arms, colors, metric),
             f"tuning_budget{sfx}",
-            f"Expected {metric} of the validation-best of n configurations (95% bootstrap band over "
-            "configurations), by n and by training compute.",
+            f"Expected {metric} of the validation-best of n configurations (95% band from resampling seeds; "
+            "dotted: the 10th–90th percentile of one practitioner's result), by n and by training compute.",
         )
         w.table(
             displays.budget(curves, f"tuning_budget{sfx}", "Expected best accuracy for a budget of n configurations")
@@ -364,12 +441,41 @@ def _budget(a: Analysis, w: ReportWriter) -> None:
     _per_level(a, w, body)
 
 
+def _tuning_stage(a: Analysis, w: ReportWriter) -> None:
+    if not a.is_optuna:
+        return
+    w.heading(2, "Tuning stage (Optuna)")
+    w.text(
+        "The best validation score found so far, per arm, in the order trials.parquet lists the configurations "
+        "(the result files keep no sampler clock). Configurations stopped early by the scheduler have no score, "
+        "are flagged, and are never selected; the grid statistics (lr curves, tuning budget, LR test) are not "
+        "computed for such a stage."
+    )
+    colors = _colors(a)
+
+    def body(level: float, sfx: str) -> None:
+        rows = at_level(a.anytime, level)
+        if rows.empty:
+            w.text("No configuration at this level.")
+            return
+        w.figure(
+            ft.anytime_figure(rows, a.arms, colors),
+            f"optuna_best_so_far{sfx}",
+            "Best validation score so far vs configurations tried (dots: each configuration's score; × = stopped "
+            "early, no score).",
+        )
+        w.table(displays.anytime(rows, f"optuna_best_so_far{sfx}", "The Optuna stage per arm"))
+
+    _per_level(a, w, body)
+
+
 def _importance(a: Analysis, w: ReportWriter) -> None:
     w.heading(2, "Hyperparameter importance")
     w.text(
-        "Per arm, Optuna's PED-ANOVA and fANOVA (seed 0) evaluators on the arm's trials: the parameters are the "
-        "arm's hyperparameters, the lr and the seed (a parameter no more important than the seed is noise), the "
-        "value is the validation score. An arm less sensitive to the lr shows a smaller importance of `lr`."
+        "Per arm, Optuna's PED-ANOVA and fANOVA (seed 0) evaluators on the arm's tuning trials: the parameters are "
+        "the arm's hyperparameters, the lr and the seed (a parameter no more important than the seed is noise), "
+        "the value is the validation score. The importances of an arm sum to 1, so each is a share of that arm's "
+        "own variation: read them within an arm (which of its parameters matter), never across arms."
     )
     colors = _colors(a)
 
@@ -389,7 +495,8 @@ def _importance(a: Analysis, w: ReportWriter) -> None:
         w.figure(
             ft.importance_figure(rows, a.arms, colors),
             f"importance{sfx}",
-            "Importance of each parameter for the validation score, per arm (light: PED-ANOVA, dark: fANOVA).",
+            "Importance of each parameter for the validation score, within each arm (light: PED-ANOVA, dark: "
+            "fANOVA).",
         )
         w.table(displays.importances(rows, f"importance{sfx}", "Hyperparameter importance per arm"))
 
@@ -486,7 +593,7 @@ def _pruning(a: Analysis, w: ReportWriter) -> None:
         return
     w.heading(2, "Pruning")
     metric = metric_name(a)
-    table = extras.pruning_table(a.run.evaluations, a.outcomes, a.best, a.metric)
+    table = extras.pruning_table(a.run.evaluations, a.tune, a.best, a.metric)
     w.table(displays.pruning(table, "pruning", "Accuracy of the best checkpoint vs sparsity", metric))
     _per_level(
         a,
@@ -518,6 +625,7 @@ SECTIONS: list[Callable[[Analysis, ReportWriter], None]] = [
     _rules,
     _trials,
     _comparison,
+    _tuning_stage,
     _sensitivity,
     _budget,
     _importance,

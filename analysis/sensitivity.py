@@ -8,7 +8,9 @@ configuration there diverged).
 
 **Spread** (max − min over the lrs) and **LR-AUC** (the trapezoid area under accuracy vs
 log10 lr, divided by the log10 range, i.e. an average accuracy over the grid) are computed per
-seed and then averaged, so each carries a 95% interval over seeds.
+seed and then averaged, each with its 95% t-interval over seeds as a description; arms are
+compared paired by seed in `analysis.secondary`, not by these intervals. The per-seed best-per-lr
+cells are the cross-fitted ones of `analysis.compare.lr_cells`.
 """
 
 from __future__ import annotations
@@ -54,24 +56,6 @@ def envelope(curves: pd.DataFrame, best_per_lr: pd.DataFrame) -> pd.DataFrame:
     out["diverged"] = out["diverged"].fillna(False).astype(bool) | fallback
     out["missing"] = out["value_mean"].isna()
     return out.sort_values([*ARM_KEYS, "lr"]).reset_index(drop=True)
-
-
-def envelope_cells(outcomes: pd.DataFrame, best_per_lr: pd.DataFrame) -> pd.DataFrame:
-    """Per (level, arm, seed, lr of the grid) the seed's value in the best-per-lr configuration.
-
-    At an lr with no eligible configuration (every one diverged) a seed that diverged there counts
-    0. `missing` names the lr where a seed has no number (failed, running, no final evaluation).
-    """
-    grid = outcomes[[*ARM_KEYS, "lr"]].drop_duplicates()
-    cells = grid.merge(outcomes[[*ARM_KEYS, "seed"]].drop_duplicates(), on=ARM_KEYS)
-    chosen = outcomes.merge(best_per_lr[CONFIG_KEYS], on=CONFIG_KEYS)[[*ARM_KEYS, "lr", "seed", "value"]]
-    cells = cells.merge(chosen, on=[*ARM_KEYS, "lr", "seed"], how="left")
-    diverged = outcomes.loc[outcomes["status"] == "diverged", [*ARM_KEYS, "lr", "seed"]].drop_duplicates()
-    cells = cells.merge(diverged.assign(any_diverged=True), on=[*ARM_KEYS, "lr", "seed"], how="left")
-    choices = best_per_lr[[*ARM_KEYS, "lr"]].assign(has_choice=True)
-    cells = cells.merge(choices, on=[*ARM_KEYS, "lr"], how="left")
-    cells.loc[cells["has_choice"].isna() & cells["any_diverged"].eq(True), "value"] = 0.0
-    return _with_missing(cells)
 
 
 def single_cells(outcomes: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
@@ -133,7 +117,7 @@ def sensitivity_table(single: pd.DataFrame, env: pd.DataFrame, best: pd.DataFram
             row[f"n_seeds_{name}"] = int(seeds["spread"].notna().sum())
             for metric in ("spread", "area"):
                 values = seeds[metric].to_numpy(float)
-                low, high, _ = stats.mean_ci(values)
+                low, high = stats.t_interval(values)
                 finite = values[np.isfinite(values)]
                 row[f"{metric}_{name}"] = float(finite.mean()) if len(finite) else np.nan
                 row[f"{metric}_{name}_low"], row[f"{metric}_{name}_high"] = low, high

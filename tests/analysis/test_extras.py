@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import analysis as fx
-from helpers.synthetic import DEFAULT_ARMS, MANY_KINDS, make_results, write_run_dir
 
 from analysis import checks, importance, plotting
 from analysis.load import load_run
 from analysis.pipeline import analyse
 from analysis.report import write_report
+from bench.synthetic import DEFAULT_ARMS, MANY_KINDS, make_results, write_run_dir
 from trials import arms, schema
 
 LEVELS = (0.0, 0.2)
@@ -22,7 +22,7 @@ LEVELS = (0.0, 0.2)
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory) -> Path:
-    """Six arms of six kinds, with pruning and AutoAttack, and one crafted bad evaluation row."""
+    """An arm of every kind, with pruning and AutoAttack, and one crafted bad evaluation row."""
     root = tmp_path_factory.mktemp("many")
     run = write_run_dir(
         root / "run",
@@ -56,13 +56,13 @@ def noisy(tmp_path_factory) -> Path:
 
 def test_every_arm_kind_is_compared_with_the_reference(many):
     tests = pd.read_csv(many.parent / "tables" / "headline_test.csv")
-    assert tests["method"].tolist() == ["awd", "dwd", "ew", "sad", "rs"]  # study order, reference left out
+    assert tests["method"].tolist() == ["awd", "dwd", "ew", "sad", "rs", "rw", "sch"]  # study order, no reference
     assert set(tests["reference"]) == {"wd"}
     comparison = pd.read_csv(many.parent / "tables" / "comparison.csv")
     assert comparison["method"].tolist() == list(MANY_KINDS)
     assert comparison["best_autoattack_acc_mean"].notna().all()
     text = many.read_text()
-    for arm in ("dwd", "ew", "sad", "rs"):
+    for arm in ("dwd", "ew", "sad", "rs", "rw", "sch"):
         assert f"**{arm} vs wd**" in text
 
 

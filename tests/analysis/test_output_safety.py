@@ -38,7 +38,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.synthetic import grid, write_run_dir
 from matplotlib.figure import Figure
 
 from analysis import output, plotting
@@ -47,6 +46,7 @@ from analysis.output import RECORD, OutputError
 from analysis.report import write_report
 from analysis.tables import Table, write_table
 from analysis.text import inline_html, md
+from bench.synthetic import grid, write_run_dir
 
 MATH_ARM = "a$\\frac{$b"
 FIGURES = {

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import analysis as fx
-from helpers.synthetic import grid, make_results, manifest, write_results, write_run_dir
 
 from analysis import report as report_module
 from analysis.findings import findings
@@ -20,6 +19,7 @@ from analysis.load import ResultsError, load_run
 from analysis.output import RECORD, OutputError
 from analysis.pipeline import analyse
 from analysis.report import write_report
+from bench.synthetic import grid, make_results, manifest, write_results, write_run_dir
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = {
@@ -34,9 +34,11 @@ FIGURES = {
     "norms",
 }
 TABLES = {
+    "selection_left_out",
     "comparison",
     "headline_test",
     "lr_robustness_test",
+    "secondary",
     "sensitivity",
     "tuning_budget",
     "importance",
@@ -126,7 +128,10 @@ def test_the_rules_are_written_for_readers(text):
     rules = text.split("## How to read this report")[1].split("\n## ")[0]
     assert "Rules (the report repeats them)" not in text
     assert not re.search(r"analysis\.(select|compare|sensitivity)|trials\.selection|\w+\(\)", rules)
-    assert "Headline test (best-tuned vs best-tuned)" in rules and "sign-flip" in rules
+    assert "Headline = confirmation" in rules and "cross-fitted" in rules and "sign-flip" in rules
+    assert "peak-normalised" in rules and "never by whether two intervals overlap" in rules
+    for gone in ("bootstrap from", "detectable", "observed difference with power"):
+        assert gone not in rules
 
 
 def test_summary_json_is_written_beside_the_report(report):
@@ -143,9 +148,10 @@ def test_two_seeds_say_too_few_seeds_and_how_many_are_needed(tmp_path):
     a = analyse(load_run(_small_run(tmp_path / "run", (0, 1), 8)))
     text = _flatten(findings(a, 0.0))
     assert not a.smoke_test
-    assert "**too few seeds** to tell: with 2 paired seeds the smallest p this test can give is 0.5" in text
-    assert re.search(r"about \d+ seeds would be needed", text) or "more than 1000 seeds" in text
-    assert "better" not in text and "worse" not in text
+    assert "**too few seeds** (exploratory, cross-fitted over 2 tuning seeds; seeds only varied;" in text
+    assert "with 2 paired seeds the smallest p this test can give is 0.5, above the per-test level 0.025" in text
+    assert re.search(r"about \d+ seeds would give power 0.8 to detect 1 point \(conservative sd\)", text)
+    assert "better" not in text and "worse" not in text and "detectable" not in text
 
 
 def test_one_seed_and_two_epochs_is_a_smoke_test(tmp_path):
@@ -153,6 +159,7 @@ def test_one_seed_and_two_epochs_is_a_smoke_test(tmp_path):
     text = _flatten(findings(a, 0.0))
     assert a.smoke_reasons == ["1 seed", "2 epochs"]
     assert text.startswith("**Smoke test** (1 seed, 2 epochs)") and "not evidence" in text
+    assert "cross-fitting needs at least two tuning seeds" in text and "as a description" in text.lower()
     assert "**smoke test**: no claim either way." in text and "better" not in text
 
 

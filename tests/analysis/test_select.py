@@ -11,6 +11,7 @@ from analysis import select
 from analysis.load import load_run
 from analysis.outcomes import trial_outcomes
 from analysis.pipeline import analyse
+from trials import schema, selection
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +77,44 @@ def test_reference_is_the_studys_choice_else_its_first_fixed_arm(tmp_path):
     chosen = analyse(load_run(fx.write_run(tmp_path / "b", analysis={"reference": "awd"})))
     assert chosen.references == {0.0: "awd"}
     assert chosen.headline["method"].tolist() == ["wd"] and chosen.headline["reference"].tolist() == ["awd"]
+
+
+def _random_trials(rng: np.random.Generator, table: int) -> pd.DataFrame:
+    """One arm's tuning trials: up to 3 settings × 2 lrs × 4 seeds, some diverged, failed, running or not
+    started, scores with ties. `table` is the level key, so that many tables go through one call."""
+    settings, lrs, seeds = int(rng.integers(1, 4)), [0.05, 0.1][: int(rng.integers(1, 3))], 4
+    rows = []
+    for rank in range(settings):
+        for lr in lrs:
+            for seed in range(seeds):
+                draw = rng.random()
+                if draw < 0.05:
+                    continue  # not started
+                status = "diverged" if draw < 0.2 else "failed" if draw < 0.25 else "running" if draw < 0.3 else "ok"
+                score = {"ok": float(rng.integers(40, 44)) / 70, "diverged": 0.0}.get(status, np.nan)  # k/70: ties
+                rows.append({"label_noise": float(table), "method": "wd", "kind": "fixed", "setting": f"λ={rank}",
+                             "setting_rank": rank, "lr": lr, "seed": seed, "status": status, "score": score})
+    return pd.DataFrame(rows)
+
+
+def test_the_report_selects_with_the_rule_of_trials_selection():
+    """On 300 random tables (ties in the scores; diverged, unfinished and missing seeds) the report and
+    `trials.selection.best_tuned` (what the confirmation stage and `export --best` use) choose alike."""
+    rng = np.random.default_rng(7)
+    tables = [_random_trials(rng, table) for table in range(300)]
+    trials = pd.concat(tables, ignore_index=True)
+    trials["trial_id"] = [f"t{i}" for i in range(len(trials))]
+    trials["counted"], trials["no_eval"] = True, False
+    numbers = {m: np.nan for m in select.CONFIG_METRICS}
+    hyper = {h: (pd.NA if t == "string" else np.nan) for h, t in schema.HYPERPARAMETER_COLUMNS.items()}
+    trials = trials.assign(**numbers, **hyper)
+    due = {float(i): list(range(4)) for i in range(len(tables))}
+    best = select.best_tuned(select.config_table(trials, due)).set_index("label_noise")
+    for table, rows in enumerate(tables):
+        records = rows.sort_values(["setting_rank", "lr", "seed"]).to_dict("records")  # study order
+        expected = selection.best_tuned(records, seeds=due[float(table)])
+        if expected is None:
+            assert float(table) not in best.index
+        else:
+            chosen = best.loc[float(table)]
+            assert (chosen["setting"], chosen["lr"]) == (expected["setting"], expected["lr"])

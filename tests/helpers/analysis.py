@@ -14,12 +14,14 @@ PGD accuracy t, clean t + 0.3, FGSM t + 0.05; the last checkpoint t − GAP.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from helpers.synthetic import Results, config_row, manifest, write_results
+from analysis import verdicts
+from bench.synthetic import Results, config_row, manifest, write_results
 from trials import schema, selection
 
 STUDY = "lr_trap"
@@ -58,9 +60,9 @@ def trials() -> dict[tuple[str, float, float, int], tuple[float, float] | None]:
     return out
 
 
-def config(method: str, value: float, lr: float, seed: int, study: str = STUDY) -> dict[str, Any]:
+def config(method: str, value: float, lr: float, seed: int, study: str = STUDY, stage: str = "tune") -> dict[str, Any]:
     kind, name, _ = SETTINGS[method]
-    return config_row(study, method, kind, {name: value}, lr, seed, 0.0)
+    return config_row(study, method, kind, {name: value}, lr, seed, 0.0, stage)
 
 
 def build(study: str = STUDY, extra: list[tuple[dict, str]] | None = None) -> Results:
@@ -138,11 +140,15 @@ def _trial_row(cfg: dict, rows: list[dict]) -> dict:
     )
 
 
-def _evaluations(cfg: dict, test: float, rows: list[dict]) -> list[dict]:
+def _evaluations(cfg: dict, test: float, rows: list[dict], correct: np.ndarray | None = None) -> list[dict]:
+    """Best and last checkpoint rows; `correct` (per-example booleans) is stored packed for the best one."""
     best_epoch = selection.best_row(rows)["epoch"]
-    common = {**cfg, "sparsity": 0.0, "examples": EXAMPLES, "autoattack_acc": np.nan}
+    examples = EXAMPLES if correct is None else len(correct)
+    common = {**cfg, "sparsity": 0.0, "examples": examples, "autoattack_acc": np.nan}
+    packed = {} if correct is None else {"correct_pgd": verdicts.pack_correct(correct)}
     return [
         common
+        | packed
         | {
             "checkpoint": "best",
             "epoch": best_epoch,
@@ -175,6 +181,55 @@ def write_run(path, *, planned: int | None = None, with_manifest: bool = True, p
         }
     write_results(path, results, data)
     return path
+
+
+def known_trial(
+    method: str,
+    value: float,
+    lr: float,
+    seed: int,
+    val: float,
+    test: float,
+    *,
+    stage: str = "tune",
+    status: str = "ok",
+    correct: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """One trial of `write_known_run`: its configuration (an arm of SETTINGS), validation score, final PGD accuracy
+    at the best checkpoint, status ("ok", "failed" or "running") and optional per-example correctness."""
+    return {"cfg": config(method, value, lr, seed, stage=stage), "val": val, "test": test, "status": status,
+            "correct": correct}
+
+
+def write_known_run(path, trials: list[dict], *, tuning_seeds, epochs: int = EPOCHS, **study) -> Path:
+    """A run directory of the `known_trial`s, whose numbers are known by construction. Each ok trial's
+    validation robust accuracy is `val` at its best epoch (VAL_SHAPE), its final PGD accuracy `test`; a failed
+    trial stops after one epoch, a running one has epoch rows only. `study` overrides the manifest's resolved
+    study (e.g. confirm={...}); its `seeds` are `tuning_seeds`."""
+    epoch_rows, trial_rows, evals = [], [], []
+    for trial in trials:
+        cfg = trial["cfg"]
+        if trial["status"] == "ok":
+            rows = _ok_epochs(cfg, trial["val"])[:epochs]
+            evals += _evaluations(cfg, trial["test"], rows, trial["correct"])
+        else:
+            rows = [{**cfg, "epoch": 1, "lr_now": cfg["lr"], "val_robust_acc": trial["val"], "status": trial["status"]}]
+        epoch_rows += rows
+        if trial["status"] != "running":
+            trial_rows.append(_trial_row(cfg, rows) | {"status": trial["status"], "epochs": epochs})
+    results = Results(
+        schema.conform(pd.DataFrame(epoch_rows), schema.EPOCH_COLUMNS),
+        schema.conform(pd.DataFrame(trial_rows), schema.TRIAL_COLUMNS),
+        schema.conform(pd.DataFrame(evals), schema.EVAL_COLUMNS),
+    )
+    data = manifest(results, seeds=sorted(tuning_seeds), **study)
+    data["resolved_study"]["train"]["epochs"] = epochs
+    data["resolved_study"]["methods"] = {
+        method: {"kind": kind, ("lambda" if name == "lam" else name): list(values)}
+        for method, (kind, name, values) in SETTINGS.items()
+    }
+    write_results(path, results, data)
+    return Path(path)
 
 
 def bad_evaluations() -> pd.DataFrame:
