@@ -26,7 +26,7 @@ from trials import schema, selection
 EVAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 # The packed per-example correctness stored beside each accuracy (trials/schema.py), where there is one.
 CORRECTNESS = {"clean_acc": "correct_clean", "pgd_acc": "correct_pgd", "autoattack_acc": "correct_autoattack"}
-CHECKPOINTS = ("best", "last")
+CHECKPOINTS = ("best", "last", "ema")  # ema: the averaged weights' best epoch (train.ema), NaN without it
 FINAL_COLUMNS = [f"{c}_{m}" for c in CHECKPOINTS for m in EVAL_METRICS]
 PER_EPOCH_ACCURACIES = [
     "best_val_robust_acc",

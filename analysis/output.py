@@ -23,12 +23,13 @@ from contextlib import suppress
 from pathlib import Path, PurePosixPath
 
 RECORD = ".decaylab-report.json"
-TOP_FILES = ("report.md", "report.html", "summary.json")
+TOP_FILES = ("report.md", "report.html", "summary.json", "compare.md", "compare.html", "compare.json")
 SUBDIRS = ("figures", "tables")
 MAX_RECORD_BYTES = 1_000_000  # a report's record lists a few hundred names; more is not one of ours
 # The names a report writes, relative to its directory: only these are ever removed.
 _REPORT_FILE = re.compile(
-    r"report\.md|report\.html|summary\.json|figures/[\w.+-]+\.(png|pdf)|tables/[\w.+-]+\.(md|csv|tex)"
+    r"report\.md|report\.html|summary\.json|compare\.md|compare\.html|compare\.json|figures/[\w.+-]+\.(png|pdf)|"
+    r"tables/[\w.+-]+\.(md|csv|tex)"
 )
 
 
@@ -165,8 +166,8 @@ def write_atomic(path: Path, data: str | bytes, durable: bool = True) -> Path:
     return path
 
 
-def record(out: Path, files: list[Path]) -> Path:
+def record(out: Path, files: list[Path], written_by: str = "decaylab report") -> Path:
     """Write the list of the report's files (relative to `out`) for the next report to clear."""
     names = sorted({path.relative_to(out).as_posix() for path in files})
-    text = json.dumps({"written_by": "decaylab report", "files": names}, indent=1) + "\n"
+    text = json.dumps({"written_by": written_by, "files": names}, indent=1) + "\n"
     return write_atomic(out / RECORD, text)

@@ -9,6 +9,7 @@ grid of one value. Torch-free.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -59,6 +60,39 @@ def at_least(n: int) -> Callable[[int], str | None]:
     return check
 
 
+def at_most(n: int) -> Callable[[int], str | None]:
+    def check(v: int) -> str | None:
+        return None if v <= n else f"must be ≤ {n:,}"
+
+    return check
+
+
+# C0 and C1 control characters and DEL: a NUL ends a path in the C library (Python refuses such a path with
+# a traceback), and escape sequences act on the terminal that shows a name, a path or a message
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+MAX_TEXT = 4096  # the longest path Linux accepts; far more than a name, a path or a URI needs
+MAX_PARAGRAPH = 100_000  # a free-text description
+
+
+def control_character(v: str, allowed: str = "") -> str | None:
+    """The first control character of `v` (not one of `allowed`), escaped ('\\x00'), or None."""
+    found = next((c for c in CONTROL.findall(v) if c not in allowed), None)
+    return None if found is None else f"\\x{ord(found):02x}"
+
+
+def one_line_text(v: str) -> str | None:
+    if (found := control_character(v)) is not None:
+        return (f"contains the control character {found}; hint: names, paths and URIs are one line of plain "
+                "text: remove it")
+    return None if len(v) <= MAX_TEXT else f"is longer than {MAX_TEXT:,} characters"
+
+
+def paragraph_text(v: str) -> str | None:
+    if (found := control_character(v, allowed="\n")) is not None:
+        return f"contains the control character {found}; hint: plain text and line breaks only: remove it"
+    return None if len(v) <= MAX_PARAGRAPH else f"is longer than {MAX_PARAGRAPH:,} characters"
+
+
 def not_nan(v: float) -> str | None:
     return "NaN is not a usable value; hint: give a number" if isinstance(v, float) and math.isnan(v) else None
 
@@ -79,6 +113,15 @@ def each(check: Callable[[Any], str | None]) -> Callable[[tuple], str | None]:
 
 def non_empty(values: tuple) -> str | None:
     return None if len(values) > 0 else "must not be empty"
+
+
+MAX_AXIS = 10_000  # values of one grid axis: the largest grid decaylab runs has a million trials in all
+
+
+def short_axis(values: tuple) -> str | None:
+    if len(values) <= MAX_AXIS:
+        return None
+    return f"has {len(values):,} values, at most {MAX_AXIS:,}; hint: give fewer values (a grid multiplies its axes)"
 
 
 # --------------------------------------------------------------------------- coercion
@@ -108,6 +151,8 @@ def checked(base: Any, *checks: Callable[[Any], str | None]) -> Any:
 
 
 Int = Annotated[int, BeforeValidator(integral)]
+Text = checked(str, one_line_text)  # every string of a study: names, paths, URIs
+Paragraph = checked(str, paragraph_text)  # free text: line breaks allowed
 Number = checked(float, not_nan)
 Positive = checked(Number, positive)
 NonNegative = checked(Number, non_negative)
@@ -115,13 +160,14 @@ Fraction = checked(Number, fraction)
 UnitInterval = checked(Number, unit_interval)
 
 
-def at_least_int(n: int) -> Any:
-    return checked(Int, at_least(n))
+def at_least_int(n: int, most: int | None = None) -> Any:
+    """An integer ≥ `n` (and ≤ `most`, when given)."""
+    return checked(Int, at_least(n)) if most is None else checked(Int, at_least(n), at_most(most))
 
 
 def grid(element: Any, check: Callable[[Any], str | None] | None = None, *, allow_empty: bool = False) -> Any:
     """A tuple of `element` values (a grid axis) whose values all pass `check` and never repeat."""
-    checks = ([] if allow_empty else [non_empty]) + [each(check or (lambda v: None))]
+    checks = ([] if allow_empty else [non_empty]) + [short_axis, each(check or (lambda v: None))]
     # the JSON Schema (`decaylab schema`) shows what a study file may hold: a list or one value
     accepts = BeforeValidator(as_tuple, json_schema_input_type=element | list[element])
     return Annotated[(tuple[element, ...], accepts, *(AfterValidator(_checked(c)) for c in checks))]

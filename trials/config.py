@@ -25,6 +25,7 @@ from trials.checks import (
     Int,
     Number,
     Positive,
+    Text,
     UnitInterval,
     at_least_int,
     checked,
@@ -43,7 +44,22 @@ def _seed(v: int) -> str | None:
 
 
 Seed = checked(Int, _seed)
-OptionalPositiveInt = checked(Int, lambda v: None if v > 0 else "must be > 0 or null")
+# Upper bounds: far beyond any real study, low enough that no count overflows a tensor, a float or the
+# memory of the machine that checks the study (`decaylab validate --estimate` builds the model)
+# the longest adversarial-training schedules are a few hundred epochs; a trial's result.json of 10,000 epochs
+# fits the cap decaylab reads it with (`orchestrator.run.layout.MAX_RESULT`)
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_EXAMPLES = 10_000_000  # examples of an evaluation; the largest test splits hold 100,000
+MAX_STEPS = 10_000  # attack iterations
+MAX_SUBSET = 100_000_000  # training examples
+
+
+def _up_to(most: int):
+    return checked(Int, lambda v: None if 0 < v <= most else f"must be > 0 and ≤ {most:,}, or null")
+
+
+Examples = _up_to(MAX_EXAMPLES)
 
 
 class Section(BaseModel):
@@ -58,28 +74,29 @@ AttackKind = Literal["pgd", "fgsm_rs", "none"]
 class DataConfig(Section):
     dataset: Literal[DATASET_NAMES] = Field(  # type: ignore[valid-type]
         "digits", description="dataset name (digits is bundled with scikit-learn, no download)")
-    root: str | None = Field(None, description="directory holding the dataset files; null for digits")
+    root: Text | None = Field(None, description="directory holding the dataset files; null for digits")
     download: bool = Field(False, description="let torchvision download the dataset into `root` when it is missing")
     val_fraction: Fraction = Field(0.1, description="fraction of the training set held out (stratified) for selection")
     test_fraction: UnitInterval = Field(
         0.2, description="fraction held out as the test set for datasets without an official test split (digits)")
     split_seed: Seed = Field(
         0, description="seed of the train/val(/test) split and of label noise; shared by all trials")
-    subset: OptionalPositiveInt | None = Field(
+    subset: _up_to(MAX_SUBSET) | None = Field(
         None, description="use only this many training examples (class-balanced); null = all")
     val_label_noise: Literal["same", "clean"] = Field(
         "same", description="same: the validation split gets the training split's label noise (what a real user "
         "selects with); clean: true validation labels (an oracle, for comparison)")
     augment: bool = Field(True, description="random crop with padding (and flip where the dataset allows it)")
-    image_size: at_least_int(8) = Field(64, description="side length images are resized to (image_folder only)")
+    image_size: at_least_int(8, 512) = Field(64, description="side length images are resized to (image_folder only)")
 
 
 class ModelConfig(Section):
     arch: Literal["small_cnn", "preact_resnet18", "wide_resnet"] = Field(
         "small_cnn", description="network: small_cnn (digits/MNIST scale), preact_resnet18, wide_resnet")
-    depth: checked(Int, lambda v: None if v >= 10 and (v - 4) % 6 == 0 else "must be 6n+4 with n ≥ 1") = Field(
+    depth: checked(Int, lambda v: None if 10 <= v <= 200 and (v - 4) % 6 == 0
+                   else "must be 6n+4 with n ≥ 1, at most 200") = Field(
         28, description="wide_resnet depth (6n+4: 28, 34, ...)")
-    width: at_least_int(1) = Field(10, description="wide_resnet widening factor")
+    width: at_least_int(1, 64) = Field(10, description="wide_resnet widening factor")
 
 
 class EmaConfig(Section):
@@ -92,8 +109,8 @@ class EmaConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: at_least_int(1) = Field(60, description="training epochs")
-    batch_size: at_least_int(1) = Field(128, description="training batch size")
+    epochs: at_least_int(1, MAX_EPOCHS) = Field(60, description="training epochs")
+    batch_size: at_least_int(1, MAX_BATCH) = Field(128, description="training batch size")
     optimizer: Literal["sgd"] = Field("sgd", description="optimizer (SGD with momentum; decay comes from the arm)")
     momentum: Fraction = Field(0.9, description="SGD momentum")
     nesterov: bool = Field(False, description="Nesterov momentum")
@@ -122,14 +139,14 @@ class TrainConfig(Section):
 class AttackSpec(Section):
     kind: AttackKind = Field("pgd", description="pgd, fgsm_rs (FGSM from a random start) or none (natural)")
     eps: UnitInterval | None = Field(None, description="L∞ radius in [0, 1] pixel scale; eval: null = the training ε")
-    steps: at_least_int(1) = Field(10, description="PGD iterations")
+    steps: at_least_int(1, MAX_STEPS) = Field(10, description="PGD iterations")
     step_size: Positive | None = Field(None, description="step size; null = 2.5·ε/steps (fgsm_rs: 1.25·ε)")
     random_start: bool = Field(True, description="start from a uniform random point in the ε-ball")
 
 
 class TrainAttackSpec(AttackSpec):
     eps: UnitInterval | None = Field(0.25, description="L∞ radius in [0, 1] pixel scale")
-    steps: at_least_int(1) = Field(5, description="PGD iterations")
+    steps: at_least_int(1, MAX_STEPS) = Field(5, description="PGD iterations")
     step_size: Positive | None = Field(0.1, description="step size; null = 2.5·ε/steps (fgsm_rs: 1.25·ε)")
     objective: Literal["ce", "trades"] = Field(
         "ce", description="ce: cross-entropy on the adversarial batch (Madry et al.); trades: CE on clean inputs "
@@ -151,9 +168,10 @@ class AttackConfig(Section):
 
 class AutoAttackConfig(Section):
     enabled: bool = Field(False, description="run AutoAttack (standard, L∞) on the best and last checkpoint")
-    examples: at_least_int(1) = Field(1000, description="number of test examples (seeded, the same for every trial)")
+    examples: at_least_int(1, MAX_EXAMPLES) = Field(
+        1000, description="number of test examples (seeded, the same for every trial)")
     version: Literal["standard", "plus", "rand"] = Field("standard", description="AutoAttack version")
-    batch_size: at_least_int(1) = Field(500, description="AutoAttack batch size")
+    batch_size: at_least_int(1, MAX_BATCH) = Field(500, description="AutoAttack batch size")
 
 
 class PruningConfig(Section):
@@ -165,20 +183,21 @@ class PruningConfig(Section):
         "magnitude ranking over all of them")
     sparsity: grid(Number, lambda v: None if 0 <= v < 1 else "must be a fraction in [0, 1)") = Field(
         (0.0, 0.3, 0.5, 0.7, 0.8, 0.9), description="fractions of prunable weights zeroed")
-    examples: OptionalPositiveInt | None = Field(
+    examples: Examples | None = Field(
         None, description="test examples for the pruned evaluations; null = the final evaluation's")
 
 
 class EvalConfig(Section):
-    every: at_least_int(1) = Field(1, description="evaluate val/test every this many epochs (and always at the last)")
-    val_examples: OptionalPositiveInt | None = Field(None, description="val examples per evaluation; null = all")
-    test_examples: OptionalPositiveInt | None = Field(None, description="test examples per evaluation; null = all")
-    train_examples: OptionalPositiveInt | None = Field(
+    every: at_least_int(1, MAX_EPOCHS) = Field(
+        1, description="evaluate val/test every this many epochs (and always at the last)")
+    val_examples: Examples | None = Field(None, description="val examples per evaluation; null = all")
+    test_examples: Examples | None = Field(None, description="test examples per evaluation; null = all")
+    train_examples: Examples | None = Field(
         None, description="training examples for train_clean_acc; null = as many as the val split")
-    final_examples: OptionalPositiveInt | None = Field(
+    final_examples: Examples | None = Field(
         None, description="test examples of the final evaluation (clean, FGSM, PGD, AutoAttack of the best and "
         "last weights, the same seeded examples for every trial); null = the whole test split")
-    batch_size: at_least_int(1) = Field(512, description="evaluation batch size")
+    batch_size: at_least_int(1, MAX_BATCH) = Field(512, description="evaluation batch size")
     autoattack: AutoAttackConfig = Field(default_factory=AutoAttackConfig, description="AutoAttack evaluation")
     pruning: PruningConfig = Field(default_factory=PruningConfig, description="pruning study")
 
@@ -192,9 +211,9 @@ SHARED_SECTIONS = ("data", "model", "train", "attack", "eval")
 class GridPoint(Section):
     """Where a trial sits in the study's grid: the arm, its hyperparameters, lr, seed, noise rate."""
 
-    method: str = Field(description="the arm's name in the study file")
-    kind: str = Field(description="the arm's kind (trials.arms.KINDS)")
-    params: dict[str, float | str] = Field(
+    method: Text = Field(description="the arm's name in the study file")
+    kind: Text = Field(description="the arm's kind (trials.arms.KINDS)")
+    params: dict[Text, float | Text] = Field(
         description="the arm's hyperparameters by name (lam, lambda_awd, start, ...)")
     lr: float = Field(description="peak learning rate")
     seed: Seed = Field(description="seed of the initialisation, the data order, augmentation and attacks")
@@ -211,7 +230,7 @@ class GridPoint(Section):
 class TrialConfig(Section):
     """Everything one training run needs: the shared settings plus one grid point."""
 
-    study: str
+    study: Text
     point: GridPoint
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -269,10 +288,6 @@ class TrialConfig(Section):
     def shared(self) -> dict:
         return {name: getattr(self, name).model_dump(mode="json") for name in SHARED_SECTIONS}
 
-    def shared_hash(self) -> str:
-        """Hash of the settings every trial of the study shares (not the grid point)."""
-        return config_hash(self.shared())
-
 
 def trial_id(point: GridPoint) -> str:
     """`<arm>-<hyperparameter values>-lr<lr>-s<seed>[-n<noise>][-confirm]`, each number spelled exactly
@@ -320,7 +335,3 @@ def default_step_size(kind: str, eps: float, steps: int) -> float:
     if kind == "fgsm_rs":
         return 1.25 * eps  # Wong et al. 2020, "Fast is better than free"
     return 2.5 * eps / steps if steps else eps  # Madry et al.'s rule of thumb
-
-
-def finite(v: float) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -11,6 +10,8 @@ import torch.nn.functional as F
 
 from trials.config import ModelConfig
 from trials.datasets import DatasetInfo
+from trials.exported import read_sidecar, read_weights, sidecar_path  # noqa: F401  (sidecar_path: imported from here)
+from trials.safe_torch import UnsafeFile
 
 
 class Normalize(nn.Module):
@@ -117,23 +118,23 @@ def build_model(cfg: ModelConfig, info: DatasetInfo) -> nn.Sequential:
     return nn.Sequential(Normalize(info.mean, info.std), net)
 
 
-def sidecar_path(path: str | Path) -> Path:
-    """The JSON file that describes an exported model file (`model.pt` → `model.json`)."""
-    return Path(path).with_suffix(".json")
-
-
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """A model written by `decaylab export`, rebuilt from `path` and its sidecar (`sidecar_path`), in eval mode.
 
     It takes (N, C, H, W) inputs in [0, 1] and normalises them itself, as RobustBench expects; the
     sidecar also names the dataset, the threat model and the accuracies measured when it was trained.
+    Both files are checked first (`trials.exported`): `UnsafeFile` says what is wrong with either, and
+    `OldTorch` refuses a torch whose weights-only loader is not yet a safety boundary.
     """
-    meta = json.loads(sidecar_path(path).read_text())
-    d = meta["dataset"]
-    info = DatasetInfo(d["name"], d["channels"], d["size"], d["classes"], tuple(d["mean"]), tuple(d["std"]),
-                       pad=0, flip=False)
-    model = build_model(ModelConfig.model_validate(meta["architecture"]), info)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    meta = read_sidecar(path)
+    weights = read_weights(path, meta)
+    d = meta.dataset
+    info = DatasetInfo(d.name, d.channels, d.size, d.classes, tuple(d.mean), tuple(d.std), pad=0, flip=False)
+    model = build_model(meta.architecture, info)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:  # wrong keys or shapes: say which file, in one line
+        raise UnsafeFile(f"{path}: the weights do not fit the sidecar's network ({str(e).splitlines()[0]})") from None
     return model.to(device).eval()
 
 

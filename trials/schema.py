@@ -111,8 +111,8 @@ EVAL_COLUMNS: Final[dict[str, str]] = {
     "pgd_acc": "float64",
     "autoattack_acc": "float64",  # NaN when AutoAttack was not run for this row
     # Per-example correctness on the row's `examples` test examples, in their fixed order, packed by
-    # analysis.verdicts.pack_correct (bits, 8 to a byte, base64); <NA> when not stored. The report
-    # uses them for a test-set (seed × example) bootstrap interval.
+    # `pack_correct` below (bits, 8 to a byte, base64); <NA> when not stored. The report uses them for a
+    # test-set (seed × example) bootstrap interval.
     "correct_clean": "string",
     "correct_pgd": "string",
     "correct_autoattack": "string",

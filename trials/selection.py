@@ -113,3 +113,11 @@ def best_tuned(trials: Iterable[Mapping[str, Any]], seeds: Iterable[int] | None 
     best = max(candidates, key=config_score)  # max keeps the first of ties
     ok = sorted((r for r in best if r["status"] == "ok"), key=lambda r: r["seed"])
     return max(ok, key=lambda r: r["score"] if evaluated(r["score"]) else -math.inf)
+
+
+def reference_arm(declared: str | None, arms_in_order: Iterable[tuple[str, str]]) -> str | None:
+    """The arm every other is compared with: the study's `analysis.reference`, else its first arm of kind
+    `fixed` (`arms_in_order`: (name, kind) in study order); None when there is neither."""
+    if declared:
+        return declared
+    return next((name for name, kind in arms_in_order if kind == "fixed"), None)

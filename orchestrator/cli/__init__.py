@@ -6,11 +6,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.cli import confirm, evaluate, export, reference, report, status, sweep, train, validate, verdict
+from orchestrator.cli import (
+    compare,
+    confirm,
+    evaluate,
+    export,
+    reference,
+    report,
+    status,
+    sweep,
+    train,
+    validate,
+    verdict,
+)
 from orchestrator.errors import RunError, UserError
+from orchestrator.terminal import visible
 
 EPILOG = "Study files: `decaylab options` lists every key; bundled studies are named like `digits`."
-COMMANDS = (sweep, confirm, status, train, report, validate, evaluate, export, reference, verdict)
+COMMANDS = (sweep, confirm, status, train, report, validate, evaluate, export, reference, verdict, compare)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"decaylab {args.command}: error: {e.message}", file=sys.stderr)
+        print(f"decaylab {args.command}: error: {visible(e.message)}", file=sys.stderr)  # it may quote files
         return e.exit_status
     except OSError as e:  # a full disk, lost permissions or an unreachable cluster: one line, no traceback
-        print(f"decaylab {args.command}: error: {os_error(args, e).message}", file=sys.stderr)
+        print(f"decaylab {args.command}: error: {visible(os_error(args, e).message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"decaylab {args.command}: interrupted; finished trials are saved — "

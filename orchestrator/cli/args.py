@@ -27,8 +27,15 @@ def sets(sp: argparse.ArgumentParser, help_: str) -> None:
                     help=f"{help_}; repeatable, and several may follow one --set (--set a=1 b=2)")
 
 
+def break_lock(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--break-lock", action="store_true", help="take over the run directory's lock when the "
+                    "decaylab that left it is gone (on object stores: no heartbeat for minutes, or its process has "
+                    "ended on this host); a live one is never broken")
+
+
 def large_grid(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--allow-large-grid", action="store_true", help="accept a grid of more than 10,000 trials "
+                    "(up to 1,000,000) "
                     "(refused by default: usually a list where fewer values were meant)")
 
 

@@ -19,6 +19,7 @@ def add(sub, epilog: str) -> None:
     a.trust(sp)
     a.report(sp)
     a.cluster(sp)
+    a.break_lock(sp)
 
 
 def confirm(args) -> int:
@@ -40,5 +41,6 @@ def confirm(args) -> int:
     study = study_from_dict(raw, run.uri("study.yaml"))
     print(f"confirm: seeds {list(confirmation_seeds(study))} for each arm's selected configuration → {run.location}",
           file=sys.stderr)
-    status = run_study(study, run, executor=a.executor(args), device=args.device)
+    status = run_study(study, run, executor=a.executor(args), device=args.device, command=args.command,
+                       break_lock=args.break_lock)
     return maybe_report(args, run.location, status)

@@ -15,10 +15,12 @@ def add(sub, epilog: str) -> None:
     sp.add_argument("--full-test", action="store_true", help="evaluate on the whole test set "
                     "(eval.final_examples and eval.autoattack.examples = the test split's size)")
     a.cluster(sp)
+    a.break_lock(sp)
 
 
 def evaluate(args) -> int:
     from orchestrator.sweep.evaluate import evaluate_run
 
     run, study = a.continued(args, allowed=("eval.", "data.root", "data.download"))
-    return evaluate_run(run, study, executor=a.executor(args), device=args.device, full_test=args.full_test)
+    return evaluate_run(run, study, executor=a.executor(args), device=args.device, full_test=args.full_test,
+                        break_lock=args.break_lock)

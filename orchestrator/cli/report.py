@@ -17,17 +17,23 @@ def add(sub, epilog: str) -> None:
 
 
 def report(args) -> int:
-    from orchestrator.run import records, results
+    from orchestrator.run import lock, records, results
     from orchestrator.run.directory import open_run
     from orchestrator.run.layout import TRIALS_TABLE
     from orchestrator.run.storage import local_copy
+    from orchestrator.terminal import visible
 
     run, _ = open_run(args.run_dir, check_data=False)
-    # trials that ended since the last consolidation (a sweep still running, or killed) join in; a run
-    # directory this user may only read is reported from its files as they are
+    # trials that ended since the last consolidation (a sweep killed, a trial's part without its file) join in,
+    # unless another decaylab writes the run directory now (it consolidates itself) or this user may only read it
     if records.trial_ids(run):
-        with contextlib.suppress(OSError):
-            results.consolidate(run)
+        with lock.try_hold(run, "report") as busy:
+            if busy is None:
+                with contextlib.suppress(OSError):
+                    results.consolidate(run)
+            else:
+                print(visible(f"report: {busy}: reporting from its result files as they are (trials that ended "
+                              "since they were last written are not in them)"), file=sys.stderr)
     if not run.exists(TRIALS_TABLE):
         raise UserError(args.run_dir, f"no results yet ({TRIALS_TABLE} is missing)",
                         "wait for the first trial to finish, or run `decaylab resume`")

@@ -13,7 +13,8 @@ def add(sub, epilog: str) -> None:
 def status(args) -> int:
     from orchestrator.run.directory import open_run
     from orchestrator.run.status import status_text
+    from orchestrator.terminal import visible
 
     run, _ = open_run(args.run_dir, check_data=False)
-    print(status_text(run))
+    print(visible(status_text(run)))  # names, errors and the manifest's fields come from files
     return 0

@@ -16,12 +16,14 @@ def add(sub, epilog: str) -> None:
     a.large_grid(sp)
     a.report(sp)
     a.cluster(sp)
+    a.break_lock(sp)
 
     sp = a.command(sub, "resume", resume, "finish an interrupted sweep (finished trials are not re-run)", epilog)
     a.run_dir(sp, "the run directory of the interrupted sweep")
     a.trust(sp)
     a.report(sp)
     a.cluster(sp)
+    a.break_lock(sp)
 
 
 def sweep(args) -> int:
@@ -34,7 +36,8 @@ def sweep(args) -> int:
     path = study_file(args.study)
     study = load_study(path, args.sets, allow_large_grid=args.allow_large_grid, resolve=resolve_schedules)
     run = run_dir_for(args.storage, study)
-    status = run_study(study, run, executor=a.executor(args), device=args.device, source=str(path))
+    status = run_study(study, run, executor=a.executor(args), device=args.device, source=str(path),
+                       command=args.command, break_lock=args.break_lock)
     return maybe_report(args, run.location, status)
 
 
@@ -42,7 +45,8 @@ def resume(args) -> int:
     from orchestrator.sweep.driver import run_study
 
     run, study = a.continued(args)
-    status = run_study(study, run, executor=a.executor(args), device=args.device)
+    status = run_study(study, run, executor=a.executor(args), device=args.device, command=args.command,
+                       break_lock=args.break_lock)
     return maybe_report(args, run.location, status)
 
 

@@ -49,15 +49,13 @@ def train_one(study_path: str, sets: list[str], out: str | None, device: str) ->
     from orchestrator.run.directory import check_writable, prepare
     from orchestrator.run.sources import resolve_schedules
     from orchestrator.run.storage import RunDir
+    from orchestrator.study.checks import require_cuda
     from orchestrator.study.load import single_trial
     from trials.datasets import DataError
 
     study, cfg = single_trial(study_path, sets, resolve=resolve_schedules)
     if device == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device gpu", "this machine has no CUDA GPU", "use --device cpu (or auto)")
+        require_cuda("--device gpu", "use --device cpu (or auto)")
     run = RunDir(str(Path(out or Path("results") / "train" / cfg.trial_id).resolve()))
     check_writable(run)
     prepare(run, study)  # refuses a directory holding another study's trials

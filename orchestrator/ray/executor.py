@@ -90,7 +90,7 @@ class RayExecutor:
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             param_space={"run_dir": run.location, "device": device,
-                         "threads": study.resources.torch_threads or max(1, int(study.resources.cpu))},
+                         "threads": plan.threads(study)},
             tune_config=tune.TuneConfig(
                 search_alg=EntrySearcher(work, keys), num_samples=work.total, reuse_actors=True,
                 max_concurrent_trials=study.resources.max_concurrent,

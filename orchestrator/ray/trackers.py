@@ -20,9 +20,12 @@ from orchestrator.study.schema import Study
 
 
 def callbacks(study: Study, run: RunDir) -> list:
-    """The loggers the study's `tracking` section turns on."""
+    """Ray's JSON logger (each Ray trial's reports, its node among them, in `sweep-NNN/<entry>/result.json`)
+    and the loggers the study's `tracking` section turns on."""
+    from ray.tune.logger import JsonLoggerCallback
+
     t = study.tracking
-    out: list = []
+    out: list = [JsonLoggerCallback()]
     if t.tensorboard:
         from ray.tune.logger import TBXLoggerCallback
 

@@ -126,6 +126,7 @@ def as_recorded(raw: dict) -> dict:
 
 # study keys whose values send something out of the run directory: destinations, not what was run
 SIDE_EFFECT_KEYS = ("tracking.", "search.storage", "data.root", "data.download")
+EXAMPLES = {"tracking.": "tracking.mlflow.uri=https://my.server", "eval.": "eval.autoattack.enabled=true"}
 
 
 def continued(location: str, *, trust: bool = False, sets: list[str] | tuple[str, ...] = (),
@@ -139,8 +140,10 @@ def continued(location: str, *, trust: bool = False, sets: list[str] | tuple[str
     for item in sets:
         key = item.split("=", 1)[0].strip()
         if not key.startswith(allowed):
+            example = EXAMPLES.get(allowed[0], f"{allowed[0]}...")
             raise UserError(f"--set {item}", f"this command takes only {', '.join(k.rstrip('.') for k in allowed)}"
-                            " from the command line", "the rest of the study is the run directory's")
+                            " from the command line", f"e.g. --set {example}; the rest of the study is the run "
+                            "directory's")
     raw, dropped = (study.to_dict(), []) if trust else without_side_effects(run, study)
     study = study_from_dict(apply_overrides(raw, sets), f"{run.uri(STUDY)}{' with --set' if sets else ''}")
     return run, study, dropped

@@ -5,11 +5,14 @@ Writes the trial's weights as a standalone state dict and a JSON sidecar next to
 itself), threat model and ε, the accuracies of the trial's final evaluation of those weights, and
 the trial's full configuration. `trials.models.load_model(path)` rebuilds the network from the two.
 The weights come from the trial's final checkpoint (`orchestrator.run.records`), which holds both its
-last weights and the weights of its best validation epoch.
+last weights and the weights of its best validation epoch. The sidecar names the weights file and
+its sha256, so `load_model` refuses a pair an interrupted export left mismatched (`save`), and an
+export never overwrites the sidecar of another model file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -17,21 +20,21 @@ from pathlib import Path
 
 from orchestrator.errors import UserError
 from orchestrator.run import manifest, records, results
-from orchestrator.run.directory import open_run, recorded_study
+from orchestrator.run.directory import open_run
 from orchestrator.run.storage import RunDir, write_atomic_local
 from trials import selection
 from trials.config import TrialConfig, resolved_eval_attack
 from trials.datasets import dataset_info
-from trials.models import sidecar_path
-
-FORMAT = "decaylab-model/1"
+from trials.exported import FORMAT, MAX_SIDECAR, sidecar_path
+from trials.files import read_regular
 
 
 def export(location: str, *, trial: str | None, best: str | None, checkpoint: str, out: str) -> int:
     if Path(out).suffix == ".json":
         raise UserError(f"--out {out}", "the model file would be its own sidecar", "give e.g. --out model.pt")
-    run, _ = open_run(location, check_data=False)
-    trial_id = trial or best_trial(run, best, recorded_study(run, check_data=False).data.label_noise[0])
+    check_sidecar_free(Path(out))  # before the checkpoint is read: a refusal comes at once
+    run, study = open_run(location, check_data=False)
+    trial_id = trial or best_trial(run, best, study.data.label_noise[0])
     state = finished_checkpoint(run, trial_id)
     weights, epoch = {"best": (state["best_model"], state["best_epoch"]), "last": (state["model"], state["epoch"]),
                       "ema": (state.get("ema_best_model"), state.get("ema_best_epoch"))}[checkpoint]
@@ -104,9 +107,35 @@ def sidecar(cfg: TrialConfig, weights: dict, checkpoint: str, epoch: int, evalua
 
 
 def save(out: str, weights: dict, meta: dict) -> None:
+    """Write the weights and their sidecar, which names them and their sha256. The sidecar goes first: an
+    export cut short between the two leaves a sidecar whose sha256 the weights beside it do not match, and
+    `load_model` refuses the pair until the export is run again (the other order could leave new weights
+    beside an earlier sidecar, one of `decaylab-model/1` without a sha256 among them)."""
     import torch
 
+    target = Path(out).resolve()
+    check_sidecar_free(target)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in weights.items()}, buf)
-    write_atomic_local(Path(out).resolve(), buf.getvalue())
-    write_atomic_local(sidecar_path(out).resolve(), json.dumps(meta, indent=2, default=str).encode())
+    data = buf.getvalue()
+    meta = {**meta, "format": FORMAT, "weights": {"file": target.name, "sha256": hashlib.sha256(data).hexdigest()}}
+    write_atomic_local(sidecar_path(target), json.dumps(meta, indent=2, default=str).encode())
+    write_atomic_local(target, data)
+
+
+def check_sidecar_free(out: Path) -> None:
+    """Refuse an export whose sidecar path holds the sidecar of another export (`model.pt` and `model.pth` share
+    `model.json`): a sidecar is replaced only together with the weights it describes."""
+    side = sidecar_path(out)
+    if not side.exists():
+        return
+    try:
+        described = json.loads(read_regular(side, MAX_SIDECAR, follow=True)).get("weights", {}).get("file")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        described = None
+    if described == out.name or (described is None and out.exists()):  # this model file's own (an earlier format's)
+        return
+    other = f"another model file, {described}" if described else "another model file"
+    raise UserError(f"--out {out}", f"{side} beside it describes {other}; writing this export's sidecar would "
+                    "leave that one without its own",
+                    f"give --out another name (each model file has its own sidecar, <name>.json), or remove {side}")

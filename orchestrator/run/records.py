@@ -41,6 +41,7 @@ from orchestrator.run.layout import (
     epoch_file,
 )
 from orchestrator.run.storage import RunDir
+from orchestrator.terminal import VisibleLog
 
 __all__ = ["DAMAGED", "TRIALS"]  # read by the results and the status
 CHECKPOINTS = ("best", "last", "ema")  # the weights a final evaluation is made of
@@ -49,7 +50,8 @@ MAX_JSON_BYTES = MAX_RESULT  # the largest JSON record decaylab reads: why it is
 # a trial id: an arm name, then values and tags joined by '-' (exact floats use digits . e + -)
 TRIAL_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_.+=,]+)+")
 
-log = logging.getLogger("decaylab.records")
+log = logging.getLogger("decaylab.records")  # its warnings quote files: escaped before they are shown
+log.addFilter(VisibleLog())
 T = TypeVar("T")
 
 
@@ -174,7 +176,7 @@ def load_checkpoint(run: RunDir, trial_id: str, use: Callable[[dict | None], T] 
     problems = []
     for epoch, name in checkpoint_files(run, trial_id):
         try:
-            state = load_state_bytes(run.read_bytes(TRIALS, trial_id, name))
+            state = load_state_bytes(run.read_bytes(TRIALS, trial_id, name, cap=MAX_CHECKPOINT))
             if state["trial_id"] != trial_id or state["epoch"] != epoch:
                 raise DamagedRecord(f"it holds trial {str(state['trial_id'])[:80]!r} epoch {state['epoch']!r}")
             used = use(state)

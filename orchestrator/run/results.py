@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.run import records
-from orchestrator.run.layout import LEGACY_PART, PART, PARTS
+from orchestrator.run.layout import LEGACY_PART, MAX_PART, PART, PARTS
 from orchestrator.run.storage import RunDir
 from trials import selection
 from trials.config import TrialConfig
@@ -251,14 +251,15 @@ def _read_part_file(run: RunDir, table: str, trial_id: str) -> tuple[str, pa.Tab
     """(file name, table) of a trial's part: the Arrow one, else one an earlier version wrote in parquet."""
     name = trial_id + PART
     try:
-        data = run.read_bytes(PARTS, table, name)
+        data = run.read_bytes(PARTS, table, name, cap=MAX_PART)
     except FileNotFoundError:
         pass
     else:
         return name, pa.ipc.open_file(pa.BufferReader(data)).read_all()
     name = trial_id + LEGACY_PART
     # ParquetFile.read, not read_table (the dataset API): a third of the time on files this small
-    return name, pq.ParquetFile(pa.BufferReader(run.read_bytes(PARTS, table, name))).read(use_threads=False)
+    return name, pq.ParquetFile(pa.BufferReader(run.read_bytes(PARTS, table, name, cap=MAX_PART))).read(
+        use_threads=False)
 
 
 def _read_part(run: RunDir, table: str, trial_id: str) -> pa.Table | None:

@@ -19,6 +19,7 @@ from orchestrator.errors import UserError
 from orchestrator.run import results
 from orchestrator.run.directory import open_run
 from trials.arms.base import format_value
+from trials.checks import control_character
 
 
 def resolve_schedules(raw: dict, where: str) -> dict:
@@ -50,7 +51,7 @@ def is_source(value: Any) -> bool:
 def read_schedule(spec: Any, where: str) -> tuple[list[float], dict[int, list[float]], dict[str, Any]]:
     """(mean λ per epoch over the source's seeds, each seed's, the source as found) of a `from:` spec."""
     if not isinstance(spec, dict) or not isinstance(spec.get("run"), str) or not isinstance(spec.get("arm"), str) \
-            or set(spec) - {"run", "arm", "setting", "lr", "label_noise"}:
+            or set(spec) - {"run", "arm", "setting", "lr", "label_noise"} or control_character(spec["run"]):
         raise UserError(where, "expected {run: RUN_DIR, arm: ARM, setting: LABEL, lr: LR} (setting, lr and "
                         "label_noise optional)", "name the run directory and the arm whose λ̄ to replay")
     try:

@@ -20,16 +20,18 @@ import contextlib
 import errno
 import functools
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import pyarrow.fs as pafs
 
 from orchestrator.errors import RunError, UserError
 from orchestrator.run.layout import RESULT_FILES, max_bytes
-from trials.files import read_capped, read_regular
+from trials.files import kind, read_capped, read_regular
 
 SCHEMES = ("s3", "gs", "gcs")
 # where the cloud SDKs look for credentials (besides an instance's metadata service)
@@ -154,6 +156,23 @@ class RunDir:
 
     def read_text(self, *parts: str, cap: int | None = None) -> str:
         return self.read_bytes(*parts, cap=cap).decode()
+
+    def open_append(self, *parts: str) -> TextIO:
+        """A local file opened to append text to (`sweep.log`), as reads are: never through a link in its last
+        component, and never a FIFO (whose open would wait for a reader) or a device."""
+        path = Path(self.inside(*parts[:-1]), parts[-1])
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, file_mode())
+        except OSError as e:  # what a FIFO without a reader says to a non-blocking open
+            if e.errno == errno.ENXIO:
+                raise OSError(errno.EINVAL, "not a regular file (a FIFO)", str(path)) from None
+            raise
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"not a regular file ({kind(mode)})", str(path))
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def makedirs(self, *parts: str) -> None:
         self.fs.create_dir(self.inside(*parts), recursive=True)

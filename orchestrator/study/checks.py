@@ -159,6 +159,14 @@ def check_grid_size(study: Study, where: str, allow_large_grid: bool = False) ->
 # ------------------------------------------------------------------------------ resources
 
 
+def require_cuda(where: str, hint: str) -> None:
+    """Refuse a GPU demanded on this machine when it has none (the trials would run on its CPUs)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(where, "this machine has no CUDA GPU", hint)
+
+
 def local_node(num_cpus: int | None) -> dict[str, float]:
     """The resources of this machine as a one-node cluster (what a local sweep runs on)."""
     import os

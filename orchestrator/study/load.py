@@ -20,7 +20,7 @@ from orchestrator.study.errors import did_you_mean, show, to_user_error
 from orchestrator.study.plan import trial_config
 from orchestrator.study.schema import Study
 from trials import arms
-from trials.checks import Fraction
+from trials.checks import Fraction, control_character
 from trials.config import Seed, TrialConfig
 
 # ------------------------------------------------------------------------------- YAML
@@ -74,8 +74,9 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = (), al
 
 def _with_absolute_root(raw: dict) -> dict:
     data = raw.get("data")
-    if isinstance(data, dict) and isinstance(data.get("root"), str):
-        # trials run in other directories (and on other nodes): make it absolute
+    if isinstance(data, dict) and isinstance(data.get("root"), str) and control_character(data["root"]) is None:
+        # trials run in other directories (and on other nodes): make it absolute (a path with a control
+        # character is left for the schema to refuse with its key: `Path` would raise on a NUL)
         raw = {**raw, "data": {**data, "root": str(Path(data["root"]).expanduser().resolve())}}
     return raw
 
@@ -84,7 +85,8 @@ def _with_absolute_tracking(raw: dict) -> dict:
     tracking = raw.get("tracking")
     mlflow = tracking.get("mlflow") if isinstance(tracking, dict) else None
     uri = mlflow.get("uri") if isinstance(mlflow, dict) else None
-    if isinstance(uri, str) and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+    if (isinstance(uri, str) and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
+            and control_character(uri) is None):
         # the driver writes it, and `resume` may run from another directory: make it absolute
         path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
         raw = {**raw, "tracking": {**tracking, "mlflow": {**mlflow, "uri": f"sqlite:///{path}"}}}

@@ -52,24 +52,41 @@ def expand_grid(study: Study) -> list[TrialConfig]:
 
 def planned_count_text(study: Study) -> str:
     """The trials a study plans, spelled out: '48 trials = 4 settings [...] × 4 lr × 3 seeds, 20 epochs each'."""
-    def axes(arm: arms.ArmGrid) -> str:
-        return " × ".join(f"{len(getattr(arm, h) or ())} {arm.study_key(h)}" for h in arm.hyperparameters())
+    def axes(arm: arms.ArmGrid) -> str:  # a hyperparameter left at its one default value is not an axis
+        return " × ".join(f"{len(getattr(arm, h) or ())} {arm.study_key(h)}" for h in arm.hyperparameters()
+                          if not (h in arm.ID_DEFAULTS and getattr(arm, h) == (arm.ID_DEFAULTS[h],)))
 
-    parts = [f"{name} ({arm.kind}: {axes(arm)} = {len(arm.points())} settings)" for name, arm in study.methods.items()]
+    parts = [f"{name} ({arm.kind}: {axes(arm)} = {arm_settings(arm)} settings)" for name, arm in study.methods.items()]
+    seeds = confirmation_seeds(study)
+    levels = len(study.data.label_noise) if study.search.kind == "grid" else 1
+    confirm = (f"; then {len(study.methods)} arms' selections × {len(seeds)} fresh seeds"
+               f"{f' × {levels} noise rates' if levels > 1 else ''} = {len(study.methods) * levels * len(seeds)} "
+               "confirmation trials" if seeds else "")
     if study.search.kind == "grid":
-        settings = sum(len(arm.points()) for arm in study.methods.values())
+        settings = settings_count(study)
         noise = len(study.data.label_noise)
         return (f"{grid_size(study)} trials = {settings} settings [{'; '.join(parts)}] × {len(study.lr)} lr × "
                 f"{len(study.seeds)} seeds{f' × {noise} noise rates' if noise > 1 else ''}, "
-                f"{study.train.epochs} epochs each")
+                f"{study.train.epochs} epochs each{confirm}")
     return (f"Optuna: {study.search.n_trials} configurations per arm [{', '.join(study.methods)}] × "
             f"{seeds_per_configuration(study)} seeds, sampler {study.search.sampler}, "
-            f"scheduler {study.search.scheduler}")
+            f"scheduler {study.search.scheduler}{confirm}")
+
+
+def arm_settings(arm: arms.ArmGrid) -> int:
+    """The settings of an arm's own grid (the product of its axes), computed without building them."""
+    return math.prod(len(getattr(arm, h) or ()) for h in arm.hyperparameters())
 
 
 def settings_count(study: Study) -> int:
-    """The settings of every arm's own grid (the product of its axes), computed without building them."""
-    return sum(math.prod(len(getattr(arm, h) or ()) for h in arm.hyperparameters()) for arm in study.methods.values())
+    return sum(arm_settings(arm) for arm in study.methods.values())
+
+
+def first_trial(study: Study) -> TrialConfig:
+    """The first trial of a grid study (`expand_grid(study)[0]`), built alone."""
+    name, arm = next(iter(study.methods.items()))
+    point = {h: (getattr(arm, h) or ())[0] for h in arm.hyperparameters()}
+    return trial_config(study, name, point, study.lr[0], study.seeds[0], study.data.label_noise[0])
 
 
 def grid_size(study: Study) -> int:
@@ -84,6 +101,11 @@ def optuna_configurations(study: Study) -> int:
 
 def seeds_per_configuration(study: Study) -> int:
     return study.search.seeds_per_trial or len(study.seeds)
+
+
+def threads(study: Study) -> int:
+    """Intra-op threads of one trial: `resources.torch_threads`, else its CPU count."""
+    return study.resources.torch_threads or max(1, int(study.resources.cpu))
 
 
 def planned_trials(study: Study) -> int:

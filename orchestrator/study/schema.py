@@ -16,7 +16,22 @@ from pydantic import Field, field_validator
 
 from orchestrator.errors import UserError
 from trials import arms
-from trials.checks import Fraction, Int, NonNegative, Number, at_least_int, checked, fraction, grid, positive
+from trials.checks import (
+    MAX_AXIS,
+    Fraction,
+    Int,
+    NonNegative,
+    Number,
+    Paragraph,
+    Text,
+    at_least_int,
+    at_most,
+    checked,
+    fail,
+    fraction,
+    grid,
+    positive,
+)
 from trials.config import AttackConfig, DataConfig, EvalConfig, ModelConfig, Section, Seed, TrainConfig
 
 # --------------------------------------------------------------------------- study classes
@@ -38,21 +53,23 @@ class Range(Section):
 class SearchConfig(Section):
     kind: Literal["grid", "optuna"] = Field(
         "grid", description="grid: every arm × its grid × lr × seeds; optuna: tuned ranges")
-    n_trials: at_least_int(1) = Field(20, description="optuna: configurations sampled per arm")
+    n_trials: at_least_int(1, 100_000) = Field(20, description="optuna: configurations sampled per arm")
     sampler: Literal["tpe", "random", "gp", "cmaes"] = Field(
         "tpe", description="optuna sampler (for an exhaustive grid use search.kind: grid, which pairs seeds)")
     seed: Seed = Field(0, description="optuna sampler seed")
     scheduler: Literal["none", "asha"] = Field("none", description="optuna: early stopping for this tuning stage only")
-    grace_period: at_least_int(1) = Field(1, description="asha: evaluations before a trial may be stopped")
-    reduction_factor: at_least_int(2) = Field(4, description="asha: keep 1/reduction_factor at each rung")
-    seeds_per_trial: at_least_int(1) | None = Field(
+    grace_period: at_least_int(1, 10_000) = Field(
+        1, description="asha: evaluations before a trial may be stopped")
+    reduction_factor: at_least_int(2, 1_000) = Field(4, description="asha: keep 1/reduction_factor at each rung")
+    seeds_per_trial: at_least_int(1, MAX_AXIS) | None = Field(
         None, description="optuna: seeds each configuration is trained with; null = all")
-    space: dict[str, Range] = Field(
+    space: dict[Text, Range] = Field(
         default_factory=dict, description="optuna: ranges keyed `lr` and `<arm>.<hyperparameter>` (e.g. wd.lambda)")
-    storage: str | None = Field(
+    storage: Text | None = Field(
         None, description="optuna: the study's journal file (optuna-dashboard can watch it); a relative path is "
         "inside the run directory; null = RUN_DIR/optuna.journal (local run directories)")
-    top_k: at_least_int(1) = Field(1, description="optuna: best configurations per arm written to best_grid.yaml")
+    top_k: at_least_int(1, 1_000) = Field(
+        1, description="optuna: best configurations per arm written to best_grid.yaml")
 
 
 def _whole_above_one(v: float) -> str | None:
@@ -70,13 +87,14 @@ def _retries(v: int) -> str | None:
 
 
 class ResourcesConfig(Section):
-    cpu: checked(Number, positive) = Field(1.0, description="CPUs per trial")
-    gpu: checked(NonNegative, _whole_above_one) = Field(
+    cpu: checked(Number, positive, at_most(65_536)) = Field(1.0, description="CPUs per trial")
+    gpu: checked(NonNegative, _whole_above_one, at_most(1_024)) = Field(
         0.0, description="GPUs per trial; fractional values (< 1) pack trials on one GPU")
-    max_concurrent: at_least_int(1) | None = Field(
+    max_concurrent: at_least_int(1, 1_000_000) | None = Field(
         None, description="at most this many trials at once; null = as resources allow")
-    max_failures: checked(Int, _retries) = Field(2, description="retries of a crashed trial (from its last checkpoint)")
-    torch_threads: at_least_int(1) | None = Field(
+    max_failures: checked(Int, _retries, at_most(1_000)) = Field(
+        2, description="retries of a crashed trial (from its last checkpoint)")
+    torch_threads: at_least_int(1, 1_024) | None = Field(
         None, description="intra-op threads per trial; null = the trial's CPU count")
 
 
@@ -89,7 +107,7 @@ def _alpha(v: float) -> str | None:
 
 
 class AnalysisConfig(Section):
-    reference: str | None = Field(
+    reference: Text | None = Field(
         None, description="the arm every other arm is compared with; null = the first `fixed` arm")
     min_effect: checked(Number, _effect) = Field(
         0.01, description="the smallest difference of interest (a fraction: 0.01 = 1 point of accuracy): power and "
@@ -108,6 +126,14 @@ class ConfirmConfig(Section):
         False, description="each confirmation seed also draws its own train/validation split and test subset "
         "(seed-derived data.split_seed), so the verdict covers data sampling too")
 
+    @field_validator("seeds")
+    @classmethod
+    def _few_enough(cls, value: Any) -> Any:
+        # here, not in the number's type: a number the type refused would be read as a list of one seed
+        if isinstance(value, int) and value > MAX_AXIS:
+            fail(f"must be ≤ {MAX_AXIS:,} (got {value:,} seeds)", "give fewer seeds")
+        return value
+
 
 TRACKING_SCHEMES = ("http", "https", "sqlite", "databricks", "postgresql", "mysql", "mssql")
 
@@ -124,14 +150,14 @@ def _tracking_uri(v: str) -> str | None:
 
 
 class MlflowConfig(Section):
-    uri: checked(str, _tracking_uri) = Field(
+    uri: checked(Text, _tracking_uri) = Field(
         description="tracking URI: sqlite:///<dir>/mlflow.db (a relative path is resolved from the current "
         "directory) or http(s)://<host>:<port> of an MLflow server")
-    experiment: str | None = Field(None, description="MLflow experiment; null = the study name")
+    experiment: Text | None = Field(None, description="MLflow experiment; null = the study name")
 
 
 class WandbConfig(Section):
-    project: str = Field(description="W&B project")
+    project: Text = Field(description="W&B project")
     mode: Literal["online", "offline"] = Field(
         "online", description="offline: runs are written under the run directory, without a network "
         "(`wandb sync` uploads them later)")
@@ -156,8 +182,8 @@ def _name(v: str) -> str | None:
 
 
 class Study(Section):
-    name: checked(str, _name) = Field("study", description="study name; the run directory is <storage>/<name>")
-    description: str = Field("", description="free text shown in the report")
+    name: checked(Text, _name) = Field("study", description="study name; the run directory is <storage>/<name>")
+    description: Paragraph = Field("", description="free text shown in the report")
     data: StudyData = Field(default_factory=StudyData, description="dataset, split, subset and label noise")
     model: ModelConfig = Field(default_factory=ModelConfig, description="network")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
@@ -180,29 +206,25 @@ class Study(Section):
     @classmethod
     def _arm_names(cls, value: Any) -> Any:
         if isinstance(value, dict):
+            folded: dict[str, str] = {}
             for name in value:
-                if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
-                    raise UserError("", f"methods.{name}: arm names must be identifiers (letters, digits, '_')",
-                                    "rename the arm, e.g. wd or awd_small")
+                if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
+                    raise UserError("", f"methods.{str(name)[:80]}: arm names must be identifiers (letters, digits, "
+                                    "'_'; at most 64)", "rename the arm, e.g. wd or awd_small")
+                # trial ids start with the arm's name and name directories: on a case-insensitive file
+                # system (macOS, Windows) `wd` and `WD` would share every trial's record
+                if name.casefold() in folded:
+                    raise UserError("", f"methods.{name}: differs from arm {folded[name.casefold()]!r} only in "
+                                    "case, and trial records would collide on a case-insensitive file system",
+                                    "give the arms names that differ in more than case")
+                folded[name.casefold()] = name
         return value
-
-    @property
-    def reference(self) -> str | None:
-        """The reference arm of the comparison: `analysis.reference`, else the first fixed arm (study order)."""
-        return reference_arm(self.analysis.reference, [(name, arm.kind) for name, arm in self.methods.items()])
 
     def to_dict(self) -> dict:
         """The resolved study as plain data (YAML-able), in the study file's own shape."""
         return self.model_dump(mode="json", by_alias=True)
 
 
-
-
-def reference_arm(declared: str | None, arms_in_order: list[tuple[str, str]]) -> str | None:
-    """The one rule for the reference arm: the declared one, else the first arm of kind `fixed`."""
-    if declared:
-        return declared
-    return next((name for name, kind in arms_in_order if kind == "fixed"), None)
 
 
 def study_schema() -> dict:

@@ -17,11 +17,11 @@ import time
 
 from orchestrator import signals
 from orchestrator.errors import UserError
-from orchestrator.run import manifest, results
+from orchestrator.run import lock, manifest, results
 from orchestrator.run.directory import check_writable, prepare
-from orchestrator.run.layout import EXPERIMENT, LOG, STUDY, experiment
+from orchestrator.run.layout import EXPERIMENT, LOG, MAX_LOG, STUDY, experiment
 from orchestrator.run.storage import RunDir
-from orchestrator.study.checks import check_fits, credential_warnings, tracker_destinations
+from orchestrator.study.checks import check_fits, credential_warnings, require_cuda, tracker_destinations
 from orchestrator.study.plan import grid_entries, planned_trials
 from orchestrator.study.schema import Study
 from orchestrator.sweep import confirm
@@ -29,21 +29,33 @@ from orchestrator.sweep.estimate import estimate
 from orchestrator.sweep.executor import Executor
 from orchestrator.sweep.live import Progress, clock
 from orchestrator.sweep.work import GridWork, Work
+from orchestrator.terminal import visible
+from trials.files import TooLarge
 from trials.schema import STATUSES
 
 
-def run_study(study: Study, run: RunDir, *, executor: Executor, device: str, source: str | None = None) -> int:
+def run_study(study: Study, run: RunDir, *, executor: Executor, device: str, source: str | None = None,
+              command: str = "sweep", break_lock: bool = False) -> int:
     """Run every unfinished trial of `study` in `run`; returns the exit status (1 if any failed).
-    `source` (the study file) is where a problem found before the trials start is reported."""
+    `source` (the study file) is where a problem found before the trials start is reported. The run
+    directory's lock is held throughout (`orchestrator.run.lock`: `command` says who holds it;
+    `break_lock` breaks a lease left by a driver that died)."""
     where = source or run.uri(STUDY)
     check_device(device, executor)
     executor.check(study, where)
     if executor.local:  # the cluster is this machine: check before anything is written or started
         check_fits(study, executor.nodes(), device, where, "this machine")
     check_writable(run)
+    with lock.hold(run, command, break_lock):
+        return run_locked(study, run, executor, device, where)
+
+
+def run_locked(study: Study, run: RunDir, executor: Executor, device: str, where: str) -> int:
+    """`run_study` once the run directory is this driver's."""
     prepare(run, study)
     for why in results.set_aside_damaged(run).values():
-        print(f"warning: {why}: set aside under {run.uri('damaged')}/; the trial runs again", file=sys.stderr)
+        print(f"warning: {visible(why)}: set aside under {run.uri('damaged')}/; the trial runs again",
+              file=sys.stderr)
     planned = planned_trials(study)
     finished = results.finished_trials(run)
     work: Work
@@ -123,18 +135,27 @@ def nothing_to_run(run: RunDir, study: Study, planned: int) -> int:
 
 
 def next_experiment(run: RunDir) -> str:
+    """A new experiment `sweep-NNN`, after the highest one there. Locally its directory is made here, by
+    `mkdir`, which fails on any name already taken (a dangling link too, which a listing leaves out): a name
+    is never returned twice. On object stores, which have no directories, the run directory's lock makes
+    the listing this driver's alone."""
     numbers = [int(m.group(1)) for n in run.listdir() if (m := EXPERIMENT.match(n))]
-    return experiment(max(numbers, default=-1) + 1)
+    number = max(numbers, default=-1) + 1
+    if not run.local:
+        return experiment(number)
+    root = run.inside()
+    while True:
+        try:
+            os.mkdir(os.path.join(root, experiment(number)))
+            return experiment(number)
+        except FileExistsError:
+            number += 1
 
 
 def check_device(flag: str, executor: Executor) -> None:
     """Fail before anything starts when a GPU is demanded on this machine and it has none."""
     if flag == "gpu" and executor.local:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device gpu", "this machine has no CUDA GPU",
-                            "use --device cpu (or auto), or --address a Ray cluster with GPUs")
+        require_cuda("--device gpu", "use --device cpu (or auto), or --address a Ray cluster with GPUs")
 
 
 def check_gpu(resources: dict, device: str) -> None:
@@ -162,14 +183,18 @@ def open_log(run: RunDir):
     """`RUN_DIR/sweep.log`, appended line by line as the sweep goes (local run directories); on object
     storage, where nothing can be appended, the lines are written once at the end."""
     if run.local:
-        with open(run.inside(LOG), "a", encoding="utf-8") as f:
+        with run.open_append(LOG) as f:
             yield f
         return
     buffer = io.StringIO()
     try:
         yield buffer
     finally:
-        old = run.read_text(LOG) if run.exists(LOG) else ""
+        try:
+            old = run.read_text(LOG, cap=MAX_LOG) if run.exists(LOG) else ""
+        except TooLarge:  # kept whole under another name; the log starts again
+            run.move((LOG,), (f"{LOG}.old",))
+            old = f"(earlier lines: {LOG}.old)\n"
         run.write_atomic((old + buffer.getvalue()).encode(), LOG)
 
 

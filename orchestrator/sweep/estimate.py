@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from orchestrator.study.checks import dataset_sizes
-from orchestrator.study.plan import expand_grid, planned_trials, trial_config
+from orchestrator.study.plan import first_trial, planned_trials, threads, trial_config
 from orchestrator.study.schema import Study
 from trials import cost
 from trials.config import TrialConfig, resolved_eval_attack
@@ -74,7 +74,7 @@ def representative(study: Study) -> TrialConfig:
     """A trial that stands for all: they share model, data, training and evaluation settings (an arm's own
     hyperparameters barely change the cost; an Optuna range stands in with its low end)."""
     if study.search.kind == "grid":
-        return expand_grid(study)[0]
+        return first_trial(study)  # not the whole grid: a study may hold a million trials
     name, arm = next(iter(study.methods.items()))
     params = {h: (getattr(arm, h) or (study.search.space[f"{name}.{arm.study_key(h)}"].low,))[0]
               for h in arm.hyperparameters()}
@@ -166,10 +166,6 @@ def flop_estimate(study: Study, cfg: TrialConfig, n: int, fe: cost.ForwardEquiva
     return Estimate(n, cfg.train.epochs, fe, hours * 3600, f"FLOP model: {gflop:.3g} GFLOP per forward pass at an "
                     f"assumed {mfu:.0%} MFU of an H100's {PEAK_TFLOPS:g} TFLOP/s; "
                     f"{1 / study.resources.gpu:g} trial(s) per GPU", gpu_hours=hours)
-
-
-def threads(study: Study) -> int:
-    return study.resources.torch_threads or max(1, int(study.resources.cpu))
 
 
 def concurrent_trials(study: Study, cpus: float) -> int:

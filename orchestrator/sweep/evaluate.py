@@ -14,12 +14,14 @@ from __future__ import annotations
 import sys
 
 from orchestrator.errors import RunError
-from orchestrator.run import records, results, trial
+from orchestrator.run import lock, records, results, trial
 from orchestrator.run.directory import check_writable
 from orchestrator.run.storage import RunDir
+from orchestrator.study.plan import threads
 from orchestrator.study.schema import Study
 from orchestrator.sweep.driver import check_device, check_gpu, resolve_device
-from orchestrator.sweep.executor import Executor, threads
+from orchestrator.sweep.executor import Executor
+from orchestrator.terminal import visible
 from trials.config import EvalConfig, TrialConfig, config_hash
 
 
@@ -60,13 +62,19 @@ def settings_hash(eval_section: dict, full_test: bool) -> str:
     return config_hash({**eval_section, "full_test": True} if full_test else eval_section)
 
 
-def evaluate_run(run: RunDir, study: Study, *, executor: Executor, device: str, full_test: bool = False) -> int:
+def evaluate_run(run: RunDir, study: Study, *, executor: Executor, device: str, full_test: bool = False,
+                 break_lock: bool = False) -> int:
     """Evaluate every finished trial of `run` with `study`'s evaluation settings (the run's, with the
-    invocation's `eval.*` overrides)."""
-    section = study.eval.model_dump(mode="json")
-    settings = settings_hash(section, full_test)
+    invocation's `eval.*` overrides), holding the run directory's lock (`orchestrator.run.lock`)."""
     check_device(device, executor)
     check_writable(run)
+    with lock.hold(run, "evaluate", break_lock):
+        return evaluate_locked(run, study, executor, device, full_test)
+
+
+def evaluate_locked(run: RunDir, study: Study, executor: Executor, device: str, full_test: bool) -> int:
+    section = study.eval.model_dump(mode="json")
+    settings = settings_hash(section, full_test)
     finished = [tid for tid, s in results.trial_states(run).items() if s["status"] == "ok"]
     todo = [tid for tid in finished if (records.read_evaluation(run, tid) or {}).get("settings") != settings]
     if not todo:
@@ -88,7 +96,7 @@ def evaluate_run(run: RunDir, study: Study, *, executor: Executor, device: str, 
         tid = todo[index]
         if error is not None:
             failures += 1
-            print(f"  {tid}: failed: {error}", file=sys.stderr)
+            print(f"  {tid}: failed: {visible(error)}", file=sys.stderr)
             return
         records.write_evaluation(run, tid, record)
         results.export_trial(run, tid)

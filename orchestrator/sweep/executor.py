@@ -26,7 +26,7 @@ from orchestrator.errors import UserError
 from orchestrator.run import records, results, tracking, trial
 from orchestrator.run.storage import RunDir
 from orchestrator.study.checks import local_node
-from orchestrator.study.plan import Entry
+from orchestrator.study.plan import Entry, threads
 from orchestrator.study.schema import Study
 from orchestrator.sweep.live import Progress
 from orchestrator.sweep.work import Work
@@ -47,11 +47,6 @@ class Executor(Protocol):
                   on_done: Callable[[int, Any, str | None], None]) -> None: ...
 
     def stop(self) -> None: ...
-
-
-def threads(study: Study) -> int:
-    """Intra-op threads of one trial: `resources.torch_threads`, else its CPU count."""
-    return study.resources.torch_threads or max(1, int(study.resources.cpu))
 
 
 def error_line(error: BaseException) -> str:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from orchestrator.terminal import visible
+
 
 def clock(seconds: float) -> str:
     seconds = int(max(seconds, 0))
@@ -106,6 +108,7 @@ class Progress:
         return elapsed / work * left
 
     def say(self, text: str) -> None:
+        text = visible(text)  # trial ids, arm names and errors come from files: no escape sequence acts
         self.log.append(text)
         print(text, file=self.stream, flush=True)
         if self.sink is not None:

@@ -176,7 +176,7 @@ CASES = {
                            ["train.epochs: expected an integer", "(from --set train.epochs)"],
                            {"study.yaml": study_text()}, ""),
     "evaluate-set-non-eval-key": Case(["evaluate", "{tmp}/run", "--set", "train.epochs=5"], 2,
-                                      ["--set train.epochs=5", "only changes evaluation settings"],
+                                      ["--set train.epochs=5", "this command takes only eval"],
                                       {"run/study.yaml": RUN_STUDY}, "eval.autoattack.enabled=true"),
     "train-unknown-arm": Case(["train", "{tmp}/study.yaml", "--set", "method=wdd"], 2,
                               ["--set method=wdd", "no such arm"], {"study.yaml": study_text()}, "did you mean `wd`"),

@@ -31,7 +31,7 @@ def test_set_takes_several_overrides_and_gives_the_positional_back():
 def test_validate_with_set_before_the_study(capsys):
     assert main(["validate", "--set", "train.epochs=3", "lr=[0.1]", "digits"]) == 0
     out = capsys.readouterr().out
-    assert "24 trials" in out and "3 epochs each" in out
+    assert "12 trials" in out and "3 epochs each" in out and "16 confirmation trials" in out
 
 
 def test_every_argument_has_help():

@@ -14,7 +14,7 @@ from orchestrator.sweep.estimate import estimate, representative
 from trials import cost
 
 # the default study shrunk to 4 trials × 2 epochs (its data, model, attack and batch size unchanged)
-SHRUNK = ["lr=[0.1]", "seeds=[0]", "train.epochs=2", "methods.wd.lambda=[0.0,5.0e-4]",
+SHRUNK = ["lr=[0.1]", "seeds=[0]", "confirm=null", "train.epochs=2", "methods.wd.lambda=[0.0,5.0e-4]",
           "methods.awd.lambda_awd=[0.01,0.02]"]
 
 
@@ -32,7 +32,8 @@ def test_forward_equivalents_of_the_default_study():
 def test_a_gpu_study_without_a_gpu_uses_the_flop_model():
     study = load_study(study_file("cifar10_preact18"), check_data=False)
     result = estimate(study, device="cuda", measure=False)
-    assert result.trials == 108 and result.gpu_hours == pytest.approx(18.2, rel=0.02)  # README: 18 at 36% MFU
+    assert result.trials == 128  # 108 tuning trials, then 2 arms × 10 confirmation seeds
+    assert result.gpu_hours == pytest.approx(30.8, rel=0.02)  # the study file's header: 31 at 36% MFU
     assert "assumed 36% MFU" in result.text()
     assert estimate(study, device="cuda", measure=False, mfu=0.18).gpu_hours == pytest.approx(2 * result.gpu_hours)
 

@@ -20,7 +20,7 @@ ALLOWED = {
     "trials": {"trials"},
     "analysis": {"analysis", "trials"},
 }
-BOTTOM = {"orchestrator.errors", "orchestrator.signals"}
+BOTTOM = {"orchestrator.errors", "orchestrator.signals", "orchestrator.terminal"}
 OURS = ("orchestrator", "trials", "analysis", "ray")
 
 

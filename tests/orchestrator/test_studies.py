@@ -28,13 +28,13 @@ from helpers.sweep import REPO, decaylab
 
 from orchestrator.cli import main
 from orchestrator.study.load import load_study, parse_yaml
-from orchestrator.study.plan import expand_grid
+from orchestrator.study.plan import confirmation_seeds, expand_grid
 from orchestrator.study.schema import Study
 from trials.config import resolved_eval_attack, resolved_train_attack
 
 STUDIES = REPO / "studies"
 
-# Every study file and its exact number of grid trials.
+# Every study file and its exact number of grid trials (the tuning stage; a confirmation adds its own).
 TRIALS = {
     "digits.yaml": 48,
     "digits_label_noise.yaml": 24,
@@ -66,6 +66,7 @@ LAMBDA_AWD_GRID = (0.01, 0.016, 0.022, 0.03)
 LR_GRID = (0.05, 0.1, 0.2, 0.4)
 EPS = {"fashion_mnist": (0.1, 0.025)}  # (ε, PGD step); every other paper study: 8/255, 2/255
 TINY_IMAGENET_CLASSES = ["n01443537", "n01629819", "n01641577"]
+TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "fashion_mnist": 10_000, "image_folder": 10_000}
 
 
 def test_every_study_file_is_listed():
@@ -141,9 +142,9 @@ def test_study_header_says_what_it_reproduces_its_trial_count_and_command(name, 
     assert re.search(r"Ghiasi|paper|AWD", header), "header must say what it reproduces"
 
 
-def test_digits_default_header_states_its_trial_count():
-    first = (STUDIES / "digits.yaml").read_text().splitlines()[0]
-    assert f"{TRIALS['digits.yaml']} trials" in first
+def test_the_default_study_confirms_on_enough_fresh_seeds_with_an_lr_grid_that_brackets():
+    study = load_study(STUDIES / "digits.yaml")
+    assert len(study.seeds) == 3 and len(confirmation_seeds(study)) >= 8 and len(study.lr) >= 4
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
@@ -174,8 +175,10 @@ def test_paper_study_has_the_paper_settings(name, roots):
     else:
         assert s.lr == LR_GRID
     assert len(s.seeds) >= 3 and s.search.kind == "grid"
+    assert len(confirmation_seeds(s)) >= 10, "a verdict needs fresh seeds: at least 10"
     aa = s.eval.autoattack
-    assert aa.enabled and aa.examples == 1000 and aa.version == "standard"
+    assert aa.enabled and aa.version == "standard"
+    assert s.eval.final_examples is None and aa.examples >= TEST_SIZES[dataset], "the final evaluation: whole test set"
     assert s.eval.every == 1 and s.eval.test_examples is not None
     assert 0 < s.resources.gpu <= 1 and 2 <= s.resources.cpu <= 4
     assert s.resources.cpu / s.resources.gpu <= 16, "the trials sharing one GPU fit a 16-core H100 node"

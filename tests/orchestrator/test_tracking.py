@@ -91,8 +91,8 @@ def test_a_sweep_reaches_mlflow_tensorboard_and_wandb(tmp_path):
     assert start.session_start_info.hparams["arm"].string_value == "awd"
     assert start.session_start_info.hparams["lambda_awd"].number_value == 0.01
     info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    assert {"final/best_test_robust_acc", "final/last_test_robust_acc"} <= \
-        {m.name.tag for m in info.experiment.metric_infos}
+    assert {"ray/tune/final/best_test_robust_acc", "ray/tune/final/last_test_robust_acc"} <= \
+        {m.name.tag for m in info.experiment.metric_infos}  # Ray's logger tags every metric ray/tune/...
 
     for trial in trials:
         assert list((experiment / trial / "wandb").glob("offline-run-*/run-*.wandb")), f"no W&B run for {trial}"
@@ -108,4 +108,4 @@ def test_mlflow_and_wandb_are_imported_only_for_studies_that_use_them():
             "print(names, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'wandb'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "['TBXLoggerCallback'] []"
+    assert out.stdout.strip() == "['JsonLoggerCallback', 'TBXLoggerCallback'] []"

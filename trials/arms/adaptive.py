@@ -18,8 +18,6 @@ from pydantic import Field
 from trials.arms.base import ArmGrid
 from trials.checks import Number, Positive, fraction, grid, positive
 
-KIND = "adaptive"
-
 
 class Grid(ArmGrid):
     kind: Literal["adaptive"]

@@ -25,12 +25,9 @@ must start in well under a second: `torch` here is imported on first use, never 
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
-
-from trials.checks import integral  # noqa: F401  (re-exported for arm modules)
 
 
 class _LazyTorch:
@@ -172,7 +169,3 @@ def global_norm(tensors: list) -> Any:
         return torch.zeros(())
     norms = torch._foreach_norm(tensors, 2.0, dtype=torch.float32)  # noqa: SLF001 - one fused kernel
     return torch.linalg.vector_norm(torch.stack(norms))
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

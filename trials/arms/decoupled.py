@@ -17,8 +17,6 @@ from pydantic import Field
 from trials.arms.base import ArmGrid, Hooks, torch
 from trials.checks import NonNegative, grid, non_negative
 
-KIND = "decoupled"
-
 
 class Grid(ArmGrid):
     kind: Literal["decoupled"]

@@ -13,8 +13,6 @@ from pydantic import Field
 from trials.arms.base import ArmGrid
 from trials.checks import NonNegative, grid, non_negative
 
-KIND = "fixed"
-
 
 class Grid(ArmGrid):
     kind: Literal["fixed"]

@@ -38,7 +38,6 @@ from pydantic import Field
 from trials.arms.base import ArmGrid, Hooks, global_norm, torch
 from trials.checks import NonNegative, grid, non_negative
 
-KIND = "rescale"
 TAKES_MODEL = True  # needs the network's structure, not just its parameters
 
 

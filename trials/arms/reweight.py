@@ -30,8 +30,6 @@ from pydantic import Field
 from trials.arms.base import ArmGrid, Hooks, torch
 from trials.checks import Positive, grid, positive
 
-KIND = "reweight"
-
 
 class Grid(ArmGrid):
     kind: Literal["reweight"]

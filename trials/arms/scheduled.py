@@ -24,7 +24,6 @@ from pydantic import BeforeValidator, Field, model_validator
 from trials.arms.base import ArmGrid, Hooks, global_norm, torch
 from trials.checks import NonNegative, as_tuple, fail, grid
 
-KIND = "scheduled"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")  # part of trial ids, which are directory names
 
 

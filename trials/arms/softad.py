@@ -22,8 +22,6 @@ from pydantic import Field
 from trials.arms.base import ArmGrid, Hooks, torch
 from trials.checks import NonNegative, Positive, grid, non_negative, positive
 
-KIND = "softad"
-
 
 class Grid(ArmGrid):
     kind: Literal["softad"]

@@ -19,8 +19,6 @@ from trials.arms.base import ArmGrid, Hooks, torch
 from trials.checks import NonNegative, UnitInterval, fraction, grid, non_negative, unit_interval
 from trials.checks import Number as _Number
 
-KIND = "windowed"
-
 
 class Grid(ArmGrid):
     kind: Literal["windowed"]
