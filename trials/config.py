@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from trials import arms
 from trials.arms.base import format_value
@@ -211,7 +211,8 @@ SHARED_SECTIONS = ("data", "model", "train", "attack", "eval")
 class GridPoint(Section):
     """Where a trial sits in the study's grid: the arm, its hyperparameters, lr, seed, noise rate."""
 
-    method: Text = Field(description="the arm's name in the study file")
+    # stored as `arm`; records written before the name settled say `method`, and still read
+    arm: Text = Field(validation_alias=AliasChoices("arm", "method"), description="the arm's name in the study file")
     kind: Text = Field(description="the arm's kind (trials.arms.KINDS)")
     params: dict[Text, float | Text] = Field(
         description="the arm's hyperparameters by name (lam, lambda_awd, start, ...)")
@@ -239,8 +240,8 @@ class TrialConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @property
-    def method(self) -> str:
-        return self.point.method
+    def arm(self) -> str:
+        return self.point.arm
 
     @property
     def kind(self) -> str:
@@ -274,7 +275,7 @@ class TrialConfig(Section):
         """The configuration columns every result row carries (trials.schema.CONFIG_COLUMNS)."""
         hyper = {name: (None if dtype == "string" else math.nan)
                  for name, dtype in arms.hyperparameter_columns().items()}
-        return {"study": self.study, "trial_id": self.trial_id, "method": self.method, "kind": self.kind,
+        return {"study": self.study, "trial_id": self.trial_id, "method": self.arm, "kind": self.kind,
                 "setting": self.setting, **hyper, **arms.complete(self.kind, self.params), "lr": self.lr,
                 "seed": self.seed, "stage": self.point.stage, "label_noise": self.label_noise}
 
@@ -296,7 +297,7 @@ def trial_id(point: GridPoint) -> str:
     values = "-".join(format_value(point.params[k]) for k in arms.grid_class(point.kind).shown(point.params))
     noise = f"-n{format_value(point.label_noise)}" if point.label_noise else ""
     stage = "-confirm" if point.stage == "confirm" else ""
-    return f"{point.method}-{values}-lr{format_value(point.lr)}-s{point.seed}{noise}{stage}"
+    return f"{point.arm}-{values}-lr{format_value(point.lr)}-s{point.seed}{noise}{stage}"
 
 
 def config_hash(d: dict) -> str:

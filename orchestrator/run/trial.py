@@ -99,7 +99,7 @@ def progress(trials: list[RecordedTrial]) -> dict[str, Any]:
     statuses = {t.trainer.status for t in trials}
     return {"objective": math.fsum(objectives) / len(objectives) if not any(map(math.isnan, objectives)) else math.nan,
             "epoch": max(t.trainer.epoch for t in trials), "epochs": trials[0].config.train.epochs,
-            "evaluations": min(t.evaluations_done() for t in trials), "arm": trials[0].config.method,
+            "evaluations": min(t.evaluations_done() for t in trials), "arm": trials[0].config.arm,
             "status": "running" if not done else ("ok" if statuses == {"ok"} else "diverged")}
 
 

@@ -202,12 +202,12 @@ def check_study(study: Study, where: str, check_data: bool = True, allow_large_g
                 expand: bool = True) -> None:
     """Rules that involve several fields, and what would make every trial fail (`feasibility`). `expand=False`
     skips the checks that build every trial (a run directory's study, read by `status`, `report`, `export`)."""
-    if not study.methods:
+    if not study.arms:
         raise UserError(where, "methods: no arms given",
                         "add e.g. `methods: {wd: {kind: fixed, lambda: [5.0e-4]}, "
                         "awd: {kind: adaptive, lambda_awd: [0.02]}}`")
     check_grid_size(study, where, allow_large_grid)  # before the grid's points are built
-    for name, arm in study.methods.items():
+    for name, arm in study.arms.items():
         check_arm_grid(study, name, arm, where, expand)
     tr, ev = study.attack.train, study.attack.eval
     if tr.kind != "none" and tr.eps is None:
@@ -219,9 +219,9 @@ def check_study(study: Study, where: str, check_data: bool = True, allow_large_g
         raise UserError(where, "attack.eval.eps: missing", "give ε, or an attack.train.eps to inherit")
     if study.confirm is not None:
         check_confirmation(study, where)
-    if study.analysis.reference is not None and study.analysis.reference not in study.methods:
+    if study.analysis.reference is not None and study.analysis.reference not in study.arms:
         raise UserError(where, f"analysis.reference: {study.analysis.reference!r} is not an arm of the study",
-                        did_you_mean(study.analysis.reference, list(study.methods), "methods"))
+                        did_you_mean(study.analysis.reference, list(study.arms), "methods"))
     if check_data:
         check_machine(study, where)
     check_splits(study.data, where, check_files=check_data)
@@ -317,7 +317,7 @@ def data_problem(study: Study, where: str) -> UserError | None:
 def tunable(study: Study) -> list[str]:
     """The keys `search.space` may range: `lr` and every arm's numeric hyperparameters."""
     columns = arms.hyperparameter_columns()
-    return ["lr"] + [f"{name}.{arm.study_key(h)}" for name, arm in study.methods.items()
+    return ["lr"] + [f"{name}.{arm.study_key(h)}" for name, arm in study.arms.items()
                      for h in arm.hyperparameters() if columns[h] == "float64"]
 
 

@@ -142,7 +142,7 @@ def _deep_copy(v):
     return v
 
 
-TRIAL_PICKS = ("method", "seed", "label_noise")
+TRIAL_PICKS = ("arm", "method", "seed", "label_noise")  # method: the study file's word for an arm
 
 
 def single_trial(study_path: str | Path, sets: list[str], resolve: Resolve | None = None
@@ -159,11 +159,12 @@ def single_trial(study_path: str | Path, sets: list[str], resolve: Resolve | Non
         else:
             overrides.append(item)
     study = load_study(study_path, overrides, resolve=resolve)
-    names = list(study.methods)
-    name = str(raw_picks.pop("method", names[0]))
-    if name not in study.methods:
-        raise UserError(f"--set method={name}", "no such arm in the study", did_you_mean(name, names, ""))
-    arm = study.methods[name]
+    names = list(study.arms)
+    picked = "arm" if "arm" in raw_picks else "method"
+    name = str(raw_picks.pop("arm", raw_picks.pop("method", names[0])))
+    if name not in study.arms:
+        raise UserError(f"--set {picked}={name}", "no such arm in the study", did_you_mean(name, names, ""))
+    arm = study.arms[name]
     own = {k: h for h in arm.hyperparameters() for k in (arm.study_key(h), h)}
     params = {}
     for key, value in raw_picks.items():

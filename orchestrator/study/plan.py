@@ -19,8 +19,8 @@ def shared_sections(study: Study) -> dict[str, Any]:
 
 def trial_config(study: Study, method: str, params: dict[str, Any], lr: float, seed: int, noise: float,
                  stage: str = "tune") -> TrialConfig:
-    grid = study.methods[method]
-    point = GridPoint(method=method, kind=grid.kind, params=params, lr=lr, seed=seed, label_noise=noise, stage=stage,
+    grid = study.arms[method]
+    point = GridPoint(arm=method, kind=grid.kind, params=params, lr=lr, seed=seed, label_noise=noise, stage=stage,
                       series=grid.series(params, seed))
     sections = shared_sections(study)
     if stage == "confirm" and study.confirm is not None and study.confirm.vary_split:
@@ -56,11 +56,11 @@ def planned_count_text(study: Study) -> str:
         return " × ".join(f"{len(getattr(arm, h) or ())} {arm.study_key(h)}" for h in arm.hyperparameters()
                           if not (h in arm.ID_DEFAULTS and getattr(arm, h) == (arm.ID_DEFAULTS[h],)))
 
-    parts = [f"{name} ({arm.kind}: {axes(arm)} = {arm_settings(arm)} settings)" for name, arm in study.methods.items()]
+    parts = [f"{name} ({arm.kind}: {axes(arm)} = {arm_settings(arm)} settings)" for name, arm in study.arms.items()]
     seeds = confirmation_seeds(study)
     levels = len(study.data.label_noise) if study.search.kind == "grid" else 1
-    confirm = (f"; then {len(study.methods)} arms' selections × {len(seeds)} fresh seeds"
-               f"{f' × {levels} noise rates' if levels > 1 else ''} = {len(study.methods) * levels * len(seeds)} "
+    confirm = (f"; then {len(study.arms)} arms' selections × {len(seeds)} fresh seeds"
+               f"{f' × {levels} noise rates' if levels > 1 else ''} = {len(study.arms) * levels * len(seeds)} "
                "confirmation trials" if seeds else "")
     if study.search.kind == "grid":
         settings = settings_count(study)
@@ -68,7 +68,7 @@ def planned_count_text(study: Study) -> str:
         return (f"{grid_size(study)} trials = {settings} settings [{'; '.join(parts)}] × {len(study.lr)} lr × "
                 f"{len(study.seeds)} seeds{f' × {noise} noise rates' if noise > 1 else ''}, "
                 f"{study.train.epochs} epochs each{confirm}")
-    return (f"Optuna: {study.search.n_trials} configurations per arm [{', '.join(study.methods)}] × "
+    return (f"Optuna: {study.search.n_trials} configurations per arm [{', '.join(study.arms)}] × "
             f"{seeds_per_configuration(study)} seeds, sampler {study.search.sampler}, "
             f"scheduler {study.search.scheduler}{confirm}")
 
@@ -79,12 +79,12 @@ def arm_settings(arm: arms.ArmGrid) -> int:
 
 
 def settings_count(study: Study) -> int:
-    return sum(arm_settings(arm) for arm in study.methods.values())
+    return sum(arm_settings(arm) for arm in study.arms.values())
 
 
 def first_trial(study: Study) -> TrialConfig:
     """The first trial of a grid study (`expand_grid(study)[0]`), built alone."""
-    name, arm = next(iter(study.methods.items()))
+    name, arm = next(iter(study.arms.items()))
     point = {h: (getattr(arm, h) or ())[0] for h in arm.hyperparameters()}
     return trial_config(study, name, point, study.lr[0], study.seeds[0], study.data.label_noise[0])
 
@@ -96,7 +96,7 @@ def grid_size(study: Study) -> int:
 
 def optuna_configurations(study: Study) -> int:
     """Configurations an Optuna stage samples: `n_trials` per arm."""
-    return study.search.n_trials * len(study.methods)
+    return study.search.n_trials * len(study.arms)
 
 
 def seeds_per_configuration(study: Study) -> int:
@@ -111,7 +111,7 @@ def threads(study: Study) -> int:
 def planned_trials(study: Study) -> int:
     """Trials a sweep of `study` runs (an Optuna configuration is one trial per seed), its confirmation included."""
     levels = len(study.data.label_noise) if study.search.kind == "grid" else 1
-    confirm = len(study.methods) * levels * len(confirmation_seeds(study))
+    confirm = len(study.arms) * levels * len(confirmation_seeds(study))
     if study.search.kind == "grid":
         return grid_size(study) + confirm
     return optuna_configurations(study) * seeds_per_configuration(study) + confirm
@@ -131,7 +131,7 @@ class Entry:
 
 def entry_params(study: Study, arm: str, point: dict[str, Any], lr: float, seeds: list[int], noise: float,
                  stage: str = "tune") -> dict[str, Any]:
-    grid = study.methods[arm]
+    grid = study.arms[arm]
     return {"arm": arm, "kind": grid.kind, "setting": arms.label(grid.kind, point),
             **{grid.study_key(h): point[h] for h in grid.hyperparameters()}, "lr": lr, "seeds": list(seeds),
             "label_noise": noise, "stage": stage}
@@ -139,7 +139,7 @@ def entry_params(study: Study, arm: str, point: dict[str, Any], lr: float, seeds
 
 def members(study: Study, params: dict[str, Any]) -> tuple[TrialConfig, ...]:
     """The member trials of an entry, rebuilt from its flat `params` (see `Entry`)."""
-    grid = study.methods[params["arm"]]
+    grid = study.arms[params["arm"]]
     point = {h: params[grid.study_key(h)] for h in grid.hyperparameters()}
     return tuple(trial_config(study, params["arm"], point, float(params["lr"]), int(seed), params["label_noise"],
                               params.get("stage", "tune")) for seed in params["seeds"])
@@ -148,7 +148,7 @@ def members(study: Study, params: dict[str, Any]) -> tuple[TrialConfig, ...]:
 def grid_entries(study: Study, skip: set[str] | frozenset[str] = frozenset()) -> list[Entry]:
     """One entry per grid trial not in `skip`, in study order."""
     out = []
-    for name, grid in study.methods.items():
+    for name, grid in study.arms.items():
         for point in grid.points():
             for noise in study.data.label_noise:
                 for lr in study.lr:

@@ -189,8 +189,8 @@ class Study(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     attack: AttackConfig = Field(default_factory=AttackConfig, description="training and evaluation attacks")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation")
-    methods: dict[str, ArmSection] = Field(
-        default_factory=dict, description="the arms: name → {kind: <kind>, <hyperparameter>: [...]}")
+    arms: dict[str, ArmSection] = Field(  # the study file's `methods:`, its name since the first version
+        default_factory=dict, alias="methods", description="the arms: name → {kind: <kind>, <hyperparameter>: [...]}")
     lr: grid(Number, positive) = Field((0.05,), description="peak learning rates (a grid axis shared by all arms)")
     seeds: grid(Seed) = Field((0,), description="seeds (a grid axis shared by all arms: paired trials)")
     search: SearchConfig = Field(default_factory=SearchConfig, description="grid or optuna")
@@ -202,7 +202,7 @@ class Study(Section):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="how the report compares the arms")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment trackers")
 
-    @field_validator("methods", mode="before")
+    @field_validator("arms", mode="before")
     @classmethod
     def _arm_names(cls, value: Any) -> Any:
         if isinstance(value, dict):

@@ -33,7 +33,7 @@ def selected(run: RunDir, study: Study) -> tuple[dict[tuple[str, float], tuple[d
     rows = [r for r in rows if (r.get("stage") or "tune") == "tune"]
     levels = study.data.label_noise if study.search.kind == "grid" else study.data.label_noise[:1]
     chosen, notes = {}, []
-    for arm in study.methods:
+    for arm in study.arms:
         for noise in levels:
             best = selection.best_tuned([r for r in rows if r["method"] == arm and r["label_noise"] == noise],
                                         seeds=tuning_seeds(study))

@@ -75,7 +75,7 @@ def representative(study: Study) -> TrialConfig:
     hyperparameters barely change the cost; an Optuna range stands in with its low end)."""
     if study.search.kind == "grid":
         return first_trial(study)  # not the whole grid: a study may hold a million trials
-    name, arm = next(iter(study.methods.items()))
+    name, arm = next(iter(study.arms.items()))
     params = {h: (getattr(arm, h) or (study.search.space[f"{name}.{arm.study_key(h)}"].low,))[0]
               for h in arm.hyperparameters()}
     return trial_config(study, name, params, study.lr[0], study.seeds[0], study.data.label_noise[0])

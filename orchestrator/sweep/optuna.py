@@ -43,19 +43,19 @@ class OptunaSpace:
         self.study = study
 
     def __call__(self, trial) -> dict:
-        names = list(self.study.methods)
-        name = trial.user_attrs.get("method") or least_used_arm(trial.study, names)
-        trial.set_user_attr("method", name)
-        arm, space = self.study.methods[name], self.study.search.space
+        names = list(self.study.arms)
+        name = trial.user_attrs.get("arm") or least_used_arm(trial.study, names)
+        trial.set_user_attr("arm", name)
+        arm, space = self.study.arms[name], self.study.search.space
         for h in arm.hyperparameters():
             key = f"{name}.{arm.study_key(h)}"
             _suggest(trial, key, space.get(key), getattr(arm, h) or ())
         _suggest(trial, "lr", space.get("lr"), self.study.lr)
-        return {"method": name}
+        return {"arm": name}
 
 
 def least_used_arm(study, names: list[str]) -> str:
-    counts = Counter(t.user_attrs.get("method") for t in study.get_trials(deepcopy=False))
+    counts = Counter(t.user_attrs.get("arm") for t in study.get_trials(deepcopy=False))
     return min(names, key=lambda n: (counts[n], names.index(n)))
 
 
@@ -66,10 +66,10 @@ def _suggest(trial, name: str, rng, choices: tuple) -> None:
         trial.suggest_categorical(name, list(choices))
 
 
-def distributions(study: Study, method: str) -> dict[str, Any]:
+def distributions(study: Study, name: str) -> dict[str, Any]:
     import optuna
 
-    arm, space = study.methods[method], study.search.space
+    arm, space = study.arms[name], study.search.space
 
     def dist(key: str, choices: tuple):
         rng = space.get(key)
@@ -77,7 +77,7 @@ def distributions(study: Study, method: str) -> dict[str, Any]:
             return optuna.distributions.FloatDistribution(rng.low, rng.high, log=rng.log)
         return optuna.distributions.CategoricalDistribution(list(choices))
 
-    out = {f"{method}.{arm.study_key(h)}": dist(f"{method}.{arm.study_key(h)}", getattr(arm, h) or ())
+    out = {f"{name}.{arm.study_key(h)}": dist(f"{name}.{arm.study_key(h)}", getattr(arm, h) or ())
            for h in arm.hyperparameters()}
     return out | {"lr": dist("lr", study.lr)}
 
@@ -106,12 +106,12 @@ def configurations(run: RunDir, study: Study) -> dict[tuple, dict]:
             continue
         cfg = TrialConfig.from_dict(state["config"]) if state.get("config") else None
         row = state["rows"][0] if state["rows"] else None
-        method = cfg.method if cfg else row["method"]
-        if method not in study.methods:
+        name = cfg.arm if cfg else row["method"]
+        if name not in study.arms:
             continue
-        arm = study.methods[method]
+        arm = study.arms[name]
         point = cfg.params if cfg else {h: row[h] for h in arm.hyperparameters()}
-        params = {"method": method, **{f"{method}.{arm.study_key(h)}": point[h] for h in arm.hyperparameters()},
+        params = {"arm": name, **{f"{name}.{arm.study_key(h)}": point[h] for h in arm.hyperparameters()},
                   "lr": cfg.lr if cfg else row["lr"]}
         entry = found[tuple(sorted(params.items()))]
         entry["params"] = params
@@ -156,9 +156,9 @@ def open_study(run: RunDir, study: Study) -> tuple[Any, int]:
         complete = add_finished(ot, run, study)
     waiting = [t.params for t in ot.get_trials(deepcopy=False, states=[optuna.trial.TrialState.WAITING])]
     for entry in configurations(run, study).values():
-        params = {k: v for k, v in entry["params"].items() if k != "method"}
+        params = {k: v for k, v in entry["params"].items() if k != "arm"}
         if not entry["complete"] and params not in waiting:
-            ot.enqueue_trial(params, user_attrs={"method": entry["params"]["method"]})
+            ot.enqueue_trial(params, user_attrs={"arm": entry["params"]["arm"]})
     done = min(complete, optuna_configurations(study))
     ot.sampler = make_sampler(study, done=done)
     return ot, optuna_configurations(study) - done
@@ -172,10 +172,10 @@ def add_finished(ot, run: RunDir, study: Study) -> int:
     for entry in configurations(run, study).values():
         scores = [s for s in entry["scores"] if not math.isnan(s)]
         if entry["complete"] and scores:
-            params = {k: v for k, v in entry["params"].items() if k != "method"}
+            params = {k: v for k, v in entry["params"].items() if k != "arm"}
             ot.add_trial(optuna.trial.create_trial(
-                params=params, distributions=distributions(study, entry["params"]["method"]),
-                value=sum(scores) / len(scores), user_attrs={"method": entry["params"]["method"]}))
+                params=params, distributions=distributions(study, entry["params"]["arm"]),
+                value=sum(scores) / len(scores), user_attrs={"arm": entry["params"]["arm"]}))
             added += 1
     return added
 
@@ -212,8 +212,8 @@ class OptunaWork:
             return None
         self.asked += 1
         trial = self.ot.ask()
-        arm = self.space(trial)["method"]
-        grid = self.study.methods[arm]
+        arm = self.space(trial)["arm"]
+        grid = self.study.arms[arm]
         point = {h: trial.params[f"{arm}.{grid.study_key(h)}"] for h in grid.hyperparameters()}
         seeds = list(self.study.seeds[: seeds_per_configuration(self.study)])
         # Optuna tunes on the first label-noise level; a noise grid belongs to the grid comparison
@@ -255,7 +255,7 @@ def best_configurations(run: RunDir, study: Study) -> dict[str, list[tuple[float
     for entry in configs:
         scores = [s for s in entry["scores"] if not math.isnan(s)]
         if scores:
-            out[entry["params"]["method"]].append((sum(scores) / len(scores), entry["params"]))
+            out[entry["params"]["arm"]].append((sum(scores) / len(scores), entry["params"]))
     return {arm: sorted(v, key=lambda t: -t[0])[: study.search.top_k] for arm, v in out.items()}
 
 
@@ -268,7 +268,7 @@ def write_best_grid(run: RunDir, study: Study) -> str:
                         "by mean best val robust accuracy over seeds), at full length on every seed.")
     d["search"] = {"kind": "grid"}
     d["methods"], lrs = {}, set()
-    for name, arm in study.methods.items():
+    for name, arm in study.arms.items():
         picks = best.get(name, [])
         if picks:
             section: dict[str, Any] = {"kind": arm.kind}

@@ -379,7 +379,7 @@ def test_yaml_1_2_scalars_and_merge_keys(tmp_path):
           eval: {<<: *pgd, steps: 3}
         """))
     study = load_study(tmp_path / "s.yaml")
-    assert list(study.methods) == ["on"] and study.methods["on"].lam == (5e-4,)
+    assert list(study.arms) == ["on"] and study.arms["on"].lam == (5e-4,)
     assert study.attack.eval.eps == 0.25 and study.attack.eval.steps == 3
 
 

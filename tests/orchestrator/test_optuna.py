@@ -40,12 +40,12 @@ def sample(study, n: int) -> list[dict]:
 
 def test_space_is_conditional_on_the_arm_and_balanced():
     samples = sample(study_from_dict(OPTUNA, "t"), 8)
-    assert [s["method"] for s in samples] == ["wd", "awd"] * 4  # exactly n_trials per arm
+    assert [s["arm"] for s in samples] == ["wd", "awd"] * 4  # exactly n_trials per arm
     for s in samples:
-        own, other = ("wd.lambda", "awd.lambda_awd") if s["method"] == "wd" else ("awd.lambda_awd", "wd.lambda")
+        own, other = ("wd.lambda", "awd.lambda_awd") if s["arm"] == "wd" else ("awd.lambda_awd", "wd.lambda")
         assert own in s and other not in s  # never a λ_awd for the fixed arm, nor a λ for AWD
         assert 0.01 <= s["lr"] <= 0.4
-    assert all(1e-5 <= s["wd.lambda"] <= 1e-2 for s in samples if s["method"] == "wd")
+    assert all(1e-5 <= s["wd.lambda"] <= 1e-2 for s in samples if s["arm"] == "wd")
 
 
 def test_space_is_seeded():
@@ -93,11 +93,11 @@ def test_optuna_search_end_to_end_writes_a_grid_study(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "r" / "tune"
     trials = pd.read_parquet(run / "trials.parquet")
-    assert len(trials) == 4 and sorted(trials["method"].value_counts().tolist()) == [2, 2]
+    assert len(trials) == 4 and sorted(trials["arm"].value_counts().tolist()) == [2, 2]
     assert set(trials["seed"]) == {0}  # seeds_per_trial: 1
     best = load_study(run / "best_grid.yaml")
-    assert best.search.kind == "grid" and set(best.methods) == {"wd", "awd"}
-    assert len(best.methods["wd"].lam) == len(best.methods["awd"].lambda_awd) == 1 and best.seeds == (0, 1)
+    assert best.search.kind == "grid" and set(best.arms) == {"wd", "awd"}
+    assert len(best.arms["wd"].lam) == len(best.arms["awd"].lambda_awd) == 1 and best.seeds == (0, 1)
     assert len(expand_grid(best)) >= 4
     assert yaml.safe_load((run / "best_grid.yaml").read_text())["name"] == "tune-best"
 
@@ -128,6 +128,6 @@ def test_a_killed_optuna_stage_resumes_from_its_records(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     trials = pd.read_parquet(run / "trials.parquet")
     assert len(trials) == 6 and set(trials["status"]) == {"ok"}
-    assert sorted(trials["method"].value_counts().tolist()) == [3, 3]
+    assert sorted(trials["arm"].value_counts().tolist()) == [3, 3]
     epochs = pd.read_parquet(run / "epochs.parquet")
     assert not epochs.duplicated(["trial_id", "epoch"]).any() and len(epochs) == 18

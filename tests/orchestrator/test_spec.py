@@ -28,16 +28,16 @@ def test_grid_is_each_arm_times_its_own_grid_times_lr_times_seeds():
     fixed = [t for t in trials if t.kind == "fixed"]
     adaptive = [t for t in trials if t.kind == "adaptive"]
     # grids never cross: fixed trials carry λ only, adaptive trials λ_awd only
-    assert all(set(t.params) == {"lam"} and t.method == "wd" for t in fixed)
-    assert all(set(t.params) == {"lambda_awd", "avg"} and t.method == "awd" for t in adaptive)
+    assert all(set(t.params) == {"lam"} and t.arm == "wd" for t in fixed)
+    assert all(set(t.params) == {"lambda_awd", "avg"} and t.arm == "awd" for t in adaptive)
     assert sorted({t.params["lam"] for t in fixed}) == [0.0, 5e-4, 5e-3]
     assert sorted({t.params["lambda_awd"] for t in adaptive}) == [0.01, 0.02]
-    points = {(t.method, tuple(t.params.items()), t.lr, t.seed) for t in trials}
+    points = {(t.arm, tuple(t.params.items()), t.lr, t.seed) for t in trials}
     assert len(points) == len(trials)
     assert len({t.trial_id for t in trials}) == len(trials)
     # seeds are a shared axis: every (arm, value, lr) has exactly the study's seeds (paired trials)
     for t in trials:
-        assert {u.seed for u in trials if (u.method, u.params, u.lr) == (t.method, t.params, t.lr)} == {0, 1, 2}
+        assert {u.seed for u in trials if (u.arm, u.params, u.lr) == (t.arm, t.params, t.lr)} == {0, 1, 2}
 
 
 def test_label_noise_list_is_a_grid_axis():
@@ -54,7 +54,7 @@ def test_overrides_use_dotted_keys_and_yaml_values(tmp_path):
     study = load_study(path, ["train.epochs=5", "lr=[0.1, 0.2]", "seeds=[3]", "attack.train.eps=0.1"])
     assert study.train.epochs == 5 and study.lr == (0.1, 0.2) and study.seeds == (3,)
     assert study.attack.train.eps == 0.1
-    assert study.methods["wd"].lam == (1e-4,)
+    assert study.arms["wd"].lam == (1e-4,)
 
 
 @pytest.mark.parametrize("override, key", [
@@ -106,7 +106,7 @@ def test_single_trial_picks_one_grid_point(tmp_path):
     path.write_text("name: o\nmethods: {wd: {kind: fixed, lambda: [1e-4]},\n"
                     "          awd: {kind: adaptive, lambda_awd: [0.01]}}\n")
     _, cfg = single_trial(path, ["method=awd", "lambda_awd=0.03", "lr=0.07", "seed=4", "train.epochs=2"])
-    assert (cfg.method, cfg.kind, cfg.lr, cfg.seed) == ("awd", "adaptive", 0.07, 4)
+    assert (cfg.arm, cfg.kind, cfg.lr, cfg.seed) == ("awd", "adaptive", 0.07, 4)
     assert cfg.params == {"lambda_awd": 0.03, "avg": 0.1}
     assert cfg.train.epochs == 2
     with pytest.raises(UserError, match="takes `lambda_awd`"):

@@ -167,7 +167,7 @@ def test_paper_study_has_the_paper_settings(name, roots):
     t = s.train
     assert (t.epochs, t.schedule, t.batch_size, t.momentum, t.precision) == (200, "cosine", 128, 0.9, "auto")
     assert s.data.val_fraction == 0.1 and s.data.label_noise == (0.0,) and s.data.augment
-    assert {name: (a.kind, a.points()) for name, a in s.methods.items()} == {
+    assert {name: (a.kind, a.points()) for name, a in s.arms.items()} == {
         "wd": ("fixed", [{"lam": v} for v in LAMBDA_GRID]),
         "awd": ("adaptive", [{"lambda_awd": v, "avg": 0.1} for v in LAMBDA_AWD_GRID])}  # Algorithm 1's 0.1
     if dataset == "svhn":  # Rice et al.'s SVHN lr 0.01 and a factor-2 grid around it (see the file)

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def config(seed: int = 0, method: str = "wd", kind: str = "fixed", params: dict | None = None) -> TrialConfig:
-    point = GridPoint(method=method, kind=kind, params=params or {"lam": 5e-4}, lr=0.1, seed=seed)
+    point = GridPoint(arm=method, kind=kind, params=params or {"lam": 5e-4}, lr=0.1, seed=seed)
     return TrialConfig(study="s", point=point)
 
 

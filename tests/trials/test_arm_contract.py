@@ -93,7 +93,7 @@ def grid_point(kind: str, lr: float = 0.1) -> GridPoint:
     example = EXAMPLES[kind]
     grid = arms.grid_class(kind).model_validate({"kind": kind, **example.section, **example.extra})
     (point,) = grid.points()
-    return GridPoint(method=kind, kind=kind, params=point, lr=lr, seed=0, series=grid.series(point))
+    return GridPoint(arm=kind, kind=kind, params=point, lr=lr, seed=0, series=grid.series(point))
 
 
 def tiny(kind: str, lr: float = 0.1, epochs: int = 3, **train) -> TrialConfig:

@@ -327,7 +327,7 @@ def test_scheduled_grid_names_schedules_and_keeps_the_lists_out_of_the_grid():
 def test_scheduled_trial_applies_the_listed_lambda_in_each_epoch_and_holds_the_last():
     values = (2e-2, 5e-3)  # shorter than the 3 epochs: epoch 2 keeps 5e-3
     base = small_trial_config(epochs=3)
-    point = GridPoint(method="sched", kind="scheduled", params={"schedule": "s"}, lr=0.1, seed=0,
+    point = GridPoint(arm="sched", kind="scheduled", params={"schedule": "s"}, lr=0.1, seed=0,
                       series={"values": values})
     ours = build_trainer(base.model_copy(update={"point": point}), "cpu")
     reference = build_trainer(base, "cpu")  # the fixed arm, its λ replaced by hand before every epoch

@@ -459,7 +459,7 @@ def test_train_loss_is_the_arms_objective_and_train_adv_ce_the_plain_cross_entro
     natural = TrainAttackSpec(kind="none")
     config = with_sections(small_trial_config(epochs=1, batch_size=150), attack={"train": natural},
                            data={"augment": False})
-    point = GridPoint(method="soft", kind="softad", params={"theta": 0.5, "sigma": 1.0}, lr=0.0, seed=0)
+    point = GridPoint(arm="soft", kind="softad", params={"theta": 0.5, "sigma": 1.0}, lr=0.0, seed=0)
     tr = build_trainer(config.model_copy(update={"point": point}), "cpu")
     model = copy.deepcopy(tr.model).train()
     order = torch.randperm(200, generator=torch.Generator().manual_seed(0))  # the trainer's first draw
