@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import checks, compare, displays, extras, output, plotting, summary_json, wording
+from analysis import checks, compare, displays, extras, output, plotting, published, summary_json, wording
 from analysis import figures_epochs as fe
 from analysis import figures_lr as fl
 from analysis import figures_tuning as ft
@@ -606,6 +606,20 @@ def _pruning(a: Analysis, w: ReportWriter) -> None:
     )
 
 
+def _published(a: Analysis, w: ReportWriter) -> None:
+    declared = a.run.study_field("reference_results", default=[]) or []
+    if not declared:
+        return
+    w.heading(2, "Beside published results")
+    table = published.compare(declared, a.values, a.outcomes, a.settings.alpha)
+    w.text("Each number the study declares (`reference_results`) beside ours: the arm's headline trials read at "
+           "the same metric and checkpoint; the difference is ours − published per seed, with the sign-flip "
+           "test's interval at its attainable level.")
+    w.bullets([f"{md(r['source'])} ({md(r['arm'])}, {md(r['metric'])} at the {md(r['checkpoint'])} checkpoint, "
+               f"published {100 * r['published']:.2f}%): {published.sentence(r)}" for _, r in table.iterrows()])
+    w.table(displays.published(table, "published", "This run beside published results"))
+
+
 def _sanity(a: Analysis, w: ReportWriter) -> None:
     w.heading(2, "Sanity checks")
     if a.run.evaluations is None:
@@ -625,6 +639,7 @@ SECTIONS: list[Callable[[Analysis, ReportWriter], None]] = [
     _rules,
     _trials,
     _comparison,
+    _published,
     _tuning_stage,
     _sensitivity,
     _budget,

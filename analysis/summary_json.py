@@ -4,6 +4,8 @@
       "study", "description", "metric", "checkpoint": "best", "val_label_noise", "status", "smoke_test",
       "smoke_reasons", "search": "grid" | "optuna",
       "analysis": {alpha, min_effect, adjust, vary_split},
+      "reference_results": [{source, arm, metric, checkpoint, level, published, ours, n, difference,
+                             ci_low, ci_high, ci_level, stage}],       # the study's published numbers
       "levels": {"<noise rate>": {
          "reference": arm | null,
          "tuning_seeds": [seed, ...],
@@ -49,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import published
 from analysis.outcomes import EVAL_METRICS
 from analysis.pipeline import Analysis, at_level
 from analysis.select import LEVEL, hyperparameters_of
@@ -85,7 +88,16 @@ def build(a: Analysis) -> dict[str, Any]:
             "vary_split": a.settings.vary_split,
         },
         "levels": {level_key(level): _level(a, level) for level in a.levels},
+        "reference_results": _published(a),
     }
+
+
+def _published(a: Analysis) -> list[dict[str, Any]]:
+    declared = a.run.study_field("reference_results", default=[]) or []
+    if not declared:
+        return []
+    table = published.compare(declared, a.values, a.outcomes, a.settings.alpha)
+    return [{k: r[k] for k in published.COLUMNS} for _, r in table.iterrows()]
 
 
 def _level(a: Analysis, level: float) -> dict[str, Any]:

@@ -147,7 +147,7 @@ def trial(*, arch: str, dataset: str, batch_size: int, steps: int, eps: float, s
     """A one-trial config built directly (no study file: synthetic data needs no dataset root)."""
     attack = TrainAttackSpec(kind="pgd", eps=eps, steps=steps, step_size=step_size)
     params = {"lam": value} if kind == "fixed" else {"lambda_awd": value}
-    point = GridPoint(method="wd" if kind == "fixed" else "awd", kind=kind, params=params, lr=lr, seed=0)
+    point = GridPoint(arm="wd" if kind == "fixed" else "awd", kind=kind, params=params, lr=lr, seed=0)
     return TrialConfig(
         study="bench", point=point, data=DataConfig(dataset=dataset), model=ModelConfig(arch=arch),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, compile=compile_model, precision=precision,

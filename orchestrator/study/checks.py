@@ -219,6 +219,10 @@ def check_study(study: Study, where: str, check_data: bool = True, allow_large_g
         raise UserError(where, "attack.eval.eps: missing", "give ε, or an attack.train.eps to inherit")
     if study.confirm is not None:
         check_confirmation(study, where)
+    for i, ref in enumerate(study.reference_results):
+        if ref.arm not in study.arms:
+            raise UserError(where, f"reference_results[{i}].arm: {ref.arm!r} is not an arm of the study",
+                            did_you_mean(ref.arm, list(study.arms), "methods"))
     if study.analysis.reference is not None and study.analysis.reference not in study.arms:
         raise UserError(where, f"analysis.reference: {study.analysis.reference!r} is not an arm of the study",
                         did_you_mean(study.analysis.reference, list(study.arms), "methods"))

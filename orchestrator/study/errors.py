@@ -110,6 +110,8 @@ def walk(root: type[BaseModel], loc: tuple) -> tuple[str, type[BaseModel] | None
 def default_hint(field) -> str:
     if field is None:
         return "`decaylab options` lists every key with its meaning"
+    if field.is_required():
+        return "this key has no default: give it; `decaylab options` lists every key with its meaning"
     default = field.get_default(call_default_factory=True)
     if isinstance(default, BaseModel):
         return "`decaylab options` lists every key with its meaning"

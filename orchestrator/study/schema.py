@@ -12,7 +12,7 @@ import re
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from orchestrator.errors import UserError
 from trials import arms
@@ -24,6 +24,7 @@ from trials.checks import (
     Number,
     Paragraph,
     Text,
+    as_tuple,
     at_least_int,
     at_most,
     checked,
@@ -181,6 +182,17 @@ def _name(v: str) -> str | None:
     return "must be letters, digits, '.', '_' or '-' (it names a directory)"
 
 
+class ReferenceResult(Section):
+    source: Text = Field(description="where the number is published (paper, table or log)")
+    arm: Text = Field(description="the arm whose selected configuration the number corresponds to")
+    metric: Literal["clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc"] = Field(
+        "pgd_acc", description="the final evaluation's metric it is compared with")
+    checkpoint: Literal["best", "last", "ema"] = Field("best", description="the checkpoint it is compared with")
+    value: checked(Number, lambda v: None if 0 <= v <= 1 else "must be an accuracy in [0, 1]") = Field(
+        description="the published accuracy, as a fraction")
+    label_noise: Fraction = Field(0.0, description="the noise level of the comparison")
+
+
 class Study(Section):
     name: checked(Text, _name) = Field("study", description="study name; the run directory is <storage>/<name>")
     description: Paragraph = Field("", description="free text shown in the report")
@@ -201,6 +213,9 @@ class Study(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="per-trial resources")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="how the report compares the arms")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment trackers")
+    reference_results: Annotated[tuple[ReferenceResult, ...], BeforeValidator(as_tuple)] = Field(
+        (), description="published numbers to set this run's beside: [{source, arm, metric, checkpoint, value}]; "
+        "the report gives our figure (the arm's headline trials), the difference and its interval")
 
     @field_validator("arms", mode="before")
     @classmethod

@@ -230,3 +230,24 @@ def test_an_optuna_stage_shows_its_best_so_far_and_no_grid_statistics(tmp_path):
     assert len(summary["optuna_best_so_far"]["awd"]) == 5
     text = _flatten(findings.findings(a, 0.0))
     assert "not computed for an Optuna stage" in text
+
+
+@pytest.mark.parametrize(("value", "agrees"), [(0.5, False), (0.52, True)])
+def test_published_numbers_are_set_beside_the_headline_trials(tmp_path, monkeypatch, value, agrees):
+    """`reference_results`: ours is the arm's confirmation trials; the interval is of ours − published per seed."""
+    declared = [{"source": "Paper, Table 1", "arm": "awd", "metric": "pgd_acc", "checkpoint": "best",
+                 "value": value}]
+    run = confirmed_run(tmp_path / "run", reference_results=declared)
+    sections = [report_module._header, report_module._published]
+    monkeypatch.setattr(report_module, "SECTIONS", sections)
+    report = report_module.write_report(run, tmp_path / "report")
+    diffs = np.asarray([BASE + d - value for d in DIFFERS])
+    entry = json.loads((report.parent / "summary.json").read_text())["reference_results"][0]
+    assert entry["n"] == len(CONFIRM_SEEDS) and entry["stage"] == "confirm"
+    assert entry["ours"] == pytest.approx(BASE + np.mean(DIFFERS))
+    assert entry["difference"] == pytest.approx(diffs.mean())
+    assert entry["ci_low"] == pytest.approx(diffs.min()) and entry["ci_high"] == pytest.approx(diffs.max())
+    text = report.read_text()
+    assert "Beside published results" in text and "Paper, Table 1" in text
+    assert ("consistent with the published number" in text) == agrees
+    assert ("differs from the published number" in text) == (not agrees)

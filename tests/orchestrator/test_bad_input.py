@@ -117,6 +117,10 @@ CASES = {
         "lr": {"low": 0.5, "high": 0.1}}}), ["search.space.lr: low (0.5) must be below high (0.1)"], ""),
     "optuna-space-unknown": study_case(study_text(search={"kind": "optuna", "space": {
         "momentum": {"low": 0.5, "high": 0.9}}}), ["search.space.momentum: not a tunable parameter"], "lr, wd.lambda"),
+    "reference-result-unknown-arm": study_case(study_text(reference_results=[
+        {"source": "paper", "arm": "awdd", "value": 0.5}]), ["reference_results[0].arm: 'awdd' is not an arm"], ""),
+    "reference-result-percent": study_case(study_text(reference_results=[
+        {"source": "paper", "arm": "wd", "value": 53.5}]), ["reference_results", "accuracy in [0, 1]"], ""),
     # ------------------------------------------------------------------ data on disk
     # a dataset not fetched yet: `validate` only warns (tests/test_cli.py), `sweep` refuses
     "dataset-root-missing": study_case(with_section("data", dataset="mnist", root="{tmp}/no-such-dir"),
