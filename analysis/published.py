@@ -2,7 +2,9 @@
 
 For each declared number (source, arm, metric, checkpoint, value) our figure is the arm's headline trials
 at that noise level — the same trials the report's headline uses (its confirmation seeds when there is a
-confirmation, else its cross-fitted choice per seed) — read at the declared metric and checkpoint. The
+confirmation, else its cross-fitted choice per seed) — read at the declared metric and checkpoint. An arm
+outside the headline (a study of one arm, such as a calibration run) is read on its confirmation trials,
+else on every seed of its selected configuration (stage "selected"; with one configuration, every trial). The
 difference is ours minus theirs, per seed, with the sign-flip test's interval at its attainable level:
 an interval that excludes 0 says this run differs from the published number on these seeds; one that
 includes it says the two agree within what these seeds can tell.
@@ -21,16 +23,15 @@ COLUMNS = ["source", "arm", "metric", "checkpoint", "level", "published", "ours"
            "ci_high", "ci_level", "stage"]
 
 
-def compare(declared: list[dict], values: pd.DataFrame, outcomes: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """One row per declared number (COLUMNS); `values` are the report's per-seed test values (`Analysis.values`)
-    and `outcomes` its per-trial table (`<checkpoint>_<metric>` columns)."""
+def compare(declared: list[dict], values: pd.DataFrame, outcomes: pd.DataFrame, best: pd.DataFrame,
+            alpha: float) -> pd.DataFrame:
+    """One row per declared number (COLUMNS); `values` are the report's per-seed test values (`Analysis.values`),
+    `outcomes` its per-trial table (`<checkpoint>_<metric>` columns) and `best` each arm's selection."""
     table = outcomes.drop_duplicates("trial_id").set_index("trial_id")
-    headline = values[values["test"] == "headline"] if len(values) else values
     rows = []
     for ref in declared:
         level = float(ref.get("label_noise", 0.0))
-        mine = headline[(headline["method"] == ref["arm"]) & (headline["label_noise"] == level)]
-        mine = mine.drop_duplicates("trial_id")
+        mine = _trials(ref["arm"], level, values, outcomes, best)
         column = f"{ref.get('checkpoint', 'best')}_{ref.get('metric', 'pgd_acc')}"
         ours = (table[column].reindex(mine["trial_id"]).to_numpy(float) if column in table
                 else np.full(len(mine), math.nan))
@@ -44,6 +45,24 @@ def compare(declared: list[dict], values: pd.DataFrame, outcomes: pd.DataFrame, 
                 "ci_high": test.ci_high if test else math.nan, "ci_level": test.ci_level if test else math.nan}
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _trials(arm: str, level: float, values: pd.DataFrame, outcomes: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """The trials (`trial_id`, `stage`) that stand for `arm` at `level` (see the module docstring)."""
+    if len(values):
+        head = values[(values["test"] == "headline") & (values["method"] == arm) & (values["label_noise"] == level)]
+        if len(head):
+            return head.drop_duplicates("trial_id")
+    mine = outcomes[(outcomes["method"] == arm) & (outcomes["label_noise"] == level)].drop_duplicates("trial_id")
+    confirmed = mine[mine["stage"] == "confirm"]
+    if len(confirmed):
+        return confirmed
+    chosen = best[(best["method"] == arm) & (best["label_noise"] == level)] if len(best) else best
+    if not len(chosen):
+        return mine.iloc[:0]
+    setting, lr = chosen.iloc[0]["setting"], chosen.iloc[0]["lr"]
+    return mine[(mine["stage"] != "confirm") & (mine["setting"] == setting) & (mine["lr"] == lr)].assign(
+        stage="selected")
 
 
 def sentence(row: pd.Series) -> str:

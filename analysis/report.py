@@ -611,10 +611,11 @@ def _published(a: Analysis, w: ReportWriter) -> None:
     if not declared:
         return
     w.heading(2, "Beside published results")
-    table = published.compare(declared, a.values, a.outcomes, a.settings.alpha)
+    table = published.compare(declared, a.values, a.outcomes, a.best, a.settings.alpha)
     w.text("Each number the study declares (`reference_results`) beside ours: the arm's headline trials read at "
            "the same metric and checkpoint; the difference is ours − published per seed, with the sign-flip "
-           "test's interval at its attainable level.")
+           "test's interval at its attainable level. The interval covers our seeds only: a published number from one "
+           "run carries its own seed-to-seed spread, which it does not include.")
     w.bullets([f"{md(r['source'])} ({md(r['arm'])}, {md(r['metric'])} at the {md(r['checkpoint'])} checkpoint, "
                f"published {100 * r['published']:.2f}%): {published.sentence(r)}" for _, r in table.iterrows()])
     w.table(displays.published(table, "published", "This run beside published results"))

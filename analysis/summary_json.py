@@ -96,7 +96,7 @@ def _published(a: Analysis) -> list[dict[str, Any]]:
     declared = a.run.study_field("reference_results", default=[]) or []
     if not declared:
         return []
-    table = published.compare(declared, a.values, a.outcomes, a.settings.alpha)
+    table = published.compare(declared, a.values, a.outcomes, a.best, a.settings.alpha)
     return [{k: r[k] for k in published.COLUMNS} for _, r in table.iterrows()]
 
 

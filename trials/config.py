@@ -87,7 +87,8 @@ class DataConfig(Section):
         "same", description="same: the validation split gets the training split's label noise (what a real user "
         "selects with); clean: true validation labels (an oracle, for comparison)")
     augment: bool = Field(True, description="random crop with padding (and flip where the dataset allows it)")
-    image_size: at_least_int(8, 512) = Field(64, description="side length images are resized to (image_folder only)")
+    image_size: at_least_int(8, 512) = Field(
+        64, description="side length images are resized to (flowers102 and image_folder only)")
 
 
 class ModelConfig(Section):

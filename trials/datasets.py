@@ -10,6 +10,7 @@ split sizes before anything starts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class DatasetInfo:
     test_size: int | None = None  # None with train_size set: no official test split
     torchvision: str | None = None  # torchvision class that reads (and downloads) it
     folder: str = ""  # what the torchvision class looks for under `root`
+    resized: bool = False  # images of many sizes, resized to `data.image_size` (size is then that)
 
 
 RawArrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -52,7 +54,7 @@ def _load_digits(root: str | None, download: bool, image_size: int) -> RawArrays
 
 
 def _split_kwargs(name: str, train: bool) -> dict:
-    return {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+    return {"split": "train" if train else "test"} if name in ("svhn", "flowers102") else {"train": train}
 
 
 def fetch_command(info: DatasetInfo, root: str) -> str:
@@ -112,6 +114,48 @@ def _load_image_folder(root: str | None, download: bool, image_size: int) -> Raw
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+FLOWERS_SPLITS = {"train": ("trnid", "valid"), "test": ("tstid",)}
+
+
+def _load_flowers102(root: str | None, download: bool, image_size: int) -> RawArrays:
+    """Oxford Flowers-102 in torchvision's layout (<root>/flowers-102/jpg/image_NNNNN.jpg, imagelabels.mat,
+    setid.mat). The published train and val splits (1,020 images each) are the training pool, the 6,149 test
+    images the test split; each image's shorter side is resized to `image_size`, then the centre is cropped.
+    The files are read here rather than through torchvision's class, whose checksum test would refuse a copy
+    re-saved by another tool; `download` fetches them with torchvision."""
+    import torchvision
+    from scipy.io import loadmat
+
+    base = Path(root or ".").expanduser() / "flowers-102"
+    if download:
+        torchvision.datasets.Flowers102(str(base.parent), split="train", download=True)
+    needed = [base / "jpg", base / "imagelabels.mat", base / "setid.mat"]
+    if not all(p.exists() for p in needed):
+        info = DATASETS["flowers102"][0]
+        raise DataError(f"dataset 'flowers102' not found or incomplete under {base} (looked for jpg/, "
+                        f"imagelabels.mat and setid.mat). On a machine with internet run "
+                        f"`{fetch_command(info, str(base.parent))}` and copy the directory here")
+    labels = np.asarray(loadmat(base / "imagelabels.mat", squeeze_me=True)["labels"], dtype=np.int64).ravel() - 1
+    ids = loadmat(base / "setid.mat", squeeze_me=True)
+    arrays = []
+    for keys in FLOWERS_SPLITS.values():
+        numbers = np.concatenate([np.asarray(ids[k], dtype=np.int64).ravel() for k in keys])
+        x = np.stack([_square(base / "jpg" / f"image_{n:05d}.jpg", image_size) for n in numbers])
+        arrays += [x, labels[numbers - 1]]
+    return arrays[0], arrays[1], arrays[2], arrays[3]
+
+
+def _square(path: Path, size: int) -> np.ndarray:
+    """The image at `path` as (3, size, size) uint8: shorter side resized to `size`, centre cropped."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        scale = size / min(img.size)
+        w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+        img = img.resize((w, h), Image.BILINEAR)
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8).transpose(2, 0, 1)
 
 
 def _read_folder(directory: Path, classes: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,14 +190,16 @@ _INFOS = [
                 train_size=50_000, test_size=10_000, torchvision="CIFAR100", folder="cifar-100-python"),
     DatasetInfo("svhn", 3, 32, 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), pad=4, flip=False,
                 train_size=73_257, test_size=26_032, torchvision="SVHN", folder="train_32x32.mat"),
-    DatasetInfo("image_folder", 3, 64, 0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), pad=4, flip=True),
+    DatasetInfo("flowers102", 3, 64, 102, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), pad=4, flip=True,
+                train_size=2_040, test_size=6_149, torchvision="Flowers102", folder="flowers-102", resized=True),
+    DatasetInfo("image_folder", 3, 64, 0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), pad=4, flip=True,
+                resized=True),
 ]
 
 
 def _loader(info: DatasetInfo) -> Callable[[str | None, bool, int], RawArrays]:
-    if info.torchvision:
-        return _load_torchvision(info)
-    return {"digits": _load_digits, "image_folder": _load_image_folder}[info.name]
+    own = {"digits": _load_digits, "image_folder": _load_image_folder, "flowers102": _load_flowers102}
+    return own[info.name] if info.name in own else _load_torchvision(info)
 
 
 DATASETS: dict[str, tuple[DatasetInfo, Callable[[str | None, bool, int], RawArrays]]] = {
@@ -164,8 +210,8 @@ DATASET_NAMES = tuple(DATASETS)
 
 def dataset_info(name: str, image_size: int = 64, classes: int | None = None) -> DatasetInfo:
     info = DATASETS[name][0]
-    if name == "image_folder":
-        info = DatasetInfo(info.name, 3, image_size, classes or 0, info.mean, info.std, info.pad, True)
+    if info.resized:
+        info = dataclasses.replace(info, size=image_size, classes=info.classes or classes or 0)
     return info
 
 

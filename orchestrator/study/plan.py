@@ -56,17 +56,22 @@ def planned_count_text(study: Study) -> str:
         return " × ".join(f"{len(getattr(arm, h) or ())} {arm.study_key(h)}" for h in arm.hyperparameters()
                           if not (h in arm.ID_DEFAULTS and getattr(arm, h) == (arm.ID_DEFAULTS[h],)))
 
-    parts = [f"{name} ({arm.kind}: {axes(arm)} = {arm_settings(arm)} settings)" for name, arm in study.arms.items()]
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+
+    parts = [f"{name} ({arm.kind}: {axes(arm)} = {count(arm_settings(arm), 'setting')})"
+             for name, arm in study.arms.items()]
     seeds = confirmation_seeds(study)
     levels = len(study.data.label_noise) if study.search.kind == "grid" else 1
-    confirm = (f"; then {len(study.arms)} arms' selections × {len(seeds)} fresh seeds"
+    confirm = (f"; then {count(len(study.arms), 'arm')}' selections × {len(seeds)} fresh seeds"
                f"{f' × {levels} noise rates' if levels > 1 else ''} = {len(study.arms) * levels * len(seeds)} "
                "confirmation trials" if seeds else "")
     if study.search.kind == "grid":
         settings = settings_count(study)
         noise = len(study.data.label_noise)
-        return (f"{grid_size(study)} trials = {settings} settings [{'; '.join(parts)}] × {len(study.lr)} lr × "
-                f"{len(study.seeds)} seeds{f' × {noise} noise rates' if noise > 1 else ''}, "
+        rates = f" × {noise} noise rates" if noise > 1 else ""
+        return (f"{count(grid_size(study), 'trial')} = {count(settings, 'setting')} [{'; '.join(parts)}] × "
+                f"{len(study.lr)} lr × {count(len(study.seeds), 'seed')}{rates}, "
                 f"{study.train.epochs} epochs each{confirm}")
     return (f"Optuna: {study.search.n_trials} configurations per arm [{', '.join(study.arms)}] × "
             f"{seeds_per_configuration(study)} seeds, sampler {study.search.sampler}, "

@@ -251,3 +251,16 @@ def test_published_numbers_are_set_beside_the_headline_trials(tmp_path, monkeypa
     assert "Beside published results" in text and "Paper, Table 1" in text
     assert ("consistent with the published number" in text) == agrees
     assert ("differs from the published number" in text) == (not agrees)
+
+
+def test_a_one_arm_study_is_set_beside_published_numbers_on_its_selected_configuration(tmp_path):
+    """A calibration study has no headline (nothing to compare with): its arm's trials stand for it."""
+    values = [0.50, 0.51, 0.52, 0.53, 0.54, 0.55]
+    trials = [fx.known_trial("wd", 1e-3, 0.03, seed, 0.45, v) for seed, v in enumerate(values)]
+    declared = [{"source": "Rice et al. 2020 logs", "arm": "wd", "checkpoint": "best", "value": 0.5349}]
+    run = fx.write_known_run(tmp_path / "run", trials, tuning_seeds=range(6), reference_results=declared,
+                             methods={"wd": {"kind": "fixed", "lambda": [1e-3]}})
+    entry = json.loads(summary_json.dumps(analyse(load_run(run))))["reference_results"][0]
+    assert entry["stage"] == "selected" and entry["n"] == 6
+    assert entry["difference"] == pytest.approx(np.mean(values) - 0.5349)
+    assert entry["ci_low"] <= 0 <= entry["ci_high"]

@@ -165,3 +165,23 @@ def write_tiny_imagenet(root: Path, classes: list[str], train_per_class: int, va
             write_image(root / "val" / wnid / f"val_{wnid}_{i}.JPEG", pixels())
     for i in range(2):
         write_image(root / "test" / "images" / f"test_{i}.JPEG", pixels())
+
+
+# ---------------------------------------------------------------------------- Flowers-102
+
+
+def write_flowers102(root: Path, labels: np.ndarray, splits: dict[str, list[int]], size: tuple[int, int] = (24, 16),
+                     seed: int = 0) -> None:
+    """Oxford Flowers-102 as torchvision lays it out: root/flowers-102/jpg/image_NNNNN.jpg (1-based numbers),
+    imagelabels.mat (`labels`, 1-based classes, one per image) and setid.mat (`trnid`, `valid`, `tstid`: image
+    numbers). `labels` are 0-based here; images are `size` (width, height), uniform colour per image, so a
+    resize and centre crop keeps it."""
+    from scipy.io import savemat
+
+    base = Path(root) / "flowers-102"
+    rng = np.random.default_rng(seed)
+    for number in range(1, len(labels) + 1):
+        colour = rng.integers(0, 256, 3, dtype=np.uint8)
+        write_image(base / "jpg" / f"image_{number:05d}.jpg", np.broadcast_to(colour, (size[1], size[0], 3)).copy())
+    savemat(base / "imagelabels.mat", {"labels": (np.asarray(labels) + 1)[None, :]})
+    savemat(base / "setid.mat", {k: np.asarray(v)[None, :] for k, v in splits.items()})

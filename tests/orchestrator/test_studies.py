@@ -20,6 +20,7 @@ from helpers.datasets import (
     rgb_images,
     write_cifar10,
     write_cifar100,
+    write_flowers102,
     write_mnist_style,
     write_svhn,
     write_tiny_imagenet,
@@ -47,6 +48,10 @@ TRIALS = {
     "tiny_imagenet_preact18.yaml": 108,
     "digits_arms.yaml": 60,
     "cifar10_arms_preact18.yaml": 51,
+    "cifar100_wrn28_10.yaml": 108,
+    "flowers102_preact18.yaml": 108,
+    "cifar10_label_noise_preact18.yaml": 36,
+    "cifar10_rice_preact18.yaml": 6,
 }
 # The paper reproductions (GPU studies): file → (dataset, model.arch).
 PAPER = {
@@ -56,9 +61,13 @@ PAPER = {
     "svhn_preact18.yaml": ("svhn", "preact_resnet18"),
     "fashion_mnist.yaml": ("fashion_mnist", "preact_resnet18"),
     "tiny_imagenet_preact18.yaml": ("image_folder", "preact_resnet18"),
+    "cifar100_wrn28_10.yaml": ("cifar100", "wide_resnet"),
+    "flowers102_preact18.yaml": ("flowers102", "preact_resnet18"),
 }
 # Every other GPU study (not a reproduction of one paper setting): file → (dataset, model.arch).
-GPU_STUDIES = {**PAPER, "cifar10_arms_preact18.yaml": ("cifar10", "preact_resnet18")}
+GPU_STUDIES = {**PAPER, "cifar10_arms_preact18.yaml": ("cifar10", "preact_resnet18"),
+               "cifar10_label_noise_preact18.yaml": ("cifar10", "preact_resnet18"),
+               "cifar10_rice_preact18.yaml": ("cifar10", "preact_resnet18")}
 CPU_STUDIES = ("digits_label_noise.yaml", "digits_pruning.yaml")
 
 LAMBDA_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 5e-3)
@@ -66,7 +75,10 @@ LAMBDA_AWD_GRID = (0.01, 0.016, 0.022, 0.03)
 LR_GRID = (0.05, 0.1, 0.2, 0.4)
 EPS = {"fashion_mnist": (0.1, 0.025)}  # (ε, PGD step); every other paper study: 8/255, 2/255
 TINY_IMAGENET_CLASSES = ["n01443537", "n01629819", "n01641577"]
-TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "fashion_mnist": 10_000, "image_folder": 10_000}
+TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "fashion_mnist": 10_000, "image_folder": 10_000,
+              "flowers102": 6_149}
+# AutoAttack on fewer than the whole test split, where it would cost several times the rest of the study
+AUTOATTACK_EXAMPLES = {"flowers102": 2_000}
 
 
 def test_every_study_file_is_listed():
@@ -92,6 +104,10 @@ def write_dataset(dataset: str, root: Path, monkeypatch=None) -> Path:
         write_mnist_style(root, "FashionMNIST", gray_images(20, 0), y_train, gray_images(10, 1), y_test)
     elif dataset == "image_folder":
         write_tiny_imagenet(root, TINY_IMAGENET_CLASSES, train_per_class=10, val_per_class=2)
+    elif dataset == "flowers102":
+        labels = np.arange(30) % 10
+        write_flowers102(root, labels, {"trnid": list(range(1, 11)), "valid": list(range(11, 21)),
+                                        "tstid": list(range(21, 31))})
     else:
         raise ValueError(dataset)
     return root
@@ -178,7 +194,8 @@ def test_paper_study_has_the_paper_settings(name, roots):
     assert len(confirmation_seeds(s)) >= 10, "a verdict needs fresh seeds: at least 10"
     aa = s.eval.autoattack
     assert aa.enabled and aa.version == "standard"
-    assert s.eval.final_examples is None and aa.examples >= TEST_SIZES[dataset], "the final evaluation: whole test set"
+    assert s.eval.final_examples is None, "the final evaluation: whole test set"
+    assert aa.examples >= AUTOATTACK_EXAMPLES.get(dataset, TEST_SIZES[dataset]), "AutoAttack: whole test set"
     assert s.eval.every == 1 and s.eval.test_examples is not None
     assert 0 < s.resources.gpu <= 1 and 2 <= s.resources.cpu <= 4
     assert s.resources.cpu / s.resources.gpu <= 16, "the trials sharing one GPU fit a 16-core H100 node"
@@ -186,6 +203,25 @@ def test_paper_study_has_the_paper_settings(name, roots):
     assert raw_root.startswith("data/"), "a conventional relative path, overridden here"
     if dataset == "image_folder":
         assert s.data.image_size == 64
+
+
+def test_the_rice_calibration_study_is_rice_et_al_and_declares_their_numbers(roots):
+    s = load("cifar10_rice_preact18.yaml", roots)
+    tr, t = s.attack.train, s.train
+    assert (s.data.dataset, s.model.arch, tr.kind, tr.steps) == ("cifar10", "preact_resnet18", "pgd", 10)
+    assert math.isclose(tr.eps, 8 / 255) and math.isclose(tr.step_size, 2 / 255)
+    assert (t.epochs, t.schedule, t.milestones, t.batch_size, t.momentum) == (200, "piecewise", (0.5, 0.75), 128, 0.9)
+    assert {n: a.points() for n, a in s.arms.items()} == {"wd": [{"lam": 5e-4}]} and s.lr == (0.1,)
+    assert len(s.seeds) >= 6, "six seeds: the smallest sample with a 95%-level sign-flip interval"
+    assert [(r.arm, r.checkpoint, r.metric, r.value) for r in s.reference_results] == [
+        ("wd", "best", "pgd_acc", 0.5349), ("wd", "last", "pgd_acc", 0.4559)]
+
+
+def test_the_cifar_label_noise_study_selects_as_a_user_would_and_confirms_at_each_rate(roots):
+    s = load("cifar10_label_noise_preact18.yaml", roots)
+    assert s.data.label_noise == (0.2, 0.4) and s.data.val_label_noise == "same"
+    assert s.eval.train_examples is not None, "memorisation of the flipped labels is measured"
+    assert len(confirmation_seeds(s)) >= 10 and {a.kind for a in s.arms.values()} == {"fixed", "adaptive"}
 
 
 def test_cpu_studies_are_small(roots):

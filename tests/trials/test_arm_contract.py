@@ -25,6 +25,7 @@ from helpers.datasets import (
     rgb_images,
     write_cifar10,
     write_cifar100,
+    write_flowers102,
     write_mnist_style,
     write_svhn,
     write_tiny_imagenet,
@@ -294,6 +295,12 @@ def _image_folder(root: Path, monkeypatch) -> None:
     write_tiny_imagenet(root, ["n01", "n02"], train_per_class=8, val_per_class=2, size=16)
 
 
+def _flowers102(root: Path, monkeypatch) -> None:
+    labels = np.arange(60) % 3
+    write_flowers102(root, labels, {"trnid": list(range(1, 21)), "valid": list(range(21, 41)),
+                                    "tstid": list(range(41, 61))})
+
+
 # dataset → (writer of its files under a root, or None when it needs none; extra data settings)
 WRITERS = {
     "digits": (None, {}),
@@ -303,6 +310,7 @@ WRITERS = {
     "cifar100": (_cifar(write_cifar100), {}),
     "svhn": (_svhn, {}),
     "image_folder": (_image_folder, {"image_size": 16, "subset": 4}),
+    "flowers102": (_flowers102, {"image_size": 16}),
 }
 ARCHES = {"small_cnn": {}, "preact_resnet18": {}, "wide_resnet": {"depth": 10, "width": 1}}
 

@@ -13,6 +13,7 @@ from helpers.datasets import (
     rgb_images,
     write_cifar10,
     write_cifar100,
+    write_flowers102,
     write_mnist_style,
     write_png,
     write_svhn,
@@ -322,3 +323,23 @@ def test_image_folder_skips_an_unlabelled_test_folder(tmp_path):
     d = data_mod.load(DataConfig(dataset="image_folder", root=str(tmp_path), image_size=8, val_fraction=0.0), 0.0)
     assert (len(d.train), len(d.test)) == (4, 2)
     assert sorted(d.test.y.tolist()) == [0, 1]
+
+
+def test_flowers102_trains_on_train_and_val_and_tests_on_test(tmp_path):
+    """The published train and val splits are the training pool, tstid the test split; labels are 1-based on
+    disk; every image is resized on its shorter side and centre cropped to data.image_size."""
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 101])
+    write_flowers102(tmp_path, labels, {"trnid": [1, 2, 3], "valid": [4, 5, 6], "tstid": [7, 8, 9, 10]})
+    d = data_mod.load(DataConfig(dataset="flowers102", root=str(tmp_path), image_size=8, val_fraction=0.0), 0.0)
+    assert (len(d.train), len(d.test)) == (6, 4)
+    assert d.info.classes == 102 and d.info.size == 8
+    assert sorted(d.train.y.tolist()) == [0, 0, 1, 1, 2, 2] and sorted(d.test.y.tolist()) == [0, 1, 2, 101]
+    assert d.train.x.shape[1:] == (3, 8, 8) and d.train.x.dtype == torch.uint8
+    flat = d.test.x.flatten(2).float()  # one colour per image survives the resize and crop (JPEG: ±a few)
+    assert float((flat - flat.median(dim=2, keepdim=True).values).abs().max()) <= 12
+
+
+def test_flowers102_missing_says_where_and_how(tmp_path):
+    with pytest.raises(DataError) as info:
+        data_mod.load(DataConfig(dataset="flowers102", root=str(tmp_path)), 0.0)
+    assert "flowers-102" in str(info.value) and "Flowers102" in str(info.value)
