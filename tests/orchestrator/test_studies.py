@@ -52,6 +52,7 @@ TRIALS = {
     "flowers102_preact18.yaml": 108,
     "cifar10_label_noise_preact18.yaml": 36,
     "cifar10_rice_preact18.yaml": 6,
+    "digits_overfit.yaml": 8,
 }
 # The paper reproductions (GPU studies): file → (dataset, model.arch).
 PAPER = {
