@@ -12,15 +12,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis import plotting
-
-PER_EPOCH_PGD = "per-epoch PGD on eval.test_examples"
+from trials.arms import decay_quantity
 
 
 def _line(ax: Axes, curve: pd.DataFrame, column: str, scale: float = 1.0,
-          limits: tuple[float, float] | None = None, **line) -> None:
-    """Mean line of `column` with its 95% band over seeds (clipped to `limits`)."""
+          limits: tuple[float, float] | None = None, banded: bool = True, **line) -> None:
+    """Mean line of `column` with its 95% band over seeds (clipped to `limits`; none unless `banded`)."""
     x = curve["epoch"].to_numpy()
     plotting.finite_line(ax, x, scale * curve[f"{column}_mean"].to_numpy(float), **line)
+    if not banded:
+        return
     plotting.band(
         ax,
         x,
@@ -31,15 +32,27 @@ def _line(ax: Axes, curve: pd.DataFrame, column: str, scale: float = 1.0,
     )
 
 
+# (split, accuracy column, loss column, line style): robust accuracy and cross-entropy of each split
+OVERFITTING_LINES = [
+    ("test", "test_robust_acc", "test_robust_loss", {"linestyle": "-"}),
+    ("validation", "val_robust_acc", "val_robust_loss", {"linestyle": "--", "linewidth": 0.9}),
+    ("train", "train_robust_acc", "train_adv_ce", {"linestyle": ":", "linewidth": 1.1}),
+]
+
+
 def overfitting_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colors: dict,
                        drops: pd.DataFrame | None = None) -> Figure:
-    """Every arm in one panel: validation (dashed) and test (solid) robust accuracy vs epoch; the
-    epochs where the lr schedule steps down (`drops`, the first epoch at the lower lr) marked."""
-    fig, axes = plotting.new_figure(1, 1, panel_height=2.9)
-    ax = axes[0, 0]
+    """Two panels, every arm in each: robust accuracy (left) and robust cross-entropy (right) vs epoch, on the
+    test (solid), validation (dashed) and training (dotted: the training step's own adversarial examples)
+    splits; the epochs where the lr schedule steps down (`drops`, the first epoch at the lower lr) marked.
+    Robust overfitting reads as the test curves turning (accuracy down, loss up) while the training ones
+    keep improving."""
+    fig, axes = plotting.new_figure(1, 2, panel_height=2.9)
+    accuracy, loss = axes[0]
     steps = sorted(set(drops["epoch"])) if drops is not None and len(drops) else []
-    for i, epoch in enumerate(steps):
-        ax.axvline(epoch, color="0.55", linestyle=":", linewidth=1, label="lr step" if i == 0 else None, zorder=0)
+    for ax in (accuracy, loss):  # a wide pale bar: not to be read as one of the splits' line styles
+        for i, epoch in enumerate(steps):
+            ax.axvline(epoch, color="0.85", linestyle="-", linewidth=3, label="lr step" if i == 0 else None, zorder=0)
     for arm in arms:
         chosen = best[best["method"] == arm]
         curve = curves[curves["method"] == arm]
@@ -48,49 +61,62 @@ def overfitting_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str]
         row = chosen.iloc[0]
         n = int(curve["n"].max())
         label = plotting.label_text(f"{arm} ({row['setting']}, lr={row['lr']:g}, {n} seed{'s' if n != 1 else ''})")
-        _line(ax, curve, "test_robust_acc", 100, (0, 100), color=colors[arm], label=f"{label}: test")
-        _line(ax, curve, "val_robust_acc", 100, (0, 100), color=colors[arm], linestyle="--", linewidth=0.9,
-              label=f"{label}: val")
-    if not ax.lines:
-        plotting.mark_no_data(ax)
-    plotting.epoch_axis(ax)
-    plotting.percent_axis(ax, "robust accuracy")
-    ax.set_title(f"Solid: test ({PER_EPOCH_PGD}); dashed: validation")
-    plotting.legend_below(fig, [ax], ncols=2)
+        for i, (_, acc_column, loss_column, style) in enumerate(OVERFITTING_LINES):
+            shown, banded = (label, True) if i == 0 else (None, False)  # a band on the test curve only
+            _line(accuracy, curve, acc_column, 100, (0, 100), banded, color=colors[arm], label=shown, **style)
+            _line(loss, curve, loss_column, 1.0, (0, np.inf), banded, color=colors[arm], **style)
+    for split, _, _, style in OVERFITTING_LINES:  # the line styles, once, in grey
+        accuracy.plot([], [], color="0.3", label=split, **style)
+    if not any(line.get_xydata().size for line in accuracy.lines):
+        plotting.mark_no_data(accuracy)
+    if not any(line.get_xydata().size for line in loss.lines):
+        plotting.mark_no_data(loss, "no losses recorded")
+    for ax in (accuracy, loss):
+        plotting.epoch_axis(ax)
+    plotting.percent_axis(accuracy, "robust accuracy")
+    loss.set_ylabel("robust cross-entropy")
+    accuracy.set_title("Robust accuracy")
+    loss.set_title("Robust cross-entropy")
+    plotting.legend_below(fig, [accuracy, loss], ncols=2)
     return fig
 
 
 def lambda_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colors: dict) -> Figure | None:
-    """Each arm's effective decay coefficient per step (mean per epoch, band = min..max within
-    epochs over seeds), log scale; arms whose coefficient is 0 throughout are left out. None if no arm."""
-    fig, axes = plotting.new_figure(1, 1, width=plotting.TWO_COLUMNS, panel_height=2.6)
-    ax = axes[0, 0]
+    """Each arm's decay per step (mean per epoch, band = min..max within epochs over seeds), log scale, one
+    panel per quantity (`trials.arms.decay_quantity`: a coupled coefficient λ, AWD's λ̄, a decoupled shrink
+    factor, ... are different things and never share an axis); arms whose decay is 0 throughout, or that
+    have none, are left out. None if no arm decays."""
+    panels: dict[tuple[str, str], list[tuple[str, pd.DataFrame, pd.Series]]] = {}
     for arm in arms:
         curve = curves[curves["method"] == arm]
         chosen = best[best["method"] == arm]
-        mean = curve["lambda_mean_mean"].to_numpy(float)
-        if chosen.empty or not (np.isfinite(mean) & (mean > 0)).any():
+        if chosen.empty:
             continue
-        x = curve["epoch"].to_numpy()
-        label = plotting.label_text(f"{arm} ({chosen['kind'].iloc[0]}, {chosen['setting'].iloc[0]})")
-        ax.plot(x, np.where(mean > 0, mean, np.nan), color=colors[arm], label=label)
-        low, high = curve["lambda_min_min"].to_numpy(float), curve["lambda_max_max"].to_numpy(float)
-        ax.fill_between(
-            x,
-            np.where(low > 0, low, np.nan),
-            np.where(high > 0, high, np.nan),
-            color=colors[arm],
-            alpha=0.18,
-            linewidth=0,
-        )
-    if not ax.lines:
+        quantity = decay_quantity(str(chosen["kind"].iloc[0]))
+        mean = curve["lambda_mean_mean"].to_numpy(float)
+        if quantity is None or not (np.isfinite(mean) & (mean > 0)).any():
+            continue
+        panels.setdefault(quantity, []).append((arm, curve, chosen.iloc[0]))
+    if not panels:
         return None
-    ax.set_yscale("log")
-    plotting.plain_log_labels(ax)
-    plotting.epoch_axis(ax)
-    ax.set_ylabel("decay coefficient per step (log)")
-    ax.set_title("Effective weight-decay coefficient (band: min..max within each epoch, over seeds)")
-    ax.legend(loc="best")
+    rows, cols = plotting.panel_grid(len(panels), max_cols=2)
+    fig, axes = plotting.new_figure(rows, cols, width=plotting.TWO_COLUMNS, panel_height=2.6)
+    flat = list(axes.flat)
+    for ax, ((symbol, meaning), lines) in zip(flat, panels.items(), strict=False):
+        for arm, curve, chosen in lines:
+            x, mean = curve["epoch"].to_numpy(), curve["lambda_mean_mean"].to_numpy(float)
+            label = plotting.label_text(f"{arm} ({chosen['kind']}, {chosen['setting']})")
+            ax.plot(x, np.where(mean > 0, mean, np.nan), color=colors[arm], label=label)
+            low, high = curve["lambda_min_min"].to_numpy(float), curve["lambda_max_max"].to_numpy(float)
+            ax.fill_between(x, np.where(low > 0, low, np.nan), np.where(high > 0, high, np.nan), color=colors[arm],
+                            alpha=0.18, linewidth=0)
+        ax.set_yscale("log")
+        plotting.plain_log_labels(ax)
+        plotting.epoch_axis(ax)
+        ax.set_ylabel(f"{symbol} per step (log)")
+        ax.set_title(f"{symbol}: {meaning}", fontsize="small")
+        ax.legend(loc="best", fontsize="small")
+    plotting.hide_unused(axes, len(panels))
     return fig
 
 

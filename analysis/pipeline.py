@@ -33,6 +33,10 @@ from analysis.select import LEVEL
 EPOCH_CURVE_COLUMNS = [
     "val_robust_acc",
     "test_robust_acc",
+    "train_robust_acc",
+    "val_robust_loss",
+    "test_robust_loss",
+    "train_adv_ce",
     "weight_norm",
     "grad_norm",
     "lambda_mean",

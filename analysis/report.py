@@ -535,9 +535,11 @@ def _overfitting(a: Analysis, w: ReportWriter) -> None:
         w.figure(
             fe.overfitting_figure(at_level(a.epoch_curves, level), best, a.arms, colors, at_level(a.drops, level)),
             f"robust_overfitting{sfx}",
-            "Robust accuracy per epoch of each arm's best-tuned configuration: test (per-epoch PGD on "
-            "`eval.test_examples`, solid) "
-            "and validation (dashed); mean over ok seeds with a 95% t-interval band.",
+            "Robust accuracy (left) and robust cross-entropy (right) per epoch of each arm's best-tuned "
+            "configuration: test (per-epoch PGD on `eval.test_examples`, solid, with its 95% t-interval band over "
+            "ok seeds), validation (dashed) and training (dotted: the training step's own adversarial examples); "
+            "means over ok seeds. Robust overfitting shows as test accuracy falling and test loss rising while "
+            "the training curves keep improving.",
         )
         w.table(
             displays.configurations(
@@ -563,8 +565,10 @@ def _diagnostics(a: Analysis, w: ReportWriter) -> None:
         w.figure(
             fe.lambda_figure(curves, best, a.arms, colors),
             f"lambda_trajectory{sfx}",
-            "The effective weight-decay coefficient of each arm's best-tuned configuration per epoch (arms whose "
-            "coefficient is 0 throughout, e.g. λ = 0, rescale and softad, are left out).",
+            "The decay each arm's best-tuned configuration applies per step, per epoch: one panel per quantity "
+            "(a coupled coefficient λ, AWD's λ̄, a decoupled shrink factor are different things and do not share "
+            "an axis); band: min..max within each epoch over seeds. Arms without decay, or whose decay is 0 "
+            "throughout (λ = 0, softad, reweight), are left out.",
         )
         w.figure(
             fe.norms_figure(curves, best, a.arms, colors),
@@ -593,6 +597,14 @@ def _pruning(a: Analysis, w: ReportWriter) -> None:
         return
     w.heading(2, "Pruning")
     metric = metric_name(a)
+    pruning = a.run.study_field("eval", "pruning", default={}) or {}
+    scope = pruning.get("scope", "global")  # a run recorded before the option pruned globally
+    w.text({"layer": "Magnitude pruning per layer (`eval.pruning.scope: layer`): every convolution and linear "
+                     "weight loses the same fraction of its own smallest weights; no fine-tuning.",
+            "global": "Global magnitude pruning (`eval.pruning.scope: global`): one magnitude ranking over every "
+                      "convolution and linear weight, so layers whose scale BatchNorm makes arbitrary — the scale "
+                      "the decay rules change — lose different fractions; no fine-tuning."}.get(
+        scope, f"Pruning scope: {md(str(scope))}."))
     table = extras.pruning_table(a.run.evaluations, a.tune, a.best, a.metric)
     w.table(displays.pruning(table, "pruning", "Accuracy of the best checkpoint vs sparsity", metric))
     _per_level(

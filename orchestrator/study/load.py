@@ -187,8 +187,13 @@ def single_trial(study_path: str | Path, sets: list[str], resolve: Resolve | Non
     noise = _pick(raw_picks, "label_noise", study.data.label_noise[0], Fraction)
     cfg = trial_config(study, name, point, study.lr[0], seed, noise)
     section = {**fixed_fields, **{arm.study_key(h): [v] for h, v in point.items()}}
-    one = {**study.to_dict(), "methods": {name: section}, "lr": [cfg.lr], "seeds": [seed], "confirm": None,
-           "data": {**study.to_dict()["data"], "label_noise": [noise]}}
+    whole = study.to_dict()
+    # the one-arm study names no other arm: a reference or published numbers of another arm are dropped
+    analysis = {**whole["analysis"], "reference": None} if whole["analysis"].get("reference") != name else \
+        whole["analysis"]
+    one = {**whole, "methods": {name: section}, "lr": [cfg.lr], "seeds": [seed], "confirm": None,
+           "data": {**whole["data"], "label_noise": [noise]}, "analysis": analysis,
+           "reference_results": [r for r in whole.get("reference_results", ()) if r["arm"] == name]}
     return Study.model_validate(one), cfg
 
 

@@ -117,6 +117,9 @@ CASES = {
         "lr": {"low": 0.5, "high": 0.1}}}), ["search.space.lr: low (0.5) must be below high (0.1)"], ""),
     "optuna-space-unknown": study_case(study_text(search={"kind": "optuna", "space": {
         "momentum": {"low": 0.5, "high": 0.9}}}), ["search.space.momentum: not a tunable parameter"], "lr, wd.lambda"),
+    "scheduled-schedule-key-not-a-name": study_case(study_text(methods={"sc": {
+        "kind": "scheduled", "schedule": ["a"], "schedules": {"a": [0.1], "b/../c": [0.2]}}}),
+        ["methods.sc.schedules", "must be a name of letters"], ""),
     "reference-result-unknown-arm": study_case(study_text(reference_results=[
         {"source": "paper", "arm": "awdd", "value": 0.5}]), ["reference_results[0].arm: 'awdd' is not an arm"], ""),
     "reference-result-percent": study_case(study_text(reference_results=[

@@ -46,7 +46,7 @@ TRIALS = {
     "svhn_preact18.yaml": 108,
     "fashion_mnist.yaml": 108,
     "tiny_imagenet_preact18.yaml": 108,
-    "digits_arms.yaml": 60,
+    "digits_arms.yaml": 36,
     "cifar10_arms_preact18.yaml": 51,
     "cifar100_wrn28_10.yaml": 108,
     "flowers102_preact18.yaml": 108,
@@ -84,6 +84,12 @@ AUTOATTACK_EXAMPLES = {"flowers102": 2_000}
 
 def test_every_study_file_is_listed():
     assert sorted(p.name for p in STUDIES.glob("*.yaml")) == sorted(TRIALS)
+
+
+@pytest.mark.parametrize("name", sorted(TRIALS))
+def test_a_bundled_study_has_one_spelling_its_file_stem(name):
+    """What a user types, the `name:` and the run directory (<storage>/<name>) are one word."""
+    assert parse_yaml((STUDIES / name).read_text(), name)["name"] == Path(name).stem
 
 
 # ------------------------------------------------------------------------------ tiny data
@@ -286,7 +292,7 @@ def test_pruning_study_sweeps_into_a_report_with_pruning(tmp_path):
     out = decaylab("sweep", STUDIES / "digits_pruning.yaml", "--storage", tmp_path / "results",
                    "--executor", "local", "--set", *SHRINK, "eval.autoattack.examples=20", timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    run = tmp_path / "results" / "digits-pruning"
+    run = tmp_path / "results" / "digits_pruning"
     trials = pd.read_parquet(run / "trials.parquet")
     assert len(trials) == 2 and set(trials["status"]) == {"ok"}
     assert trials["autoattack_best"].notna().all() and trials["autoattack_last"].notna().all()
@@ -305,7 +311,7 @@ def test_label_noise_study_sweeps_into_a_report_with_label_noise(tmp_path):
     out = decaylab("sweep", STUDIES / "digits_label_noise.yaml", "--storage", tmp_path / "results",
                    "--executor", "local", "--set", *SHRINK, "data.label_noise=[0.0,0.4]", timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    run = tmp_path / "results" / "digits-label-noise"
+    run = tmp_path / "results" / "digits_label_noise"
     trials = pd.read_parquet(run / "trials.parquet")
     assert len(trials) == 4 and set(trials["status"]) == {"ok"}
     assert sorted(trials["label_noise"].unique()) == [0.0, 0.4]

@@ -473,6 +473,7 @@ def test_a_study_with_every_arm_validates_sweeps_and_reports(tmp_path):
     from helpers.sweep import REPO, decaylab
 
     study = yaml.safe_load((REPO / "studies" / "digits_arms.yaml").read_text())
+    study.pop("confirm")  # tuning trials only: the confirmation stage has its own tests
     study |= {"name": "arms", "seeds": [0], "train": {**study["train"], "epochs": 2},
               "data": {**study["data"], "subset": 300},
               "eval": {"val_examples": 100, "test_examples": 100, "train_examples": 100}}

@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from trials.arms.base import ArmGrid, Hooks, global_norm, torch
-from trials.checks import NonNegative, as_tuple, fail, grid
+from trials.checks import NonNegative, as_tuple, checked, fail, grid
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")  # part of trial ids, which are directory names
 
@@ -32,18 +32,19 @@ def _name(value: str) -> str | None:
 
 
 Schedule = Annotated[tuple[NonNegative, ...], BeforeValidator(as_tuple, json_schema_input_type=list[float])]
+ScheduleName = checked(str, _name)  # a key of `schedules`: bounded like the names the grid axis picks
 
 
 class Grid(ArmGrid):
     kind: Literal["scheduled"]
     schedule: grid(str, _name, allow_empty=True) | None = Field(
         None, description="names of the schedules to train with (keys of `schedules`), one setting each")
-    schedules: dict[str, Schedule] = Field(
+    schedules: dict[ScheduleName, Schedule] = Field(
         default_factory=dict, description="the schedules, {name: [λ for epoch 0, λ for epoch 1, ...]} (coupled "
         "decay coefficients ≥ 0; a list shorter than the training holds its last value), or {name: {from: {run: "
         "RUN_DIR, arm: ARM, setting: LABEL, lr: LR}}} to replay a finished adaptive configuration's per-epoch mean "
         "λ̄. Not a grid axis")
-    seed_schedules: dict[str, dict[int, Schedule]] = Field(
+    seed_schedules: dict[ScheduleName, dict[int, Schedule]] = Field(
         default_factory=dict, description="filled when a `from:` schedule is resolved: {name: {seed: [λ per "
         "epoch]}}, the source's own seeds, which a trial of the same seed replays (others take `schedules`)")
     sources: dict[str, dict[str, Any]] = Field(
