@@ -11,7 +11,10 @@ at once, and otherwise reports from the files as they are. The file says who hol
 * On object stores, which have no locks (and on a file system without `flock`), the file is a lease:
   the holder rewrites its heartbeat every `HEARTBEAT_S` (a daemon thread), and a lease without a
   heartbeat for `STALE_S` — or whose process is gone from this host — was left by a driver that died.
-  Such a lease is broken only when asked (`--break-lock`), never silently. Two drivers started within
+  A lease whose process is gone from this host is broken at once, with a line that says so: the kernel
+  says no such process exists, so nothing can be writing under it (a reused pid reads as alive, which
+  only refuses). A lease that is only silent — perhaps a driver on another host, cut off — is broken
+  only when asked (`--break-lock`), never silently. Two drivers started within
   the same second can both write a lease; each reads it back, and the one that finds the other's is
   refused, so a lease narrows the race to the time of a PUT and a GET, where `flock` closes it.
 """
@@ -188,6 +191,8 @@ def lease(run: RunDir, command: str, break_lock: bool) -> Iterator[None]:
     exists, old = read_lease(run)
     if exists:
         stale = stale_reason(old)
+        if stale is not None and old is not None and gone(old):
+            break_lock = True  # certain: the holder's process does not exist
         if stale is None:
             more = f" (its last heartbeat: {age_s(old):.0f} s ago)"
             raise in_use(run, old, more + ("; --break-lock breaks only a lock whose holder is gone" if break_lock
