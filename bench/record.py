@@ -62,6 +62,9 @@ FIGURES: tuple[Figure, ...] = (
            "`decaylab sweep` wall time ÷ the same trials without Ray or records"),
     Figure("sweep_steady", "sweep_overhead", "ratio", None,
            "a slot's span from its first trial's start to its last's end, sweep ÷ the same without Ray"),
+    Figure("estimate_error", "sweep_overhead", "ratio", ("<=", 2.0),
+           "`decaylab validate --estimate` against the sweep's wall time: the larger of measured ÷ estimated "
+           "and its inverse"),
     Figure("orchestration_vs_ray", "orchestration_scaling", "ratio", None,
            "decaylab's orchestration per trial ÷ plain Ray Tune's, worst of 36, 200 and 1,000 trials"),
     Figure("orchestration_growth", "orchestration_scaling", "ratio", None,

@@ -181,6 +181,22 @@ def main() -> None:
     outside = (base["trials"] - base["epochs"]) / n
     print(f"    in a trial, outside the epochs (set-up, final evaluations) {outside:.2f} s a trial")
     verdicts(n, [sweep_slots(s) for s in sweeps], [b[2] for b in baselines], wall / baseline)
+    estimated = estimated_seconds()
+    off = max(wall / estimated, estimated / wall)
+    print(f"  `decaylab validate --estimate` said {estimated:.1f} s for the sweep, which took {wall:.1f} s "
+          f"(off by a factor {off:.2f})")
+    closing("estimate_error", off)
+
+
+def estimated_seconds() -> float:
+    """What `decaylab validate --estimate` says the bench's sweep takes here (it times training once)."""
+    from orchestrator.study.load import load_study
+    from orchestrator.sweep.estimate import estimate
+
+    with tempfile.TemporaryDirectory() as d:
+        study = Path(d) / "study.yaml"
+        study.write_text(yaml.safe_dump(STUDY, sort_keys=False))
+        return float(estimate(load_study(study), cpus=CPUS).seconds)
 
 
 def verdicts(n: int, sweep_slots: list[list[tuple[float, float]]], baseline_slots: list[list[tuple[float, float]]],

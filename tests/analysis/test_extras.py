@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -153,27 +152,6 @@ def test_synthetic_frames_conform_to_the_schema():
     best = evals[(evals["checkpoint"] == "best") & (evals["sparsity"] == 0)].set_index("trial_id")["epoch"]
     ok = results.trials[results.trials["status"] == "ok"].set_index("trial_id")
     assert (best.loc[ok.index].to_numpy() == ok["best_epoch"].to_numpy()).all()
-
-
-@pytest.mark.slow
-def test_the_default_study_shape_reports_in_seconds(tmp_path):
-    """36 trials (2 arms × 3 settings × 3 lrs × 2 seeds), 25 epochs: the size of the default study."""
-    run = write_run_dir(tmp_path / "run", arms=DEFAULT_ARMS, epochs=25)
-    assert len(load_run(run).trials) == 36
-    start = time.perf_counter()
-    write_report(run, tmp_path / "out")
-    assert time.perf_counter() - start < 20  # a few seconds on a free core; generous for a shared machine
-
-
-@pytest.mark.slow
-def test_report_on_100k_epoch_rows_takes_seconds(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))  # the benchmark runs from the repo root
-    from bench.report_speed import build
-
-    assert build(tmp_path / "run") == 100_000
-    start = time.perf_counter()
-    write_report(tmp_path / "run", tmp_path / "out")
-    assert time.perf_counter() - start < 30
 
 
 def test_a_run_where_nothing_finished_still_reports(tmp_path):
