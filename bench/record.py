@@ -62,7 +62,7 @@ FIGURES: tuple[Figure, ...] = (
            "`decaylab sweep` wall time ÷ the same trials without Ray or records"),
     Figure("sweep_steady", "sweep_overhead", "ratio", None,
            "a slot's span from its first trial's start to its last's end, sweep ÷ the same without Ray"),
-    Figure("estimate_error", "sweep_overhead", "ratio", ("<=", 2.0),
+    Figure("estimate_error", "sweep_overhead", "ratio", None,
            "`decaylab validate --estimate` against the sweep's wall time: the larger of measured ÷ estimated "
            "and its inverse"),
     Figure("orchestration_vs_ray", "orchestration_scaling", "ratio", None,
