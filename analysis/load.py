@@ -87,7 +87,7 @@ class Run:
             source = self.run_dir / MANIFEST_FILE if self.manifest else self.run_dir
             raise ResultsError(
                 f"{source}: study name {name!r} cannot name a report directory (letters, digits, '.', '_', '-' "
-                "only; no '/', no '..'); pass --out <directory> to choose where the report goes"
+                "only; no '/', no '..'); pass --report-dir DIR to choose where the report goes"
             )
         return name
 

@@ -40,7 +40,7 @@ class OutputError(ValueError):
 def prepare(out: Path, force: bool = False) -> None:
     """Make `out` ready for a report: create it, or clear the previous report's own files."""
     if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a directory; choose another --out")
+        raise OutputError(f"{out}: exists and is not a directory; choose another --report-dir")
     if not out.exists():
         out.mkdir(parents=True)
         return
@@ -75,7 +75,7 @@ def written_before(out: Path) -> list[Path] | None:
 
 def _record_names(path: Path) -> list[object]:
     """The `files` list of a record; OutputError when it cannot be read as one."""
-    damaged = OutputError(f"{path}: damaged; delete it, or pass another --out")
+    damaged = OutputError(f"{path}: damaged; delete it, or pass another --report-dir")
     if path.stat().st_size > MAX_RECORD_BYTES:
         raise damaged
     try:
@@ -108,7 +108,7 @@ def refuse_link(path: Path) -> None:
     """OutputError when `path` is a symbolic link: a report never writes through one, nor removes its target."""
     if path.is_symlink():
         raise OutputError(
-            f"{path}: a symbolic link, which the report will not write through; remove it, or pass another --out"
+            f"{path}: a symbolic link, which the report will not write through; remove it, or pass another --report-dir"
         )
 
 
@@ -116,14 +116,14 @@ def check_file(path: Path) -> None:
     """OutputError unless `path` is absent or a regular file (not a link, directory or device)."""
     refuse_link(path)
     if path.exists() and not path.is_file():
-        raise OutputError(f"{path}: exists and is not a regular file; remove it, or pass another --out")
+        raise OutputError(f"{path}: exists and is not a regular file; remove it, or pass another --report-dir")
 
 
 def check_dir(path: Path) -> None:
     """OutputError unless `path` is absent or a directory (not a link to one)."""
     refuse_link(path)
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{path}: exists and is not a directory; remove it, or pass another --out")
+        raise OutputError(f"{path}: exists and is not a directory; remove it, or pass another --report-dir")
 
 
 def ensure_dir(path: Path) -> Path:

@@ -73,7 +73,7 @@ def main() -> None:
             "options": ["options"],
             "schema": ["schema"],
             "status": ["status", run_path],
-            "report": ["report", run_path, "--out", str(Path(d) / "report")],
+            "report": ["report", run_path, "--report-dir", str(Path(d) / "report")],
         }
         base_cmd = [sys.executable, "-c", "pass"]
         walls: dict[str, list[float]] = {name: [] for name in ["python -c pass", *commands]}

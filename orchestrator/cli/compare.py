@@ -3,7 +3,7 @@
 Each run directory × label-noise level is a stratum; within it the per-seed values are exactly those of that
 run's report. Per arm: P(arm > reference) averaged over the strata, the mean and IQM of the paired difference,
 stratified bootstrap intervals Bonferroni-adjusted over the arms, and a verdict (`analysis.across`). Writes
-compare.md, compare.html, compare.json, figures/ and tables/ into --out. The result files are read as they
+compare.md, compare.html, compare.json, figures/ and tables/ into --report-dir. The result files are read as they
 are (run `decaylab report` first to fold in trials that ended since they were last written).
 """
 
@@ -26,7 +26,7 @@ def add(sub, epilog: str) -> None:
                     "(default: each report's headline metric, pgd_acc for adversarial training)")
     sp.add_argument("--checkpoint", choices=["best", "last", "ema"], default="best", help="checkpoint whose "
                     "final evaluation is compared (default best, the report's headline)")
-    sp.add_argument("--out", help="output directory (default reports/compare-<study>-<study>…)")
+    a.report_dir(sp, "reports/compare-<study>-<study>…")
     sp.add_argument("--meaningful", type=float, default=0.75, metavar="γ", help="P(arm > reference) whose "
                     "interval lies above γ is 'meaningfully better' (below 1 − γ: worse); default 0.75")
     sp.add_argument("--resample-strata", action="store_true", help="also resample the strata in the bootstrap "
@@ -63,7 +63,7 @@ def compare(args) -> int:
 
 
 def write(run_dirs: list[str], args):
-    """The comparison; bad inputs, damaged result files and a refused --out are clear errors, not tracebacks."""
+    """The comparison; bad inputs, damaged result files and a refused --report-dir are clear errors, not tracebacks."""
     import pyarrow
 
     from analysis.across import CompareInputError
@@ -72,7 +72,7 @@ def write(run_dirs: list[str], args):
     from analysis.output import OutputError
 
     try:
-        return write_compare(run_dirs, args.out, force=args.force, reference=args.reference, metric=args.metric,
+        return write_compare(run_dirs, args.report_dir, force=args.force, reference=args.reference, metric=args.metric,
                              checkpoint=args.checkpoint, meaningful=args.meaningful,
                              resample_strata=args.resample_strata, allow_mixed=args.allow_mixed,
                              two_level=args.two_level, locations=args.run_dirs)

@@ -12,7 +12,7 @@ def add(sub, epilog: str) -> None:
     sp = a.command(sub, "confirm", confirm, "train each arm's selected configuration on fresh seeds (the "
                    "confirmation stage) in an existing run directory; resumes like a sweep", epilog)
     a.run_dir(sp, "the run directory whose tuning stage has finished")
-    sp.add_argument("--seeds", type=int, metavar="N", help="confirmation seeds: the N seeds after the largest "
+    sp.add_argument("--seeds", type=a.count, metavar="N", help="confirmation seeds: the N seeds after the largest "
                     "tuning seed (default: the study's confirm.seeds, else 10); more than before extends it")
     sp.add_argument("--vary-split", action="store_true", help="each confirmation seed draws its own train/validation "
                     "split and test subset (only when the run has no confirmation yet)")
@@ -28,10 +28,10 @@ def confirm(args) -> int:
     from orchestrator.study.plan import confirmation_seeds
     from orchestrator.sweep.driver import run_study
 
+    a.check_report(args)
+    a.check_cluster(args)
     run, study = a.continued(args)
     old = study.confirm
-    if args.seeds is not None and args.seeds < 1:
-        raise UserError("--seeds", f"must be ≥ 1 (got {args.seeds})", "give a number of fresh seeds, e.g. 10")
     if old is not None and args.vary_split and not old.vary_split:
         raise UserError("--vary-split", "this run's confirmation already uses the study's split",
                         "a confirmation's splits cannot change once it has trials: confirm into a new run directory")

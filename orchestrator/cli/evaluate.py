@@ -21,6 +21,7 @@ def add(sub, epilog: str) -> None:
 def evaluate(args) -> int:
     from orchestrator.sweep.evaluate import evaluate_run
 
+    a.check_cluster(args)
     run, study = a.continued(args, allowed=("eval.", "data.root", "data.download"))
     return evaluate_run(run, study, executor=a.executor(args), device=args.device, full_test=args.full_test,
                         break_lock=args.break_lock)

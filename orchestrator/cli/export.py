@@ -14,11 +14,13 @@ def add(sub, epilog: str) -> None:
     sp.add_argument("--checkpoint", choices=["best", "last", "ema"], default="best",
                     help="best: the weights of the best validation epoch (default); last: the final weights; ema: "
                     "the averaged weights of their best validation epoch (train.ema)")
-    sp.add_argument("--out", required=True, help="model file to write (e.g. model.pt); its JSON sidecar is "
-                    "written beside it (model.json)")
+    output = sp.add_mutually_exclusive_group(required=True)  # required, by its name or its former one
+    output.add_argument("-o", "--output", metavar="FILE", help="model file to write (e.g. model.pt); its JSON "
+                        "sidecar is written beside it (model.json)")
+    a.alias(output, "--out", "output")
 
 
 def export(args) -> int:
     from orchestrator.run.export import export as run_export
 
-    return run_export(args.run_dir, trial=args.trial, best=args.best, checkpoint=args.checkpoint, out=args.out)
+    return run_export(args.run_dir, trial=args.trial, best=args.best, checkpoint=args.checkpoint, out=args.output)

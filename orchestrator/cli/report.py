@@ -12,7 +12,7 @@ from orchestrator.errors import RunError, UserError
 def add(sub, epilog: str) -> None:
     sp = a.command(sub, "report", report, "tables, figures and report.md from a run directory", epilog)
     a.run_dir(sp)
-    sp.add_argument("--out", help="report directory (default reports/<study name>)")
+    a.report_dir(sp)
     a.force(sp)
 
 
@@ -40,13 +40,13 @@ def report(args) -> int:
     # said before the analysis and plotting libraries are imported (about a second): the report has begun
     print(f"report: reading {run.location}", file=sys.stderr, flush=True)
     with local_copy(run) as run_dir:  # the analysis reads local files: an object store's are fetched
-        path = write(run_dir, args.out, args.force)
+        path = write(run_dir, args.report_dir, args.force)
     print(f"report: {path}")
     return 0
 
 
 def write(run_dir: str, out: str | None, force: bool = False):
-    """The report of `run_dir`; damaged result files and a refused --out are clear errors, not tracebacks."""
+    """The report of `run_dir`; damaged result files and a refused --report-dir are clear errors, not tracebacks."""
     import pyarrow
 
     from analysis.load import ResultsError

@@ -10,7 +10,7 @@ from orchestrator.cli import args as a
 def add(sub, epilog: str) -> None:
     sp = a.command(sub, "sweep", sweep, "run a study (grid or Optuna); finished trials are kept", epilog)
     a.study(sp)
-    sp.add_argument("--storage", default="results", help="where run directories live: path or URI "
+    sp.add_argument("--storage", default="results", metavar="STORAGE", help="where run directories live: path or URI "
                     "(s3://, gs://); the run directory is <storage>/<study name> (default: results)")
     a.sets(sp, "override study keys, e.g. train.epochs=5 lr=[0.01,0.05]")
     a.large_grid(sp)
@@ -33,6 +33,8 @@ def sweep(args) -> int:
     from orchestrator.study.load import load_study
     from orchestrator.sweep.driver import run_study
 
+    a.check_report(args)
+    a.check_cluster(args)
     path = study_file(args.study)
     study = load_study(path, args.sets, allow_large_grid=args.allow_large_grid, resolve=resolve_schedules)
     run = run_dir_for(args.storage, study)
@@ -44,6 +46,8 @@ def sweep(args) -> int:
 def resume(args) -> int:
     from orchestrator.sweep.driver import run_study
 
+    a.check_report(args)
+    a.check_cluster(args)
     run, study = a.continued(args)
     status = run_study(study, run, executor=a.executor(args), device=args.device, command=args.command,
                        break_lock=args.break_lock)
@@ -54,6 +58,6 @@ def maybe_report(args, run_dir: str, status: int) -> int:
     from orchestrator.cli.report import write
 
     if args.report and status not in (130, 143):  # a stopped sweep reports when it has been resumed
-        path = write(run_dir, args.out, args.force)
+        path = write(run_dir, args.report_dir, args.force)
         print(f"report: {path}", file=sys.stderr)
     return status

@@ -1,6 +1,6 @@
 """`decaylab train`: one trial in this process (no Ray), a line per epoch.
 
-The output directory is a run directory of a one-trial study (study.yaml, manifest.json, the
+The --run-dir is a run directory of a one-trial study (study.yaml, manifest.json, the
 trial's record and the three result files), so `decaylab status`, `report`, `evaluate` and
 `export` work on it as on a sweep's.
 """
@@ -19,8 +19,9 @@ def add(sub, epilog: str) -> None:
     sp = a.command(sub, "train", train, "one trial in this process (no Ray), for debugging", epilog)
     a.study(sp)
     a.sets(sp, "arm=<arm> lambda=|lambda_awd=<value> seed=<n> label_noise=<r> and study keys")
-    sp.add_argument("--out", help="run directory to write (default results/train/<trial id>); `status`, `report`, "
-                    "`evaluate` and `export` read it")
+    sp.add_argument("--run-dir", metavar="RUN_DIR", help="run directory to write (default "
+                    "results/train/<trial id>); `status`, `report`, `evaluate` and `export` read it")
+    a.alias(sp, "--out", "run_dir")
     sp.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                     help="auto: CUDA when this machine has it (default)")
 
@@ -28,7 +29,7 @@ def add(sub, epilog: str) -> None:
 def train(args) -> int:
     from orchestrator.study.catalog import study_file
 
-    return train_one(study_file(args.study), args.sets, args.out, args.device)
+    return train_one(study_file(args.study), args.sets, args.run_dir, args.device)
 
 
 def fmt(v: float, spec: str = ".3f") -> str:
@@ -44,20 +45,28 @@ def epoch_line(row: dict, epochs: int) -> str:
             f"lr {row['lr_now']:.2e} · {row['epoch_seconds']:.2f}s · {row['status']}")
 
 
-def train_one(study_path: str, sets: list[str], out: str | None, device: str) -> int:
-    from orchestrator.run import manifest, records, results, trial
-    from orchestrator.run.directory import check_writable, prepare
+def train_one(study_path: str, sets: list[str], run_dir: str | None, device: str) -> int:
+    from orchestrator.run import lock
+    from orchestrator.run.directory import check_writable
     from orchestrator.run.sources import resolve_schedules
     from orchestrator.run.storage import RunDir
     from orchestrator.study.checks import require_cuda
     from orchestrator.study.load import single_trial
-    from trials.datasets import DataError
 
     study, cfg = single_trial(study_path, sets, resolve=resolve_schedules)
     if device == "gpu":
         require_cuda("--device gpu", "use --device cpu (or auto)")
-    run = RunDir(str(Path(out or Path("results") / "train" / cfg.trial_id).resolve()))
+    run = RunDir(str(Path(run_dir or Path("results") / "train" / cfg.trial_id).resolve()))
     check_writable(run)
+    with lock.hold(run, "train"):  # a sweep, or another train, writing the same directory is refused
+        return _train_locked(run, study, cfg, study_path, device)
+
+
+def _train_locked(run, study, cfg, study_path: str, device: str) -> int:
+    from orchestrator.run import manifest, records, results, trial
+    from orchestrator.run.directory import prepare
+    from trials.datasets import DataError
+
     prepare(run, study)  # refuses a directory holding another study's trials
     man = manifest.manifest(run, study, 1, None)
     manifest.write_manifest(run, man)

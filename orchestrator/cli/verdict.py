@@ -3,7 +3,7 @@
 The table is long: one row per arm and seed (and `--by` group), the metric as a fraction. Every
 other arm is compared with the reference, paired by seed, through `analysis.verdicts.verdict_table`
 (sign-flip test, its inverted interval, the family adjusted together); one line per comparison is
-printed, the verdict first, and `--out` writes every column as strict JSON (NaN → null).
+printed, the verdict first, and `--output` writes every column as strict JSON (NaN → null).
 """
 
 from __future__ import annotations
@@ -19,19 +19,22 @@ HINT = "the CSV needs one row per arm and seed, e.g. `arm,seed,value` then `awd,
 def add(sub, epilog: str) -> None:
     sp = a.command(sub, "verdict", verdict, "verdicts of arms vs a reference arm from a CSV of per-seed values",
                    epilog)
-    sp.add_argument("table", help="CSV with columns arm, seed and the metric (accuracies as fractions: 0.431)")
+    sp.add_argument("table", metavar="TABLE", help="CSV with columns arm, seed and the metric (accuracies as "
+                    "fractions: 0.431)")
     sp.add_argument("--reference", required=True, metavar="ARM", help="the arm every other arm is compared with")
     sp.add_argument("--metric", default="value", metavar="COLUMN", help="the column holding the values "
                     "(default: value)")
-    sp.add_argument("--min-effect", type=float, default=0.01, metavar="X", help="smallest difference of interest, "
-                    "a fraction (default 0.01: one point); power, seeds needed and equivalence use it")
-    sp.add_argument("--alpha", type=float, default=0.05, metavar="A", help="family-wise level (default 0.05)")
+    sp.add_argument("--min-effect", type=float, default=0.01, metavar="FRACTION", help="smallest difference of "
+                    "interest, a fraction (default 0.01: one point); power, seeds needed and equivalence use it")
+    sp.add_argument("--alpha", type=float, default=0.05, metavar="FRACTION", help="family-wise level (default 0.05)")
     sp.add_argument("--adjust", choices=["maxT", "holm", "none"], default="maxT",
                     help="adjustment across all comparisons of the table (default maxT)")
-    sp.add_argument("--by", nargs="+", action="extend", default=[], metavar="COL",
+    sp.add_argument("--by", nargs="+", action="extend", default=[], metavar="COLUMN",
                     help="columns whose values are separate groups (e.g. a noise level); every group's comparisons "
                     "join one family")
-    sp.add_argument("--out", metavar="FILE.json", help="also write every column of every comparison as JSON")
+    sp.add_argument("-o", "--output", metavar="FILE", help="also write every column of every comparison as JSON "
+                    "to FILE (e.g. verdicts.json)")
+    a.alias(sp, "--out", "output")
 
 
 def verdict(args) -> int:
@@ -48,12 +51,12 @@ def verdict(args) -> int:
     print(text_table(result, args.by, args.metric))
     for note in result.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
-    if args.out:
+    if args.output:
         rows = json.loads(result.to_json(orient="records", double_precision=15))  # NaN and <NA> become null
         document = {"table": args.table, "metric": args.metric, "reference": args.reference, "alpha": args.alpha,
                     "min_effect": args.min_effect, "adjust": args.adjust, "by": args.by,
                     "notes": result.attrs.get("notes", []), "comparisons": rows}
-        with open(args.out, "w", encoding="utf-8") as f:
+        with open(args.output, "w", encoding="utf-8") as f:
             json.dump(document, f, indent=1, ensure_ascii=False, allow_nan=False)
             f.write("\n")
     return 0

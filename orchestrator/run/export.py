@@ -1,4 +1,4 @@
-"""`decaylab export RUN_DIR (--trial ID | --best ARM) [--checkpoint best|last] --out model.pt`.
+"""`decaylab export RUN_DIR (--trial ID | --best ARM) [--checkpoint best|last] --output model.pt`.
 
 Writes the trial's weights as a standalone state dict and a JSON sidecar next to it
 (`model.json`): architecture, dataset (input shape, classes, the normalisation the model applies
@@ -31,7 +31,7 @@ from trials.files import read_regular
 
 def export(location: str, *, trial: str | None, best: str | None, checkpoint: str, out: str) -> int:
     if Path(out).suffix == ".json":
-        raise UserError(f"--out {out}", "the model file would be its own sidecar", "give e.g. --out model.pt")
+        raise UserError(f"--output {out}", "the model file would be its own sidecar", "give e.g. --output model.pt")
     check_sidecar_free(Path(out))  # before the checkpoint is read: a refusal comes at once
     run, study = open_run(location, check_data=False)
     trial_id = trial or best_trial(run, best, study.data.label_noise[0])
@@ -136,6 +136,6 @@ def check_sidecar_free(out: Path) -> None:
     if described == out.name or (described is None and out.exists()):  # this model file's own (an earlier format's)
         return
     other = f"another model file, {described}" if described else "another model file"
-    raise UserError(f"--out {out}", f"{side} beside it describes {other}; writing this export's sidecar would "
+    raise UserError(f"--output {out}", f"{side} beside it describes {other}; writing this export's sidecar would "
                     "leave that one without its own",
-                    f"give --out another name (each model file has its own sidecar, <name>.json), or remove {side}")
+                    f"give --output another name (each model file has its own sidecar, <name>.json), or remove {side}")

@@ -1,6 +1,6 @@
 """One decaylab writes a run directory at a time: its lock, `RUN_DIR/.decaylab.lock`.
 
-`sweep`, `resume`, `confirm` and `evaluate` hold it for their whole run; a second one is
+`sweep`, `resume`, `confirm`, `evaluate` and `train` hold it for their whole run; a second one is
 refused with who holds it. `report` consolidates the result files only when it can take the lock
 at once, and otherwise reports from the files as they are. The file says who holds the lock:
 {pid, host, command, started, heartbeat}.

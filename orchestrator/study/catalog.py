@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 
@@ -22,5 +23,7 @@ def study_file(arg: str) -> str:
     studies = bundled()
     if arg in studies:
         return str(studies[arg])
+    close = difflib.get_close_matches(arg, list(studies), n=1)
     raise UserError(arg, "no such study file, and no bundled study of that name",
+                    (f"did you mean `{close[0]}`? " if close else "") +
                     f"give a YAML file, or one of: {', '.join(sorted(studies))}")

@@ -113,13 +113,17 @@ def threads(study: Study) -> int:
     return study.resources.torch_threads or max(1, int(study.resources.cpu))
 
 
+def confirmation_trials(study: Study) -> int:
+    """Trials of the confirmation stage: each arm's selection (per noise rate of a grid) × the fresh seeds."""
+    levels = len(study.data.label_noise) if study.search.kind == "grid" else 1
+    return len(study.arms) * levels * len(confirmation_seeds(study))
+
+
 def planned_trials(study: Study) -> int:
     """Trials a sweep of `study` runs (an Optuna configuration is one trial per seed), its confirmation included."""
-    levels = len(study.data.label_noise) if study.search.kind == "grid" else 1
-    confirm = len(study.arms) * levels * len(confirmation_seeds(study))
     if study.search.kind == "grid":
-        return grid_size(study) + confirm
-    return optuna_configurations(study) * seeds_per_configuration(study) + confirm
+        return grid_size(study) + confirmation_trials(study)
+    return optuna_configurations(study) * seeds_per_configuration(study) + confirmation_trials(study)
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def test_a_damaged_record_is_a_clear_output_error(tmp_path, quick, content):
     run, out = _run(tmp_path / "run"), tmp_path / "out"
     out.mkdir()
     (out / RECORD).write_text(content)
-    with pytest.raises(OutputError, match=rf"{RECORD}: damaged; delete it, or pass another --out"):
+    with pytest.raises(OutputError, match=rf"{RECORD}: damaged; delete it, or pass another --report-dir"):
         write_report(run, out)
 
 

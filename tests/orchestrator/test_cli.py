@@ -44,8 +44,8 @@ def test_every_argument_has_help():
 
 def test_the_report_directory_flag_parses_on_sweep_and_resume():
     parser = build_parser()
-    assert parser.parse_args(["sweep", "s.yaml", "--out", "r"]).out == "r"
-    assert parser.parse_args(["resume", "run", "--out", "r"]).out == "r"
+    assert parser.parse_args(["sweep", "s.yaml", "--report-dir", "r"]).report_dir == "r"
+    assert parser.parse_args(["resume", "run", "--out", "r"]).report_dir == "r"  # the former spelling
 
 
 def test_version(capsys):

@@ -18,3 +18,15 @@ def test_one_arm_of_a_study_with_a_reference_arm_trains_and_reports(tmp_path):
     report = decaylab("report", run, "--out", tmp_path / "report", timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_train_refuses_a_run_directory_another_decaylab_is_writing(tmp_path):
+    from orchestrator.run import lock
+    from orchestrator.run.storage import RunDir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with lock.hold(RunDir(str(run)), "sweep"):
+        out = decaylab("train", "digits", "--set", "train.epochs=1", "data.subset=60", "--run-dir", run, timeout=300)
+    assert out.returncode == 1 and "another decaylab" in out.stderr and "`decaylab sweep`" in out.stderr, out.stderr
+    assert not (run / "study.yaml").exists(), "nothing was written"
