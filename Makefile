@@ -33,7 +33,7 @@ sweep: install  ## run STUDY (default: the embedded digits study) end to end, th
 
 report: install  ## write the report of RUN (a run directory) into OUT (default reports/<study>)
 	@test -n "$(RUN)" || { echo "usage: make report RUN=results/<study> [OUT=reports/<name>]"; exit 2; }
-	$(DECAYLAB) report $(RUN) $(if $(OUT),--out $(OUT))
+	$(DECAYLAB) report $(RUN) $(if $(OUT),--report-dir $(OUT))
 
 status: install  ## show trial counts of RUN
 	@test -n "$(RUN)" || { echo "usage: make status RUN=results/<study>"; exit 2; }
@@ -52,8 +52,8 @@ bench: install  ## benchmarks on an idle machine: one record in bench/results/, 
 	$(PY) -m bench.run_all $(BENCH_ARGS)
 	$(PY) -m bench.report --check
 
-docs: install  ## regenerate the study-file reference in README.md
-	$(PY) -m orchestrator.study.docs README.md
+docs: install  ## regenerate the reference pages in docs/reference/ from the code
+	$(PY) -m orchestrator.docs
 
 clean:  ## remove caches (not results)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

@@ -135,7 +135,7 @@ def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
     _opened = False
-    environment.remove_private_tmp()
+    environment.remove_own_tmp()
 
 
 def disconnect() -> None:

@@ -16,28 +16,28 @@ import sys
 import tempfile
 from collections.abc import MutableMapping
 
-_private_tmp: str | None = None  # the local cluster's own temporary directory, removed when it stops
+_own_tmp: str | None = None  # the local cluster's own temporary directory, removed when it stops
 
 
 def for_local_cluster(environ: MutableMapping[str, str] = os.environ) -> bool:
     """Set up `environ` for a local cluster; False when Ray was imported already (too late to take effect)."""
-    global _private_tmp
+    global _own_tmp
     if "ray" in sys.modules:
         return False
     environ["RAY_AUTH_MODE"] = "token"
     if not environ.get("RAY_AUTH_TOKEN") and not environ.get("RAY_AUTH_TOKEN_PATH"):
         environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     if "RAY_TMPDIR" not in environ:
-        _private_tmp = tempfile.mkdtemp(prefix="dl-")  # short: Ray's socket paths under it must stay < 108 bytes
-        environ["RAY_TMPDIR"] = _private_tmp
+        _own_tmp = tempfile.mkdtemp(prefix="dl-")  # short: Ray's socket paths under it must stay < 108 bytes
+        environ["RAY_TMPDIR"] = _own_tmp
     return True
 
 
-def remove_private_tmp(environ: MutableMapping[str, str] = os.environ) -> None:
+def remove_own_tmp(environ: MutableMapping[str, str] = os.environ) -> None:
     """Remove the local cluster's temporary directory once its processes are gone."""
-    global _private_tmp
-    if _private_tmp is not None:
-        shutil.rmtree(_private_tmp, ignore_errors=True)
-        if environ.get("RAY_TMPDIR") == _private_tmp:
+    global _own_tmp
+    if _own_tmp is not None:
+        shutil.rmtree(_own_tmp, ignore_errors=True)
+        if environ.get("RAY_TMPDIR") == _own_tmp:
             del environ["RAY_TMPDIR"]
-        _private_tmp = None
+        _own_tmp = None

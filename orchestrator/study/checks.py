@@ -98,7 +98,7 @@ def reachable(host: str, port: int) -> bool:
 DOWNLOAD_HOSTS = {"mnist": ("ossci-datasets.s3.amazonaws.com", 443),
                   "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
                   "cifar10": ("www.cs.toronto.edu", 443), "cifar100": ("www.cs.toronto.edu", 443),
-                  "svhn": ("ufldl.stanford.edu", 80)}
+                  "svhn": ("ufldl.stanford.edu", 80), "flowers102": ("www.robots.ox.ac.uk", 443)}
 
 
 def check_download(data: DataConfig, where: str) -> None:
@@ -255,7 +255,8 @@ def check_trackers(tracking: TrackingConfig, where: str) -> None:
     for name, package in TRACKER_PACKAGES.items():
         if getattr(tracking, name) and importlib.util.find_spec(package) is None:
             raise UserError(where, f"tracking.{name}: the package {package} is not installed",
-                            "pip install 'decaylab[track]' (or make install), or turn the tracker off")
+                            "install the checkout's track extra (pip install -e '.[track]' in the decaylab "
+                            "checkout; make install does), or turn the tracker off")
 
 
 def check_arm_grid(study: Study, name: str, arm: arms.ArmGrid, where: str, expand: bool = True) -> None:
@@ -289,22 +290,29 @@ def check_trial_ids(configs: list[TrialConfig], where: str) -> None:
         seen[cfg.trial_id] = cfg
 
 
+IMAGE_FOLDER_LAYOUT = "image_folder expects <root>/train/<class>/*.jpg and <root>/val (or test)/<class>/"
+
+
 def check_data_root(data: DataConfig, where: str) -> None:
+    """The dataset's directory is there, or will be filled by `data.download`. Only the datasets torchvision
+    fetches download (image_folder reads files you put there), so only their hints offer it."""
     if data.dataset == "digits":
         return
+    info = DATASETS[data.dataset][0]
     if data.root is None:
         raise UserError(where, f"data.root: required for dataset {data.dataset}",
-                        "give the directory holding (or to receive, with data.download: true) the files")
+                        "give the directory holding (or to receive, with data.download: true) the files"
+                        if info.torchvision else f"give the directory holding the files ({IMAGE_FOLDER_LAYOUT})")
     root = Path(data.root).expanduser()
-    if not root.is_dir() and not data.download:
-        info = DATASETS[data.dataset][0]
-        fetch = (f"fetch it with `{fetch_command(info, str(root))}` (on a machine with internet, then copy "
-                 "the directory here), " if info.torchvision else "")
-        raise UserError(where, f"data.root: directory {root} does not exist",
-                        f"{fetch}fix the path, or set data.download: true to fetch the dataset there")
+    if not root.is_dir() and not (data.download and info.torchvision):
+        if info.torchvision:
+            hint = (f"fetch it with `{fetch_command(info, str(root))}` (on a machine with internet, then copy the "
+                    "directory here), fix the path, or set data.download: true to fetch the dataset there")
+        else:
+            hint = f"fix the path, or put the dataset there ({IMAGE_FOLDER_LAYOUT}; it is never downloaded)"
+        raise UserError(where, f"data.root: directory {root} does not exist", hint)
     if data.dataset == "image_folder" and not (root / "train").is_dir():
-        raise UserError(where, f"data.root: {root}/train does not exist",
-                        "image_folder expects <root>/train/<class>/*.jpg and <root>/val (or test)/<class>/")
+        raise UserError(where, f"data.root: {root}/train does not exist", IMAGE_FOLDER_LAYOUT)
 
 
 def data_problem(study: Study, where: str) -> UserError | None:

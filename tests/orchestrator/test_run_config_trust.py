@@ -102,7 +102,7 @@ def test_a_local_ray_cluster_is_this_user_s_alone(monkeypatch):
     import sys
 
     code = ("import os; from orchestrator.ray import environment as e; env = {}; ok = e.for_local_cluster(env); "
-            "tmp = env['RAY_TMPDIR']; mode = os.stat(tmp).st_mode & 0o777; e.remove_private_tmp(env); "
+            "tmp = env['RAY_TMPDIR']; mode = os.stat(tmp).st_mode & 0o777; e.remove_own_tmp(env); "
             "print(ok, env['RAY_AUTH_MODE'], len(env['RAY_AUTH_TOKEN']), oct(mode), len(tmp) < 20, "
             "os.path.exists(tmp), 'RAY_TMPDIR' in env)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
@@ -110,7 +110,7 @@ def test_a_local_ray_cluster_is_this_user_s_alone(monkeypatch):
     assert out.stdout.split() == ["True", "token", "64", "0o700", "True", "False", "False"], out.stderr
     given = {"RAY_AUTH_TOKEN_PATH": "/secure/token"}  # the user's own token is kept
     code = ("from orchestrator.ray import environment as e; env = {'RAY_AUTH_TOKEN_PATH': '/secure/token'}; "
-            "e.for_local_cluster(env); e.remove_private_tmp(env); print(sorted(env))")
+            "e.for_local_cluster(env); e.remove_own_tmp(env); print(sorted(env))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == str(sorted([*given, "RAY_AUTH_MODE"])), out.stderr
 
