@@ -130,6 +130,7 @@ def quantile(dist: dict[Fraction, Fraction], q: float) -> float:
     return float(max(dist))
 
 
+@pytest.mark.slow
 def test_probability_of_improvement_and_its_interval_match_a_brute_force_count(cli):
     status, _, data = cli
     assert status == 0
@@ -170,6 +171,7 @@ def test_no_effect_is_called_better_in_at_most_5_percent_of_200_simulated_compar
     assert called["worse"] + called["meaningfully worse"] <= 0.05 * repetitions, called
 
 
+@pytest.mark.slow
 def test_a_huge_effect_in_one_stratum_is_not_a_meaningful_improvement(cli):
     _, _, data = cli
     agg, strata = rows(data, "big")
@@ -208,6 +210,7 @@ def test_the_cli_writes_the_documented_files(cli, runs):
         assert b_rows[arm]["mean_diff"] == pytest.approx(own.loc[arm, "mean_diff"], abs=1e-12)
 
 
+@pytest.mark.slow
 def test_mixed_threat_models_are_refused(runs, tmp_path, capsys):
     attack = {"train": {"kind": "pgd", "eps": 0.25, "steps": 5, "step_size": 0.1},
               "eval": {"kind": "pgd", "eps": 0.1, "steps": 10}}
@@ -231,6 +234,7 @@ def test_one_stratum_is_refused(runs, capsys):
     assert "use `decaylab report RUN_DIR` for one study" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_another_checkpoint_reads_the_same_trials_there(runs):
     c = compare_runs([runs["b"], runs["c"]], checkpoint="last")
     per = c.per_stratum.set_index(["arm", "stratum"])
@@ -242,6 +246,7 @@ def test_another_checkpoint_reads_the_same_trials_there(runs):
         compare_runs([runs["b"], runs["c"]], checkpoint="ema")
 
 
+@pytest.mark.slow
 def test_two_level_needs_per_example_correctness(tmp_path):
     rng = np.random.default_rng(0)
 

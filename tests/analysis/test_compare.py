@@ -218,6 +218,7 @@ def test_summary_json_has_every_key_and_is_strict(run_dir, summary, analysis):
     assert set(level["importance"]) == {"wd", "awd"}
 
 
+@pytest.mark.slow
 def test_a_single_lr_study_claims_nothing_about_the_lr(tmp_path):
     """With one lr there is no spread, no LR-AUC and no LR test: the summary says so."""
     from bench.synthetic import make_results

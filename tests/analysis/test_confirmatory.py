@@ -86,6 +86,7 @@ def quick(monkeypatch):
     ],
     ids=["differs (confirmation)", "unclear (cross-fitted)"],
 )
+@pytest.mark.slow
 def test_the_two_formerly_contradictory_cases_read_consistently(tmp_path, quick, build, verdict, interval, p,
                                                                  sentence):
     report = report_module.write_report(build(tmp_path / "run"), tmp_path / "out")
@@ -115,6 +116,7 @@ def test_confirmation_rows_make_the_headline_and_tuning_rows_do_not(tmp_path):
     assert "plans a confirmation stage, but no arm has confirmation trials" in text
 
 
+@pytest.mark.slow
 def test_the_verdict_sentence_names_the_stage_what_varied_and_the_adjustment(tmp_path):
     run = confirmed_run(tmp_path / "run", lrs=(0.03, 0.1), confirm={"seeds": list(CONFIRM_SEEDS), "vary_split": True})
     text = _flatten(findings.findings(analyse(load_run(run)), 0.0))

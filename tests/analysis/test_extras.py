@@ -53,6 +53,7 @@ def noisy(tmp_path_factory) -> Path:
     return write_report(run, root / "out")
 
 
+@pytest.mark.slow
 def test_every_arm_kind_is_compared_with_the_reference(many):
     tests = pd.read_csv(many.parent / "tables" / "headline_test.csv")
     assert tests["method"].tolist() == ["awd", "dwd", "ew", "sad", "rs", "rw", "sch"]  # study order, no reference
@@ -72,6 +73,7 @@ def test_one_colour_per_arm_in_study_order():
     assert list(colors.values())[:2] == list(plotting.OKABE_ITO[:2])
 
 
+@pytest.mark.slow
 def test_importance_is_computed_per_arm_with_the_arms_own_parameters(many):
     table = pd.read_csv(many.parent / "tables" / "importance.csv")
     params = table.groupby("method")["param"].unique().map(set).to_dict()
@@ -99,6 +101,7 @@ def test_tiny_studies_say_why_no_importance_is_shown():
     assert rows.empty and notes[(0.0, "wd", "fixed")] == "not computed: only 2 scored trial(s)."
 
 
+@pytest.mark.slow
 def test_pruning_and_autoattack_sections(many):
     pruning = pd.read_csv(many.parent / "tables" / "pruning.csv")
     assert sorted(pruning["sparsity"].unique()) == [0.0, 0.5, 0.8, 0.9]
@@ -106,6 +109,7 @@ def test_pruning_and_autoattack_sections(many):
     assert "AA best (%)" in (many.parent / "tables" / "comparison.md").read_text()
 
 
+@pytest.mark.slow
 def test_sanity_section_lists_the_crafted_row(many):
     section = many.read_text().split("## Sanity checks")[1]
     assert "**1 warning(s)**" in section and "autoattack\\_acc" in section and "checkpoint best" in section
@@ -117,6 +121,7 @@ def test_sanity_warnings_flag_exactly_the_bad_rows():
     assert "autoattack_acc 0.5500 > pgd_acc 0.5000" in messages[0] and "checkpoint last" in messages[0]
 
 
+@pytest.mark.slow
 def test_one_figure_set_and_section_per_noise_level(noisy):
     pngs = {p.stem for p in (noisy.parent / "figures").glob("*.png")}
     for suffix in ("_noise0", "_noise20"):
@@ -128,6 +133,7 @@ def test_one_figure_set_and_section_per_noise_level(noisy):
     assert "Validation labels: **same** as training" in text and "the choice does not matter" not in text
 
 
+@pytest.mark.slow
 def test_label_noise_table_has_each_arm_at_each_rate(noisy):
     table = pd.read_csv(noisy.parent / "tables" / "label_noise.csv")
     assert sorted(zip(table["label_noise"], table["method"], strict=True)) == sorted(

@@ -100,6 +100,7 @@ def test_csv_cells_that_would_start_a_formula_are_quoted_and_numbers_are_untouch
     assert [row[1] for row in rows] == ["-1.5", "2", "-3", "4", "5", "6", "7", "-0.25"]
 
 
+@pytest.mark.slow
 def test_an_arm_named_like_mathtext_renders_every_figure(tmp_path):
     # label noise and evaluations add the label-noise and pruning figures, drawn outside the figure modules
     run = _run(tmp_path / "run", MATH_ARM, label_noise=(0.2,), evaluations=True)
@@ -160,6 +161,7 @@ def test_a_damaged_record_is_a_clear_output_error(tmp_path, quick, content):
         write_report(run, out)
 
 
+@pytest.mark.slow
 def test_a_record_never_removes_files_outside_or_not_written_by_a_report(tmp_path, quick):
     run, out, elsewhere = _run(tmp_path / "run"), tmp_path / "out", tmp_path / "elsewhere"
     write_report(run, out)
@@ -202,6 +204,7 @@ def test_a_symlinked_record_is_refused_and_its_target_is_unchanged(tmp_path, qui
 
 
 @pytest.mark.parametrize("name", ["report.md", "report.html", "summary.json"])
+@pytest.mark.slow
 def test_a_symlink_planted_at_a_report_file_is_refused_and_its_target_is_unchanged(tmp_path, quick, name):
     run, out = _run(tmp_path / "run"), tmp_path / "out"
     write_report(run, out)

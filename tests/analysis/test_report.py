@@ -63,6 +63,7 @@ def _flatten(items) -> str:
     return " ".join(item if isinstance(item, str) else " ".join([item[0], *item[1]]) for item in items)
 
 
+@pytest.mark.slow
 def test_every_figure_is_png_and_pdf_and_embedded(report, text):
     pngs = {p.stem for p in (report.parent / "figures").glob("*.png")}
     assert pngs == FIGURES
@@ -180,6 +181,7 @@ def _hostile_run(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_user_strings_are_escaped_in_markdown_and_html(tmp_path):
     report = write_report(_hostile_run(tmp_path / "run"), tmp_path / "out")
     text = report.read_text()
@@ -201,6 +203,7 @@ def quick(monkeypatch):
     monkeypatch.setattr(report_module, "SECTIONS", [report_module.SECTIONS[0], report_module.SECTIONS[3]])
 
 
+@pytest.mark.slow
 def test_out_with_foreign_files_is_refused_and_forced_writes_keep_them(tmp_path, quick):
     run = fx.write_run(tmp_path / "run")
     out = tmp_path / "out"
@@ -217,6 +220,7 @@ def test_out_with_foreign_files_is_refused_and_forced_writes_keep_them(tmp_path,
     assert (out / "report.md").exists() and (out / RECORD).exists()
 
 
+@pytest.mark.slow
 def test_a_rerun_removes_only_the_files_of_the_previous_report(tmp_path, quick):
     run, out = fx.write_run(tmp_path / "run"), tmp_path / "out"
     write_report(run, out)
@@ -244,6 +248,7 @@ def test_a_study_name_that_is_not_one_directory_is_refused(tmp_path, monkeypatch
     assert not (tmp_path / "reports").exists() and not Path("/abs").exists()
 
 
+@pytest.mark.slow
 def test_default_out_dir_and_identical_reruns(tmp_path, monkeypatch, quick):
     run = fx.write_run(tmp_path / "run")
     monkeypatch.chdir(tmp_path)

@@ -71,6 +71,7 @@ def test_setting_order_follows_the_hyperparameter_values(outcomes):
     assert ranks["λ=0.0001"] < ranks["λ=0.001"] and ranks["λ_awd=0.01"] < ranks["λ_awd=0.02"] < ranks["λ_awd=0.05"]
 
 
+@pytest.mark.slow
 def test_reference_is_the_studys_choice_else_its_first_fixed_arm(tmp_path):
     default = analyse(load_run(fx.write_run(tmp_path / "a")))
     assert default.references == {0.0: "wd"}

@@ -246,6 +246,7 @@ def test_maxt_is_at_least_raw_ordered_like_it_and_below_bonferroni():
     assert np.array_equal(single, single_raw)  # a family of one is not adjusted
 
 
+@pytest.mark.slow
 def test_null_family_of_six_arms_at_six_seeds_claims_nothing():
     # The reference and 6 arms on 6 seeds, 1,000 times: the chance of any better/worse verdict
     # (p_adjusted ≤ 0.05, what verdict_table calls better or worse) must be ≤ 0.05. Three binomial
@@ -260,6 +261,7 @@ def test_null_family_of_six_arms_at_six_seeds_claims_nothing():
     assert claims / 1000 <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 1000)
 
 
+@pytest.mark.slow
 def test_null_family_at_ten_seeds_keeps_the_familywise_rate_where_unadjusted_tests_do_not():
     # At 10 seeds single tests can reject, so this can fail: unadjusted, some of the 6 null
     # comparisons is "significant" in about a fifth of the studies. 400 permutations per study

@@ -19,6 +19,7 @@ def gpu_check(monkeypatch):
     return bench.gpu_check
 
 
+@pytest.mark.slow
 def test_compiled_trial_compiles_once_with_a_ragged_batch_and_never_again(gpu_check):
     import torch
 

@@ -42,6 +42,7 @@ def run_block(block: Block, workdir: Path, timeout: float) -> None:
 
 
 @pytest.mark.parametrize("block", FAST, ids=lambda b: b.where)
+@pytest.mark.slow
 def test_a_shell_block_runs(block, tmp_path):
     run_block(block, tmp_path, timeout=120)
 

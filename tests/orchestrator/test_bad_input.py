@@ -390,6 +390,7 @@ def test_yaml_1_2_scalars_and_merge_keys(tmp_path):
     assert study.attack.eval.eps == 0.25 and study.attack.eval.steps == 3
 
 
+@pytest.mark.slow
 def test_fuzzed_study_files_never_give_a_traceback(tmp_path):
     """Random bytes, random YAML-ish text and a good study with values swapped for other types: every
     one is a study or a UserError, never another exception."""

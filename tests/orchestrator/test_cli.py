@@ -97,6 +97,7 @@ def test_reading_commands_import_neither_torch_nor_ray(argv):
     assert heavy_imports(*argv) == (0, [])
 
 
+@pytest.mark.slow
 def test_run_after_heavy_imports_keeps_exit_handlers_output_and_status(tmp_path):
     """`decaylab` (`cli.run`) skips the interpreter's teardown once torch or Ray is loaded; what was
     registered to run at exit still runs, buffered output is not lost, and the exit status is main's."""
@@ -112,6 +113,7 @@ def test_run_after_heavy_imports_keeps_exit_handlers_output_and_status(tmp_path)
     assert bad.returncode == 2 and "exit handler ran" in bad.stderr and "error" in bad.stderr
 
 
+@pytest.mark.slow
 def test_run_waits_for_running_threads():
     """A non-daemon thread still running at the end of `main` is waited for, as the interpreter would."""
     code = ("import sys, threading, time, torch; from orchestrator import cli; "

@@ -175,6 +175,7 @@ def test_studies_lists_every_bundled_study_without_timing_or_data(monkeypatch, t
     assert rows["digits"].split()[-1] == "—"  # a CPU study not timed on this machine
 
 
+@pytest.mark.slow
 def test_studies_gives_minutes_from_the_cached_speed(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     study = load_study(bundled()["digits"], check_data=False)
@@ -257,6 +258,7 @@ def trained(tmp_path_factory):
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_status_json_says_what_the_text_says(trained, capsys):
     assert main(["status", str(trained)]) == 0
     text = capsys.readouterr().out

@@ -55,6 +55,7 @@ def test_the_slurm_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(SBATCH)], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_slurm_starts_ray_as_the_cluster_test_does_and_forwards_sigterm_to_the_driver(tmp_path):
     bin_dir = stubs(tmp_path / "bin")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LOGS": str(tmp_path),

@@ -35,12 +35,14 @@ def test_a_gpu_study_without_a_gpu_uses_the_flop_model():
     assert estimate(study, device="cuda", measure=False, mfu=0.18).gpu_hours == pytest.approx(2 * result.gpu_hours)
 
 
+@pytest.mark.slow
 def test_validate_estimate_prints_counts_and_a_measured_time(capsys):
     assert main(["validate", "digits", "--estimate", "--set", *SHRUNK]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("estimate: 4 trials × 2 epochs") and "measured on this machine's CPU" in line
 
 
+@pytest.mark.slow
 def test_a_sweep_estimates_from_the_cached_measurement_and_never_times_training(tmp_path, monkeypatch):
     """A sweep's first line reads what `validate --estimate` measured; without it, it says how to get one."""
     from orchestrator.sweep import estimate as module

@@ -37,6 +37,7 @@ def trained(tmp_path_factory):
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_status_and_report_read_the_output_of_train(trained):
     assert heavy_imports("status", str(trained)) == (0, [])
     code = ("import sys; from orchestrator.cli import report; import analysis.report; "
@@ -46,6 +47,7 @@ def test_status_and_report_read_the_output_of_train(trained):
 
 
 @pytest.mark.parametrize("checkpoint", ["best", "last"])
+@pytest.mark.slow
 def test_an_exported_model_reproduces_the_final_evaluation(trained, tmp_path, checkpoint):
     out = tmp_path / "model.pt"
     assert main(["export", str(trained), "--trial", TRIAL, "--checkpoint", checkpoint, "--out", str(out)]) == 0

@@ -611,6 +611,7 @@ def assert_clean_storage_error(out: subprocess.CompletedProcess, where: str, rea
     assert f"error: {where}" in out.stderr and reason in out.stderr and "hint:" in out.stderr
 
 
+@pytest.mark.slow
 def test_unwritable_storage_fails_before_anything_starts(tmp_path):
     (tmp_path / "ro").mkdir()
     with read_only(tmp_path / "ro"):
@@ -619,6 +620,7 @@ def test_unwritable_storage_fails_before_anything_starts(tmp_path):
     assert list((tmp_path / "ro").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_full_storage_fails_before_anything_starts(tmp_path):
     with small_disk(tmp_path / "disk", 1) as disk:
         fill(disk, 0)
@@ -760,6 +762,7 @@ def test_ray_dashboard_is_off_by_default_and_local_when_on():
 
 
 
+@pytest.mark.slow
 def test_a_thread_hears_a_stop_signal_while_the_main_thread_is_busy_elsewhere(monkeypatch):
     """`signals.wait` wakes the moment SIGTERM arrives, not when the main thread next runs Python code
     (inside Ray it may not for a while): here the main thread sleeps with SIGTERM blocked, so only the

@@ -35,6 +35,7 @@ def pandas_rows(state: dict) -> dict[str, pd.DataFrame]:
     return {t: conform(pd.DataFrame(rows[t], columns=list(COLUMNS[t])), COLUMNS[t]) for t in COLUMNS}
 
 
+@pytest.mark.slow
 def test_arrow_tables_hold_what_the_pandas_frames_held(ended):
     _, _, state = ended
     assert len(state["rows"]) == 5 and state["evaluations"]
@@ -53,6 +54,7 @@ def test_arrow_tables_hold_what_the_pandas_frames_held(ended):
     ("epoch", None, "'epoch'"),  # a missing integer: integers identify rows
     ("seed", 1.5, "'seed'"),  # a non-integral number for an integer
 ])
+@pytest.mark.slow
 def test_values_that_do_not_fit_are_refused_naming_the_column(ended, column, value, says):
     _, _, state = ended
     row = dict(state["rows"][0], status="ok", **{column: value})

@@ -155,6 +155,7 @@ def test_gpu_on_a_cpu_only_machine_fails_fast(tmp_path):
     assert not (tmp_path / "r").exists()  # started nothing, wrote nothing
 
 
+@pytest.mark.slow
 def test_extend_runs_only_the_new_trials(tmp_path):
     study = write_study(tmp_path, lr=[0.05], methods={"wd": {"kind": "fixed", "lambda": [0.0]}})
     assert local("sweep", study, "--storage", tmp_path / "r")[0] == 0

@@ -98,6 +98,7 @@ def test_a_sweep_reaches_mlflow_tensorboard_and_wandb(tmp_path):
         assert list((experiment / trial / "wandb").glob("offline-run-*/run-*.wandb")), f"no W&B run for {trial}"
 
 
+@pytest.mark.slow
 def test_mlflow_and_wandb_are_imported_only_for_studies_that_use_them():
     """Their packages take over a second to import: a sweep with TensorBoard alone does not pay it."""
     code = ("import sys\nfrom orchestrator.study.load import study_from_dict\n"

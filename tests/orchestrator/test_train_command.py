@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from helpers.sweep import decaylab
 
 
+@pytest.mark.slow
 def test_one_arm_of_a_study_with_a_reference_arm_trains_and_reports(tmp_path):
     """digits_arms names wd as its reference: a trial of another arm writes a study without it, not a
     run directory the report refuses as damaged."""

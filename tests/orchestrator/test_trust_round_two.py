@@ -142,6 +142,7 @@ LONG = {**STUDY, "name": "locked", "data": {"dataset": "digits", "subset": 200},
         "tracking": {"tensorboard": False}}
 
 
+@pytest.mark.slow
 def test_a_second_driver_is_refused_and_the_first_is_unaffected(tmp_path):
     """Before: both drivers trained the same trials into the same records."""
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(LONG, sort_keys=False))

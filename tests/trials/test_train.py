@@ -60,6 +60,7 @@ def test_pgd_training_on_digits_learns_far_beyond_chance():
     assert last["train_loss"] < rows[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_awd_training_on_digits_learns_and_holds_the_decay_to_gradient_ratio():
     lambda_awd = 0.02
     rows, final = collect(trial_config(kind="adaptive", value=lambda_awd, epochs=5, lr=0.1))
@@ -71,6 +72,7 @@ def test_awd_training_on_digits_learns_and_holds_the_decay_to_gradient_ratio():
         assert ratio == pytest.approx(lambda_awd, rel=0.1), f"epoch {row['epoch']}: ratio {ratio:.4f}"
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_first_epoch_with_the_highest_val_robust_accuracy(monkeypatch, tmp_path):
     scripted = [0.3, 0.5, 0.5, 0.4]  # val robust accuracy per epoch: best at 2 (first of a tie), not last
 
@@ -123,6 +125,7 @@ def test_huge_lr_is_marked_diverged_within_one_epoch_and_keeps_its_row(kind):
 
 @pytest.mark.parametrize(("kind", "value", "ema"), [("fixed", 5e-3, None), ("adaptive", 0.05, None),
                                                     ("fixed", 5e-3, {"decay": 0.8, "start": 0.25})])
+@pytest.mark.slow
 def test_resume_from_the_epoch_2_checkpoint_gives_the_same_rows(tmp_path, kind, value, ema):
     config = small_trial_config(kind=kind, value=value, epochs=4, lr=0.1, label_noise=0.2, train={"ema": ema})
     path = tmp_path / "epoch2.pt"
@@ -364,6 +367,7 @@ def test_pruning_study_rows_start_at_the_unpruned_accuracy():
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), "the given model was pruned"
 
 
+@pytest.mark.slow
 def test_weights_evaluated_in_one_copy_give_the_rows_of_separate_evaluations():
     # the best and last weights share one copy of the model, pruned between them: the second set must
     # not see the first's pruning
@@ -520,6 +524,7 @@ def test_trial_without_ema_logs_nan_and_no_ema_evaluation():
     assert {r["checkpoint"] for r in final["evaluations"]} == {"best", "last"}
 
 
+@pytest.mark.slow
 def test_average_with_a_vanishing_decay_scores_like_the_live_weights():
     config = small_trial_config(epochs=2, train={"ema": {"decay": 1e-9}})
     rows, _ = collect(config)
@@ -528,6 +533,7 @@ def test_average_with_a_vanishing_decay_scores_like_the_live_weights():
             assert row[f"ema_{name}"] == pytest.approx(row[name], abs=0.011), (row["epoch"], name)
 
 
+@pytest.mark.slow
 def test_the_average_has_its_own_best_epoch_and_final_evaluation(monkeypatch, tmp_path):
     scripted = [0.2, 0.6, 0.6, 0.5]  # the average's val robust accuracy per epoch: best at 2 (first of a tie)
 
