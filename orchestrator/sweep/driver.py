@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import sys
 import time
@@ -69,6 +70,7 @@ def run_locked(study: Study, run: RunDir, executor: Executor, device: str, where
         return nothing_to_run(run, study, planned)
     with open_log(run) as sink:
         live = Progress(total=planned, already_done=len(finished), sink=sink)
+        live.on_trial_end = Refresh(run, live)
         try:
             resources = executor.start()
             # after the executor started (`ray.init` installs its own SIGTERM handler: a stack dump and an abort)
@@ -91,6 +93,27 @@ def run_locked(study: Study, run: RunDir, executor: Executor, device: str, where
         status = closing_line(run, live, counts)  # inside the log's block: its last line is the summary
     executor.stop()
     return status
+
+
+class Refresh:
+    """Rewrite the result files when a trial ends, so that a user (or `decaylab report`, which cannot take
+    the lock the sweep holds) reads the trials that ended so far. At most once per `every` seconds: the
+    files grow with the run, and trials of seconds ending together would otherwise rewrite them each time;
+    the sweep's end always writes them."""
+
+    every = 30.0
+
+    def __init__(self, run: RunDir, live: Progress):
+        self.run, self.live, self.last = run, live, -math.inf
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        try:
+            results.consolidate(self.run)
+        except OSError as e:  # the sweep goes on: its end writes them again
+            self.live.say(f"warning: the result files could not be refreshed ({e.strerror or e})")
 
 
 def launch(study: Study, run: RunDir, work: Work, executor: Executor, resources: dict, device: str, where: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -40,6 +41,7 @@ class Progress:
     before: dict[str, float] = field(default_factory=dict)  # running trial → its share done before this run
     best: dict[str, float] = field(default_factory=dict)  # arm → best val robust accuracy seen
     sink: TextIO | None = None  # the run's sweep.log, appended line by line
+    on_trial_end: Callable[[], None] | None = None  # called after each trial ended and was exported
     _last_print: float = field(default_factory=time.monotonic)
 
     def trial_started(self, trial: str) -> None:
@@ -72,6 +74,8 @@ class Progress:
             self.done += 1
             self.diverged += status == "diverged"
         self.print()
+        if self.on_trial_end is not None:
+            self.on_trial_end()
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started

@@ -55,7 +55,12 @@ class OptunaSpace:
 
 
 def least_used_arm(study, names: list[str]) -> str:
-    counts = Counter(t.user_attrs.get("arm") for t in study.get_trials(deepcopy=False))
+    """The arm with the fewest configurations that count: a failed one does not (a resumed stage enqueues an
+    interrupted configuration again, and counting both would give its arm one configuration too many)."""
+    import optuna
+
+    failed = optuna.trial.TrialState.FAIL
+    counts = Counter(t.user_attrs.get("arm") for t in study.get_trials(deepcopy=False) if t.state != failed)
     return min(names, key=lambda n: (counts[n], names.index(n)))
 
 

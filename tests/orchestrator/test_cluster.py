@@ -87,7 +87,9 @@ def two_node_cluster(tmp_path):
 
 
 def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path):
-    study = write_study(tmp_path, lr=[0.05], train={"epochs": 3, "batch_size": 64})
+    # trials of several seconds: of trials shorter than a worker's start, the first worker would run them all
+    study = write_study(tmp_path, lr=[0.05], train={"epochs": 3, "batch_size": 64}, data={"dataset": "digits"},
+                        eval={"val_examples": None, "test_examples": None, "train_examples": 300})
     out = decaylab("sweep", study, "--storage", tmp_path / "shared", "--address", two_node_cluster,
                    env=TOKEN_ENV)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -93,7 +93,7 @@ def test_optuna_search_end_to_end_writes_a_grid_study(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "r" / "tune"
     trials = pd.read_parquet(run / "trials.parquet")
-    assert len(trials) == 4 and sorted(trials["arm"].value_counts().tolist()) == [2, 2]
+    assert len(trials) == 4 and sorted(trials["method"].value_counts().tolist()) == [2, 2]
     assert set(trials["seed"]) == {0}  # seeds_per_trial: 1
     best = load_study(run / "best_grid.yaml")
     assert best.search.kind == "grid" and set(best.arms) == {"wd", "awd"}
@@ -128,6 +128,6 @@ def test_a_killed_optuna_stage_resumes_from_its_records(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     trials = pd.read_parquet(run / "trials.parquet")
     assert len(trials) == 6 and set(trials["status"]) == {"ok"}
-    assert sorted(trials["arm"].value_counts().tolist()) == [3, 3]
+    assert sorted(trials["method"].value_counts().tolist()) == [3, 3]
     epochs = pd.read_parquet(run / "epochs.parquet")
     assert not epochs.duplicated(["trial_id", "epoch"]).any() and len(epochs) == 18

@@ -497,7 +497,7 @@ def test_a_study_with_every_arm_validates_sweeps_and_reports(tmp_path):
     epochs = pd.read_parquet(run / "epochs.parquet")
     assert epochs.loc[epochs["kind"] == "rescale", "prescale_norm"].gt(0).all()
     assert epochs.loc[epochs["kind"] != "rescale", "prescale_norm"].isna().all()
-    assert epochs.loc[epochs["kind"] == "scheduled", "lambda_mean"].tolist() == pytest.approx([5e-3, 5e-4])
+    assert epochs.loc[epochs["method"] == "replay", "lambda_mean"].tolist() == pytest.approx([5e-3, 5e-4])
     report = decaylab("report", run, "--out", tmp_path / "report")
     assert report.returncode == 0, report.stderr[-3000:]
     text = (tmp_path / "report" / "report.md").read_text()
