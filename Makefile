@@ -12,6 +12,8 @@ OUT ?=
 # override TORCH_PINS for another platform, e.g. TORCH_PINS="torch torchvision".
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# two test processes (pytest-xdist): tests that start a Ray cluster share one of them (tests/conftest.py)
+PYTEST_JOBS ?= -n 2 --dist loadgroup
 
 .PHONY: help install sweep report status test test-fast lint bench docs clean
 
@@ -40,10 +42,10 @@ status: install  ## show trial counts of RUN
 	$(DECAYLAB) status $(RUN)
 
 test: install  ## the whole test suite, slow tests included
-	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_JOBS) --durations=20 $(PYTEST_ARGS)
 
 test-fast: install  ## the suite without @pytest.mark.slow
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_JOBS) -m "not slow" $(PYTEST_ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

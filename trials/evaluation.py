@@ -101,52 +101,68 @@ def sparsities(cfg: TrialConfig) -> tuple[float, ...]:
     return tuple(sorted({0.0, *cfg.eval.pruning.sparsity}))
 
 
-def prune(model: nn.Module, sparsity: float, scope: str = "layer") -> int:
+def prune(model: nn.Module, sparsity: float, scope: str = "layer", order: list[torch.Tensor] | None = None) -> int:
     """Magnitude pruning without fine-tuning (`eval.pruning.scope`): `layer` zeroes the round(s·nₗ) smallest
     weights of every conv/linear weight tensor l (the same sparsity in every layer); `global` the round(s·n)
-    smallest of all of them together. Returns how many weights were zeroed."""
-    if scope == "global":
-        return prune_global(model, sparsity)
-    if scope == "layer":
-        return prune_per_layer(model, sparsity)
-    raise ValueError(f"unknown pruning scope {scope!r}")
-
-
-@torch.no_grad()
-def prune_per_layer(model: nn.Module, sparsity: float) -> int:
-    """Zero the round(s·nₗ) smallest-magnitude weights of each conv/linear weight tensor. Returns n zeroed.
-
-    The usual control for networks with BatchNorm, where the scale of a layer's weights is arbitrary
-    (a scale-invariant layer's magnitudes say nothing about another layer's), so a global ranking
-    would mostly prune whole layers of small norm."""
-    total = 0
-    for w in prunable_weights(model):
-        k = int(round(sparsity * w.numel()))
-        if k == 0:
-            continue
-        mask = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
-        mask[torch.argsort(w.detach().abs().flatten().float(), stable=True)[:k]] = False
-        w.mul_(mask.view_as(w).to(w.dtype))
-        total += k
-    return total
-
-
-@torch.no_grad()
-def prune_global(model: nn.Module, sparsity: float) -> int:
-    """Zero the round(s·n) smallest-magnitude conv/linear weights (global ranking). Returns n zeroed."""
+    smallest of all of them together. `order` is `pruning_order(model, scope)` of these very weights, given
+    when one set of weights is pruned at several sparsities (the sort is most of the work). Returns how many
+    weights were zeroed."""
+    if scope not in ("layer", "global"):
+        raise ValueError(f"unknown pruning scope {scope!r}")
     weights = prunable_weights(model)
-    flat = torch.cat([w.detach().abs().flatten().float() for w in weights])
-    k = int(round(sparsity * flat.numel()))
+    order = pruning_order(model, scope) if order is None else order
+    if scope == "global":
+        return _zero_smallest_global(weights, order[0], sparsity)
+    return sum(_zero_smallest(w, o, sparsity) for w, o in zip(weights, order, strict=True))
+
+
+@torch.no_grad()
+def pruning_order(model: nn.Module, scope: str) -> list[torch.Tensor]:
+    """The magnitude order of the prunable weights, smallest first (ties by position: a stable sort): one
+    index tensor per weight tensor (`layer`), or one over all of them together (`global`)."""
+    magnitudes = [w.detach().abs().flatten().float() for w in prunable_weights(model)]
+    if scope == "global":
+        return [torch.argsort(torch.cat(magnitudes), stable=True)]
+    return [torch.argsort(m, stable=True) for m in magnitudes]
+
+
+@torch.no_grad()
+def _zero_smallest(w: torch.Tensor, order: torch.Tensor, sparsity: float) -> int:
+    k = int(round(sparsity * w.numel()))
+    if k:
+        mask = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
+        mask[order[:k]] = False
+        w.mul_(mask.view_as(w).to(w.dtype))
+    return k
+
+
+@torch.no_grad()
+def _zero_smallest_global(weights: list[torch.Tensor], order: torch.Tensor, sparsity: float) -> int:
+    k = int(round(sparsity * order.numel()))
     if k == 0:
         return 0
-    mask = torch.ones_like(flat, dtype=torch.bool)
-    mask[torch.argsort(flat, stable=True)[:k]] = False
+    mask = torch.ones(order.numel(), dtype=torch.bool, device=order.device)
+    mask[order[:k]] = False
     offset = 0
     for w in weights:
         n = w.numel()
         w.mul_(mask[offset:offset + n].view_as(w).to(w.dtype))
         offset += n
     return k
+
+
+def prune_per_layer(model: nn.Module, sparsity: float) -> int:
+    """Zero the round(s·nₗ) smallest-magnitude weights of each conv/linear weight tensor. Returns n zeroed.
+
+    The usual control for networks with BatchNorm, where the scale of a layer's weights is arbitrary
+    (a scale-invariant layer's magnitudes say nothing about another layer's), so a global ranking
+    would mostly prune whole layers of small norm."""
+    return prune(model, sparsity, "layer")
+
+
+def prune_global(model: nn.Module, sparsity: float) -> int:
+    """Zero the round(s·n) smallest-magnitude conv/linear weights (global ranking). Returns n zeroed."""
+    return prune(model, sparsity, "global")
 
 
 def autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: TrialConfig,
@@ -179,10 +195,14 @@ def evaluate_weights(cfg: TrialConfig, model: nn.Module, weights: Sequence[tuple
     attacks = [None, fgsm, attack] if robust else [None]
     net = copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)
     rows = []
+    order: list[torch.Tensor] | None = None
     for (which, epoch, state), s in itertools.product(weights, sparsities(cfg)):
         net.load_state_dict(state)
         net.eval()
-        prune(net, s, cfg.eval.pruning.scope)
+        if s == 0.0 or order is None:  # sparsity 0 comes first for each weights: their order, sorted once
+            order = pruning_order(net, cfg.eval.pruning.scope) if cfg.eval.pruning.enabled else None
+        if s > 0:
+            prune(net, s, cfg.eval.pruning.scope, order)
         split = examples.take(cfg.eval.pruning.examples) if s > 0 else examples
         gen = torch.Generator(device).manual_seed(cfg.data.split_seed + FINAL_SEED_OFFSET)
         sums = split_sums(net, split, attacks, batch_size=cfg.eval.batch_size, generator=gen, per_example=s == 0.0)

@@ -79,6 +79,8 @@ VARIABLES: dict[str, tuple[str, str]] = {  # name → (group, meaning)
     "TORCH_PINS": ("make", "what `make install` installs torch and torchvision as (default the exact pins for x86-64 "
                    "Linux, CPython 3.11); on another platform e.g. `make install TORCH_PINS=\"torch torchvision\"`"),
     "PYTEST_ARGS": ("make", "extra pytest arguments of `make test` and `make test-fast`"),
+    "PYTEST_JOBS": ("make", "test processes of `make test` and `make test-fast` (default `-n 2 --dist loadgroup`; "
+                            "empty: one process)"),
     # the cluster scripts
     "DECAYLAB": ("cluster", "`cluster/slurm.sbatch`: the decaylab command to run (default `decaylab`, e.g. "
                  "`DECAYLAB=$PWD/.venv/bin/decaylab`)"),

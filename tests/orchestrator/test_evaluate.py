@@ -18,13 +18,13 @@ def test_evaluate_fills_autoattack_and_is_idempotent(tmp_path):
     run = tmp_path / "r" / "tiny"
     before = pd.read_parquet(run / "trials.parquet")
     assert before["autoattack_best"].isna().all()
-    sets = ["--set", "eval.autoattack.enabled=true", "eval.autoattack.examples=60"]
+    sets = ["--set", "eval.autoattack.enabled=true", "eval.autoattack.examples=30"]
     out = decaylab("evaluate", run, *sets, timeout=900)  # each trial a Ray task
     assert out.returncode == 0, out.stderr[-3000:]
     trials = pd.read_parquet(run / "trials.parquet")
     evals = pd.read_parquet(run / "evaluations.parquet")
     assert trials["autoattack_best"].notna().all() and trials["autoattack_last"].notna().all()
-    assert len(evals) == 4 and (evals["examples"] == 60).all()
+    assert len(evals) == 4 and (evals["examples"] == 30).all()
     # on the same examples: AutoAttack ≤ PGD ≤ clean and FGSM ≤ clean (PGD ≤ FGSM is only a heuristic
     # for a barely trained model, so it is reported as a warning, not asserted)
     assert (evals["autoattack_acc"] <= evals["pgd_acc"]).all()

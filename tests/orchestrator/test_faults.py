@@ -313,7 +313,7 @@ def test_sigterm_and_sigint_stop_a_sweep_gracefully_and_resume_gives_every_trial
     again = interrupt(run, tmp_path, signal.SIGINT, ["resume", run], "int")
     assert again.returncode in (0, 130), again.stdout[-3000:]  # 0: it had just finished
     assert not any(s in again.stdout for s in NO_STACK_DUMP), again.stdout[-3000:]
-    out = decaylab("resume", run)
+    out = decaylab("resume", run, "--executor", "local")  # what is left, through the same records
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert not (tmp_path / "unpickled").exists()
     assert_same_rows(run, reference.run)
@@ -335,7 +335,7 @@ def test_sigterm_to_the_whole_process_group_stops_at_once_and_resume_gives_every
     kept = pd.read_parquet(run / "trials.parquet")
     assert set(kept["status"]) <= {"ok", "running"} and (kept["status"] == "ok").any()
     assert not list(run.glob("trials/*/error.json")), "a trial cut short by the stop was recorded as failed"
-    out = decaylab("resume", run)
+    out = decaylab("resume", run, "--executor", "local")  # what is left, through the same records
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert_same_rows(run, reference.run)
 

@@ -257,6 +257,13 @@ def one_epoch_sets(root: Path, dataset: str) -> list[str]:
             "eval.final_examples=2", "eval.pruning.examples=2"]
 
 
+# Networks shrunk here (a CPU epoch of WRN-28-10 or of PreAct-18 at 64×64 takes tens of seconds): the study's
+# own settings are what the case checks; the full networks' sizes are checked in tests/trials/test_arm_contract.py
+SHRUNK = {"cifar100_wrn28_10.yaml": ["model.depth=10", "model.width=1"],
+          "cifar10_wrn28_10.yaml": ["model.depth=10", "model.width=1"],
+          "flowers102_preact18.yaml": ["data.image_size=32"], "tiny_imagenet_preact18.yaml": ["data.image_size=32"]}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GPU_STUDIES))
 def test_gpu_study_trains_one_epoch_on_tiny_data(name, tmp_path, monkeypatch, capsys):
@@ -264,8 +271,8 @@ def test_gpu_study_trains_one_epoch_on_tiny_data(name, tmp_path, monkeypatch, ca
     root = write_dataset(dataset, tmp_path / "data", monkeypatch)  # monkeypatch: torchvision's MD5s
     out_dir = tmp_path / "out"
     # in this process (not a subprocess) so that the MD5 patches apply; main() is the CLI itself
-    status = main(["train", str(STUDIES / name), "--device", "cpu", "--out", str(out_dir),
-                   "--set", *one_epoch_sets(root, dataset)])
+    status = main(["train", str(STUDIES / name), "--device", "cpu", "--run-dir", str(out_dir),
+                   "--set", *one_epoch_sets(root, dataset), *SHRUNK.get(name, [])])
     out = capsys.readouterr()
     assert status == 0, out.err[-3000:]
     assert f"{arch} on {dataset}, 1 epochs" in out.err

@@ -36,7 +36,7 @@ from trials import arms
 from trials import data as data_mod
 from trials.config import GridPoint, ModelConfig, TrainAttackSpec, TrialConfig, resolved_train_attack
 from trials.datasets import DATASETS
-from trials.models import decayed_parameters
+from trials.models import build_model, decayed_parameters
 from trials.train import build_trainer, run_trial, step, train_epoch, train_step
 
 
@@ -318,6 +318,20 @@ ARCHES = {"small_cnn": {}, "preact_resnet18": {}, "wide_resnet": {"depth": 10, "
 def test_every_dataset_and_network_has_an_entry():
     assert set(WRITERS) == set(DATASETS), "give every registered dataset a writer (or None) here"
     assert set(ARCHES) == set(typing.get_args(ModelConfig.model_fields["arch"].annotation))
+
+
+@pytest.mark.parametrize(("arch", "size", "parameters", "convolutions"), [
+    ("preact_resnet18", {}, 11_172_170, 20),  # He et al. 2016's pre-activation net with Rice et al.'s last BN
+    ("wide_resnet", {"depth": 28, "width": 10}, 36_479_194, 28),  # Zagoruyko & Komodakis 2016: 36.5M
+])
+def test_the_published_networks_have_their_published_size(arch, size, parameters, convolutions):
+    # the tests train these networks shrunk (depth 10, width 1) or on few images: their full size is checked here
+    model = build_model(ModelConfig(arch=arch, **size), DATASETS["cifar10"][0])
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == convolutions
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
 
 # PreAct ResNet-18 (11M parameters) takes seconds a case on 32×32 images: on digits only in the fast suite
