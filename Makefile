@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # two test processes (pytest-xdist): tests that start a Ray cluster share one of them (tests/conftest.py)
 PYTEST_JOBS ?= -n 2 --dist loadgroup
 
-.PHONY: help install sweep report status test test-fast lint bench docs clean
+.PHONY: help install sweep report status test test-fast lint bench docs readme-result clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench: install  ## benchmarks on an idle machine: one record in bench/results/, 
 
 docs: install  ## regenerate the reference pages in docs/reference/ from the code
 	$(PY) -m orchestrator.docs
+
+readme-result: install  ## after `make sweep`: record its run for README.md (docs/results/digits.json, the figure)
+	$(PY) -m orchestrator.docs.expected $(STORAGE)/digits reports/digits
 
 clean:  ## remove caches (not results)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
