@@ -107,6 +107,12 @@ def test_reads_refuse_links_fifos_and_files_above_their_cap(tmp_path):
     os.mkfifo(root / "sweep.log")
     with pytest.raises(OSError, match="FIFO"):  # the log a sweep appends to: no reader is waited for
         run.open_append("sweep.log")
+    (root / "sweep.log").unlink()
+    (tmp_path / "elsewhere.txt").write_text("kept\n")
+    (root / "sweep.log").symlink_to(tmp_path / "elsewhere.txt")  # progress lines sent to a file outside
+    with pytest.raises(OSError):
+        run.open_append("sweep.log")
+    assert (tmp_path / "elsewhere.txt").read_text() == "kept\n"
     (root / "result.json").symlink_to(root / "error.json")  # a link, even to a file inside, is not followed
     with pytest.raises(OSError, match="symbolic link"):
         run.read_bytes("result.json")
