@@ -111,6 +111,11 @@ def lambda_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], col
             ax.fill_between(x, np.where(low > 0, low, np.nan), np.where(high > 0, high, np.nan), color=colors[arm],
                             alpha=0.18, linewidth=0)
         ax.set_yscale("log")
+        values = np.concatenate([curve[c].to_numpy(float) for _, curve, _ in lines
+                                 for c in ("lambda_mean_mean", "lambda_min_min", "lambda_max_max")])
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size and values.max() / values.min() < 4:  # a constant decay: a readable decade around it
+            ax.set_ylim(values.min() / 3, values.max() * 3)
         plotting.plain_log_labels(ax)
         plotting.epoch_axis(ax)
         ax.set_ylabel(f"{symbol} per step (log)")

@@ -36,6 +36,10 @@ MAX_CURVES = 8  # more lines than this in one axes cannot be told apart
 PNG_DPI = 150
 # Okabe & Ito (2008), ordered so the first arms get the most distinct colours; yellow and black last.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+# for a ninth arm and beyond: Paul Tol's muted scheme, the colours unlike any above (wine, olive, indigo,
+# teal, grey); a study with more arms than both give repeats them, so no two arms share a colour up to 13
+MORE_COLORS = ("#882255", "#999933", "#332288", "#44AA99", "#888888")
+ARM_COLORS = OKABE_ITO + MORE_COLORS
 
 STYLE = {
     "font.size": 7.5,
@@ -130,7 +134,7 @@ def _render(fig: Figure, kind: str, **options) -> bytes:
 
 def arm_colors(arms: Sequence[str]) -> dict[str, str]:
     """One colour per arm, by its position in the study (pass every arm of the study, in order)."""
-    return {arm: OKABE_ITO[i % len(OKABE_ITO)] for i, arm in enumerate(arms)}
+    return {arm: ARM_COLORS[i % len(ARM_COLORS)] for i, arm in enumerate(arms)}
 
 
 def shades(color: str, n: int) -> list[str]:

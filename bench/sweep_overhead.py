@@ -34,8 +34,10 @@ from bench.common import QUICK, REPO, closing, machine_line, sized, sweep_comman
 
 CPUS = 2
 DEFAULT = yaml.safe_load((REPO / "studies" / "digits.yaml").read_text())
-STUDY = {**DEFAULT, "name": "bench-sweep", "seeds": sized([0, 1], [0]), "lr": DEFAULT["lr"][:1],
-         "resources": {"cpu": 1, "gpu": 0}}
+# no confirmation stage: the baseline runs the grid's trials (`expand_grid`), and a confirmation's trials exist
+# only once a selection has been made, so the sweep must run those same trials and no others
+STUDY = {**{k: v for k, v in DEFAULT.items() if k != "confirm"}, "name": "bench-sweep",
+         "seeds": sized([0, 1], [0]), "lr": DEFAULT["lr"][:1], "resources": {"cpu": 1, "gpu": 0}}
 if QUICK:
     STUDY |= {"train": {**DEFAULT["train"], "epochs": 2}, "data": {**DEFAULT["data"], "subset": 200}}
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
@@ -52,12 +54,15 @@ imported = time.time()
 torch.set_num_threads(1)
 study = load_study(sys.argv[1], [])
 epochs = trials = 0.0
+count = 0
 first = time.time()
 for cfg in expand_grid(study)[int(sys.argv[2])::int(sys.argv[3])]:
     start = time.perf_counter()
     epochs += run_trial(cfg, lambda row, state: None, device="cpu")["train_seconds"]
     trials += time.perf_counter() - start
-print(json.dumps({"imported": imported, "first": first, "last": time.time(), "epochs": epochs, "trials": trials}))
+    count += 1
+print(json.dumps({"imported": imported, "first": first, "last": time.time(), "epochs": epochs, "trials": trials,
+                  "count": count}))
 """
 
 
@@ -91,7 +96,7 @@ def run_baseline(study: Path) -> tuple[float, dict[str, float], list[tuple[float
     start, wall_start = time.perf_counter(), time.time()
     procs = [subprocess.Popen([sys.executable, "-c", BASELINE, str(study), str(i), str(CPUS)], env=ENV, cwd=REPO,
                               stdout=subprocess.PIPE, text=True) for i in range(CPUS)]
-    sums, got = {"imports": 0.0, "epochs": 0.0, "trials": 0.0}, []
+    sums, got = {"imports": 0.0, "epochs": 0.0, "trials": 0.0, "count": 0}, []
     for p in procs:
         out, _ = p.communicate(timeout=3600)
         if p.returncode != 0:
@@ -102,6 +107,7 @@ def run_baseline(study: Path) -> tuple[float, dict[str, float], list[tuple[float
         sums["imports"] += g["imported"] - wall_start
         sums["epochs"] += g["epochs"]
         sums["trials"] += g["trials"]
+        sums["count"] += g["count"]
     spans = [g["last"] - g["first"] for g in got]
     return wall, sums, [(span, wall - span) for span in spans]
 
@@ -144,6 +150,8 @@ def main() -> None:
             sweeps.append({"wall": wall, "at": at, "trials": pd.read_parquet(run_dir / "trials.parquet"),
                            "ray": ray_results(run_dir, tmp / f"sweep{i}" / "ends.json")})
     n = len(sweeps[0]["trials"])
+    if any(b[1]["count"] != n for b in baselines):  # the ratio means something only over the same trials
+        raise SystemExit(f"the baseline ran {[b[1]['count'] for b in baselines]} trials, the sweep {n}")
     wall, baseline = fmean([s["wall"] for s in sweeps]), fmean([b[0] for b in baselines])
     base = {k: fmean([b[1][k] for b in baselines]) for k in baselines[0][1]}
     epochs_s = fmean([float(s["trials"]["train_seconds"].sum()) for s in sweeps])

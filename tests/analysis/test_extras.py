@@ -71,6 +71,20 @@ def test_one_colour_per_arm_in_study_order():
     assert len(set(colors.values())) == len(MANY_KINDS)
     assert colors == plotting.arm_colors(list(MANY_KINDS))  # the same arm, the same colour, every figure
     assert list(colors.values())[:2] == list(plotting.OKABE_ITO[:2])
+    arms = [f"arm{i}" for i in range(13)]  # digits_arms has 9; no two arms share a colour up to 13
+    assert len(set(plotting.arm_colors(arms).values())) == 13
+
+
+def test_a_constant_decay_gets_a_readable_log_axis():
+    from analysis.figures_epochs import lambda_figure
+
+    epochs = np.arange(1, 6)
+    curves = pd.DataFrame({"method": "wrs", "epoch": epochs, "lambda_mean_mean": 5e-4, "lambda_min_min": 5e-4,
+                           "lambda_max_max": 5e-4})
+    best = pd.DataFrame({"method": ["wrs"], "kind": ["rescale"], "setting": ["λ=0.0005"]})
+    fig = lambda_figure(curves, best, ["wrs"], {"wrs": "#0072B2"})
+    low, high = fig.axes[0].get_ylim()
+    assert low < 5e-4 / 2 and high > 5e-4 * 2, (low, high)  # not a sliver around one value, labelled 0.0005 × 5
 
 
 @pytest.mark.slow

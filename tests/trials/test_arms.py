@@ -389,7 +389,7 @@ def test_results_written_before_avg_existed_read_with_nan():
 
 
 def test_every_arm_says_what_its_lambda_columns_hold():
-    expected = {"fixed": ("λ", "coupled L2 coefficient"), "adaptive": ("λ̄", "coupled L2 coefficient (adaptive)"),
+    expected = {"fixed": ("λ", "coupled L2 coefficient"), "adaptive": ("λ", "coupled L2 coefficient"),
                 "decoupled": ("λ·lr_t/lr_0", "per-step shrink factor"), "softad": None, "reweight": None,
                 "windowed": ("λ", "coupled L2 coefficient"), "scheduled": ("λ", "coupled L2 coefficient")}
     for kind in arms.KINDS:

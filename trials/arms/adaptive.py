@@ -28,7 +28,9 @@ class Grid(ArmGrid):
         "λ̄ (Algorithm 1: 0.1; 0 = no smoothing); left out of trial ids and labels at 0.1")
     SYMBOLS: ClassVar[dict[str, str]] = {"lambda_awd": "λ_awd"}
     ID_DEFAULTS: ClassVar[dict[str, Any]] = {"avg": 0.1}
-    DECAY_QUANTITY: ClassVar[tuple[str, str] | None] = ("λ̄", "coupled L2 coefficient (adaptive)")
+    # λ̄, the coefficient Algorithm 1 applies (g ← g + λ̄·w), is a coupled L2 coefficient like fixed decay's λ:
+    # one axis with the fixed, windowed and scheduled arms (the scheduled arm replays it)
+    DECAY_QUANTITY: ClassVar[tuple[str, str] | None] = ("λ", "coupled L2 coefficient")
 
 
 def build(params, *, lambda_awd: float, avg: float):
