@@ -68,10 +68,30 @@ def finished_checkpoint(run: RunDir, trial_id: str) -> dict:
     if not records.valid_trial_id(trial_id) or not run.exists(records.TRIALS, trial_id):
         raise UserError(f"--trial {trial_id}", "no such trial in the run",
                         f"`decaylab status {run.location}` lists the trials")
-    state, _ = records.load_checkpoint(run, trial_id)
+    state, warning = records.load_checkpoint(run, trial_id, exportable)
+    if state is None and warning:
+        raise UserError(trial_id, f"no usable final checkpoint: {warning.rsplit(': ', 1)[0]}",
+                        "train it again with `decaylab resume`, or export another trial")
     if state is None or state["status"] not in results.FINISHED:
         raise UserError(trial_id, "the trial has not finished (no final checkpoint)",
                         "finish it with `decaylab resume`, or export another trial")
+    return state
+
+
+# what export reads from a checkpoint: a file that lacks one is damaged, never a KeyError
+WEIGHTS = ("model", "best_model")
+NEEDED = ("status", "config", "epoch", "best_epoch", *WEIGHTS)
+
+
+def exportable(state: dict | None) -> dict | None:
+    if state is None:
+        return None
+    missing = [k for k in NEEDED if k not in state]
+    if missing:
+        raise records.DamagedRecord(f"it lacks {', '.join(missing)}")
+    if not all(isinstance(state[k], dict) for k in WEIGHTS if state[k] is not None) \
+            or not isinstance(state["config"], dict):
+        raise records.DamagedRecord("its weights or config are not mappings")
     return state
 
 

@@ -79,6 +79,27 @@ def test_export_best_picks_the_arm_and_refuses_what_it_cannot(trained, tmp_path,
     assert main(["export", str(trained), "--trial", TRIAL, "--out", str(tmp_path / "b.json")]) == 2
 
 
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda state: state.pop("best_model"), "it lacks best_model"),
+    (lambda state: state.pop("status"), "keys missing"),  # the loader's own check
+    (lambda state: state.update(model=[1, 2]), "are not mappings"),
+])
+def test_export_of_a_checkpoint_without_what_it_reads_is_a_clear_error(trained, tmp_path, capsys, change, says):
+    """Before: `KeyError: 'best_model'` and a traceback."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (path,) = (run / "trials" / TRIAL).glob("checkpoint-*.pt")
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    assert main(["export", str(run), "--trial", TRIAL, "--output", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "no usable final checkpoint" in err and says in err and "Traceback" not in err
+    assert not (tmp_path / "m.pt").exists() and (run / "trials" / TRIAL / "result.json").exists()
+
+
 def row(setting: str, lr: float, seed: int, score: float, status: str = "ok") -> dict:
     return {"trial_id": f"{setting}-{lr}-{seed}", "setting": setting, "lr": lr, "seed": seed, "score": score,
             "status": status}
