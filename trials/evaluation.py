@@ -104,9 +104,11 @@ def sparsities(cfg: TrialConfig) -> tuple[float, ...]:
 def prune(model: nn.Module, sparsity: float, scope: str = "layer", order: list[torch.Tensor] | None = None) -> int:
     """Magnitude pruning without fine-tuning (`eval.pruning.scope`): `layer` zeroes the round(s·nₗ) smallest
     weights of every conv/linear weight tensor l (the same sparsity in every layer); `global` the round(s·n)
-    smallest of all of them together. `order` is `pruning_order(model, scope)` of these very weights, given
-    when one set of weights is pruned at several sparsities (the sort is most of the work). Returns how many
-    weights were zeroed."""
+    smallest of all of them together. Per layer is the usual control for networks with BatchNorm, where the
+    scale of a layer's weights is arbitrary (a scale-invariant layer's magnitudes say nothing about another
+    layer's), so a global ranking would mostly prune whole layers of small norm. `order` is
+    `pruning_order(model, scope)` of these very weights, given when one set of weights is pruned at several
+    sparsities (the sort is most of the work). Returns how many weights were zeroed."""
     if scope not in ("layer", "global"):
         raise ValueError(f"unknown pruning scope {scope!r}")
     weights = prunable_weights(model)
@@ -151,20 +153,6 @@ def _zero_smallest_global(weights: list[torch.Tensor], order: torch.Tensor, spar
     return k
 
 
-def prune_per_layer(model: nn.Module, sparsity: float) -> int:
-    """Zero the round(s·nₗ) smallest-magnitude weights of each conv/linear weight tensor. Returns n zeroed.
-
-    The usual control for networks with BatchNorm, where the scale of a layer's weights is arbitrary
-    (a scale-invariant layer's magnitudes say nothing about another layer's), so a global ranking
-    would mostly prune whole layers of small norm."""
-    return prune(model, sparsity, "layer")
-
-
-def prune_global(model: nn.Module, sparsity: float) -> int:
-    """Zero the round(s·n) smallest-magnitude conv/linear weights (global ranking). Returns n zeroed."""
-    return prune(model, sparsity, "global")
-
-
 def autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: TrialConfig,
                        device: torch.device) -> torch.Tensor:
     """Which examples AutoAttack does not break (booleans)."""
@@ -199,7 +187,7 @@ def evaluate_weights(cfg: TrialConfig, model: nn.Module, weights: Sequence[tuple
     for (which, epoch, state), s in itertools.product(weights, sparsities(cfg)):
         net.load_state_dict(state)
         net.eval()
-        if s == 0.0 or order is None:  # sparsity 0 comes first for each weights: their order, sorted once
+        if s == 0.0:  # first for each set of weights (`sparsities`): their magnitude order, sorted once
             order = pruning_order(net, cfg.eval.pruning.scope) if cfg.eval.pruning.enabled else None
         if s > 0:
             prune(net, s, cfg.eval.pruning.scope, order)

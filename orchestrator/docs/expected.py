@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.check:
         rec, name = current_record()
-        if readme_with(README.read_text(encoding="utf-8"), block(rec, name)) != README.read_text(encoding="utf-8"):
+        text = README.read_text(encoding="utf-8")
+        if readme_with(text, block(rec, name)) != text:
             print(f"README.md: its expected result is not what {name} gives; run `make readme-result` "
                   "after `make sweep`", file=sys.stderr)
             return 1

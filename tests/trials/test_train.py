@@ -26,7 +26,7 @@ from trials.arms.softad import soft_ascent_descent
 from trials.attacks import pgd
 from trials.averaging import WeightAverage
 from trials.config import AttackSpec, GridPoint, PruningConfig, TrainAttackSpec, resolved_train_attack
-from trials.evaluation import evaluate_weights, prune_global, prune_per_layer, sanity_problems
+from trials.evaluation import evaluate_weights, prune, sanity_problems
 from trials.models import build_model, prunable_weights
 from trials.schema import EPOCH_COLUMNS, EVAL_COLUMNS, STATUSES, conform
 from trials.train import arm_hooks, build_trainer, evaluate_epoch, lr_factor, run_trial, train_epoch, train_step
@@ -334,7 +334,7 @@ def test_prune_global_zeroes_the_round_s_n_smallest_weights(sparsity):
     prunable_ids = {id(w) for w in weights}
     others = {n: p.detach().clone() for n, p in model.named_parameters() if id(p) not in prunable_ids}
 
-    k = prune_global(model, sparsity)
+    k = prune(model, sparsity, "global")
     after = torch.cat([w.detach().flatten() for w in weights])
     zeroed = after == 0
     assert k == round(sparsity * before.numel()) == int(zeroed.sum())
@@ -349,7 +349,7 @@ def test_prune_global_at_zero_sparsity_leaves_the_model_unchanged():
     model, data = trained_model()
     state = copy.deepcopy(model.state_dict())
     accuracy = clean_accuracy(model, data.test)
-    assert prune_global(model, 0.0) == 0
+    assert prune(model, 0.0, "global") == 0
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert clean_accuracy(model, data.test) == accuracy
 
@@ -394,7 +394,7 @@ def test_prune_per_layer_zeroes_the_round_s_n_smallest_weights_of_every_layer(sp
     model, _ = trained_model()
     weights = prunable_weights(model)
     before = [w.detach().clone() for w in weights]
-    k = prune_per_layer(model, sparsity)
+    k = prune(model, sparsity, "layer")
     for w, b in zip(weights, before, strict=True):
         zeroed = w.detach() == 0
         assert int(zeroed.sum()) == round(sparsity * b.numel()), "every layer at the same sparsity"
@@ -413,12 +413,12 @@ def test_pruning_rows_evaluate_the_model_pruned_in_the_configured_scope(scope):
     by_hand = {}
     for how in ("layer", "global"):
         pruned = copy.deepcopy(model)
-        (prune_per_layer if how == "layer" else prune_global)(pruned, 0.6)
+        prune(pruned, 0.6, how)
         by_hand[how] = clean_accuracy(pruned, data.test)
     assert rows[1]["sparsity"] == 0.6 and rows[1]["clean_acc"] == pytest.approx(by_hand[scope])
     layer, whole = copy.deepcopy(model), copy.deepcopy(model)
-    prune_per_layer(layer, 0.6)
-    prune_global(whole, 0.6)
+    prune(layer, 0.6, "layer")
+    prune(whole, 0.6, "global")
     assert any(not torch.equal(a, b) for a, b in zip(prunable_weights(layer), prunable_weights(whole), strict=True))
 
 
