@@ -23,29 +23,59 @@ SITECUSTOMIZE = '''
 import importlib.abc, importlib.util, json, os, sys
 
 FAULTS = json.loads(os.environ.get("DECAYLAB_TEST_FAULTS", "[]"))
+SLOW = float(os.environ.get("DECAYLAB_TEST_SLOW_CONSOLIDATE", "0"))
 
 
-class _WrapRunner(importlib.abc.MetaPathFinder):
+class _Wrap(importlib.abc.MetaPathFinder):
+    def __init__(self, wrappers):
+        self.wrappers = wrappers  # module name -> function(module)
+
     def find_spec(self, name, path, target=None):
-        if name != "orchestrator.run.trial":
+        if name not in self.wrappers:
             return None
-        sys.meta_path.remove(self)
+        wrapper = self.wrappers.pop(name)
+        if not self.wrappers:
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
         run_module = spec.loader.exec_module
 
         def exec_module(module):
             run_module(module)
-            from helpers.faults import wrap
-
-            wrap(module.RecordedTrial, FAULTS)
+            wrapper(module)
 
         spec.loader.exec_module = exec_module
         return spec
 
 
-if FAULTS:
-    sys.meta_path.insert(0, _WrapRunner())
+def _faults(module):
+    from helpers.faults import wrap
+
+    wrap(module.RecordedTrial, FAULTS)
+
+
+def _slow(module):
+    from helpers.faults import slowed
+
+    module.consolidate = slowed(module.consolidate, SLOW)
+
+
+WRAPPERS = {**({"orchestrator.run.trial": _faults} if FAULTS else {}),
+            **({"orchestrator.run.results": _slow} if SLOW else {})}
+if WRAPPERS:
+    sys.meta_path.insert(0, _Wrap(WRAPPERS))
 '''
+
+
+def slowed(consolidate, seconds: float):
+    """`results.consolidate` that waits `seconds` first: a window, between the last trial's record and the
+    result files, long enough for a test to act in."""
+    import time
+
+    def consolidate_slowly(*args, **kwargs):
+        time.sleep(seconds)
+        return consolidate(*args, **kwargs)
+
+    return consolidate_slowly
 
 
 def fire(fault: dict, trial_id: str, epoch: int) -> None:
@@ -87,10 +117,12 @@ def inject(monkeypatch, faults: list[dict]) -> None:
     monkeypatch.setattr(trial.RecordedTrial, "step", faulty(trial.RecordedTrial.step, faults))
 
 
-def environment(directory: Path, faults: list[dict]) -> dict[str, str]:
+def environment(directory: Path, faults: list[dict], slow_consolidate: float = 0.0) -> dict[str, str]:
     """Environment variables that inject `faults` into every Python process of a command (its Ray workers
-    inherit them); `directory` receives the start-up module."""
+    inherit them), and with `slow_consolidate` a wait of that many seconds before each consolidation of the
+    result files; `directory` receives the start-up module."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
     path = os.pathsep.join([str(directory), str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])
-    return {"DECAYLAB_TEST_FAULTS": json.dumps(faults), "PYTHONPATH": path.rstrip(os.pathsep)}
+    return {"DECAYLAB_TEST_FAULTS": json.dumps(faults), "DECAYLAB_TEST_SLOW_CONSOLIDATE": str(slow_consolidate),
+            "PYTHONPATH": path.rstrip(os.pathsep)}

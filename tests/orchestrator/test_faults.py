@@ -242,8 +242,11 @@ EXECUTORS = {"before-any-trial-finished": "ray", "all-results-written": "local"}
                                    "all-results-written"])
 def test_killed_driver_resumes_to_the_same_rows_without_reading_ray_pickles(reference, tmp_path, point):
     run = tmp_path / "results" / "faults"
+    # the local executor exports within milliseconds of the last result: each consolidation waits 3 s first,
+    # so that the driver is killed between the two, as a slower machine would be, not after
+    env = injected.environment(tmp_path / "site", [], slow_consolidate=3.0 if point == "all-results-written" else 0.0)
     proc = start_decaylab("sweep", write_study(tmp_path, **STUDY), "--storage", tmp_path / "results",
-                          "--executor", EXECUTORS[point], log=tmp_path / "log")
+                          "--executor", EXECUTORS[point], log=tmp_path / "log", env=env)
     wait_until(proc, lambda: KILL_POINTS[point](run), point, tmp_path / "log")
     kill_driver(proc)
     assert json.loads((run / "manifest.json").read_text())["finished"] is None, "the sweep had finished"
