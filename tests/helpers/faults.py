@@ -4,10 +4,11 @@ or in the processes a command starts (Ray's workers included) with `environment`
 `sitecustomize` module on PYTHONPATH: Python imports it at start-up, and it wraps the runner the moment
 the runner is imported.
 
-A fault: {"trial": <trial id>, "epoch": <n>, "action": "raise" | "kill" | "term", "once": <marker file,
-optional>}. After the trial's epoch `n` is recorded, it raises (`raise`), its process kills itself
-(`kill`, SIGKILL: a dead worker) or signals itself to stop (`term`, SIGTERM). With `once`, it fires
-only while the marker file does not exist.
+A fault: {"trial": <trial id>, "epoch": <n>, "action": "raise" | "kill" | "term" | "wait", "once": <marker
+file, optional>, "until": <file, for wait>}. After the trial's epoch `n` is recorded, it raises (`raise`),
+its process kills itself (`kill`, SIGKILL: a dead worker), signals itself to stop (`term`, SIGTERM) or
+waits until the file `until` exists (`wait`: the test decides when the sweep goes on). With `once`, it
+fires only while the marker file does not exist.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from helpers.sweep import REPO
+
+WAIT_S = 300.0  # a `wait` fault's longest wait: a test that never lets the trial go fails, not hangs
 
 SITECUSTOMIZE = '''
 import importlib.abc, importlib.util, json, os, sys
@@ -88,6 +92,13 @@ def fire(fault: dict, trial_id: str, epoch: int) -> None:
         Path(once).touch()
     if fault["action"] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if fault["action"] == "wait":
+        deadline = time.monotonic() + WAIT_S
+        while not Path(fault["until"]).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{trial_id} waited {WAIT_S:.0f} s for {fault['until']}")
+            time.sleep(0.05)
+        return
     if fault["action"] == "term":  # a stop signal to the process itself, as a scheduler sends it
         os.kill(os.getpid(), signal.SIGTERM)
         return

@@ -159,28 +159,28 @@ def snapshot(run: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     return pd.read_parquet(run / "trials.parquet"), pd.read_parquet(run / "epochs.parquet")
 
 
+HELD = "wd-0.0005-lr0.05-s0"  # the study's second trial: held after its first epoch while reports run
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Reference:
     """The study run once without faults; while it runs, the result files are read and `decaylab
-    report` is run a few times, as a user watching the sweep would."""
+    report` is run twice, as a user watching the sweep would.
+
+    The second trial waits after its first epoch until both reports are written, so that they read the
+    result files mid-way (one trial finished, the sweep holding the lock) however slow this machine is."""
     import analysis.report  # noqa: F401 - imported now, so that a report mid-sweep takes seconds
 
     base = tmp_path_factory.mktemp("reference")
     run = base / "results" / "faults"
+    go = base / "go"
+    env = injected.environment(base / "site", [{"trial": HELD, "epoch": 1, "action": "wait", "until": str(go)}])
     # one trial at a time: each trial's end is a separate export, with quiet moments in between
     proc = start_decaylab("sweep", write_study(base, **STUDY), "--storage", base / "results", "--executor", "local",
-                          log=base / "log")
+                          log=base / "log", env=env)
     ref = Reference(run, "")
-    parts_seen = 0
     try:
         while proc.poll() is None:
-            # the sweep writes the result files at its end; before that, `report` consolidates the parts of
-            # the trials that have ended (as a user watching would): once after each of the first two
-            parts = len(list((run / results.PARTS / "trials").glob("*")))
-            if parts > parts_seen and len(ref.reports) < 2:
-                parts_seen = parts
-                status, _, err = cli(["report", run, "--out", base / f"report-{len(ref.reports)}"])
-                ref.reports.append((status, err))
             try:
                 snap = snapshot(run)
             except Exception as e:  # a torn or half-written parquet file would land here
@@ -188,8 +188,13 @@ def reference(tmp_path_factory) -> Reference:
                 continue
             if snap is not None:
                 ref.snapshots.append(snap)
+                while len(ref.reports) < 2:  # the sweep has written its first trial's results, and waits
+                    status, _, err = cli(["report", run, "--out", base / f"report-{len(ref.reports)}"])
+                    ref.reports.append((status, err))
+                go.touch()
             time.sleep(0.2)
     finally:
+        go.touch()
         if proc.poll() is None:
             kill_driver(proc)
     ref.log = (base / "log").read_text()
@@ -213,7 +218,10 @@ def test_reports_during_a_sweep_read_consistent_results(reference):
                 mine = comparable(epochs[epochs["trial_id"] == t.trial_id])
                 theirs = final[final["trial_id"] == t.trial_id].reset_index(drop=True)
                 pd.testing.assert_frame_equal(mine.drop(columns="status"), theirs.drop(columns="status"))
-    assert reference.reports and all(s == 0 and "Traceback" not in err for s, err in reference.reports)
+    assert len(reference.reports) == 2
+    for status, err in reference.reports:  # each ran while the sweep held the lock, from the files as they were
+        assert status == 0 and "Traceback" not in err, err
+        assert "reporting from its result files as they are" in err, err
 
 
 @pytest.mark.slow
