@@ -86,7 +86,7 @@ def two_node_cluster(tmp_path):
             stop(proc)
 
 
-def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path):
+def test_sweep_and_evaluate_on_a_two_node_cluster_use_both_nodes(two_node_cluster, tmp_path):
     # trials of several seconds: of trials shorter than a worker's start, the first worker would run them all
     study = write_study(tmp_path, lr=[0.05], train={"epochs": 3, "batch_size": 64}, data={"dataset": "digits"},
                         eval={"val_examples": None, "test_examples": None, "train_examples": 300})
@@ -103,6 +103,14 @@ def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path)
     assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["hardware"]["cluster"]["CPU"] == 2.0
+    # `evaluate` joins the same cluster: each trial's AutoAttack a Ray task, its rows merged once
+    out = decaylab("evaluate", run, "--address", two_node_cluster, "--set", "eval.autoattack.enabled=true",
+                   "eval.autoattack.examples=20", env=TOKEN_ENV, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    evals = pd.read_parquet(run / "evaluations.parquet")
+    assert evals["trial_id"].nunique() == 4 and evals["autoattack_acc"].notna().all()
+    assert (evals["examples"] == 20).all()
+    assert pd.read_parquet(run / "trials.parquet")["autoattack_best"].notna().all()
 
 
 def test_a_sweep_whose_cluster_is_stopped_with_it_stops_at_once(tmp_path):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from helpers.sweep import decaylab, write_study
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+pytestmark = pytest.mark.slow  # evaluate through Ray: test_cluster.py, on a two-node cluster
 
 
 def test_evaluate_fills_autoattack_and_is_idempotent(tmp_path):
@@ -19,7 +19,7 @@ def test_evaluate_fills_autoattack_and_is_idempotent(tmp_path):
     before = pd.read_parquet(run / "trials.parquet")
     assert before["autoattack_best"].isna().all()
     sets = ["--set", "eval.autoattack.enabled=true", "eval.autoattack.examples=30"]
-    out = decaylab("evaluate", run, *sets, timeout=900)  # each trial a Ray task
+    out = decaylab("evaluate", run, *sets, "--executor", "local", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     trials = pd.read_parquet(run / "trials.parquet")
     evals = pd.read_parquet(run / "evaluations.parquet")
