@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.load import Run
-from trials import schema
+from trials import schema, selection
 
 LEVEL = "label_noise"
 ARM_KEYS = [LEVEL, "method", "kind"]
@@ -182,11 +182,10 @@ def reference_arms(run: Run, best: pd.DataFrame) -> dict[float, str | None]:
 
     None at a level where that arm has no best-tuned configuration (nothing finished).
     """
-    wanted = run.study_field("analysis", "reference")
-    if wanted is None:
-        kinds = dict(zip(best["method"], best["kind"], strict=True))
-        kinds |= {m: arm.get("kind") for m, arm in run.study_field("methods", default={}).items()}
-        wanted = next((m for m in run.method_order if kinds.get(m) == "fixed"), None)
+    kinds = dict(zip(best["method"], best["kind"], strict=True))
+    kinds |= {m: arm.get("kind") for m, arm in run.study_field("methods", default={}).items()}
+    wanted = selection.reference_arm(run.study_field("analysis", "reference"),
+                                     ((m, kinds.get(m)) for m in run.method_order))
     levels = sorted(best[LEVEL].unique().tolist())
     return {level: wanted if ((best[LEVEL] == level) & (best["method"] == wanted)).any() else None for level in levels}
 

@@ -338,9 +338,5 @@ def stratum_verdicts(study: Study, values: pd.DataFrame, reference: str) -> tupl
     return rows, "computed"
 
 
-def verdict_columns() -> list[str]:
-    return ["verdict", "n", "mean_diff", "ci_low", "ci_high", "ci_level", "p_value", "p_adjusted"]
-
-
 def unpack(text: object, examples: int) -> np.ndarray:
     return verdicts.unpack_correct(str(text), int(examples))

@@ -202,7 +202,3 @@ def _timed(fn) -> float:
         fn()
         calls += 1
     return (time.perf_counter() - start) / calls
-
-
-def estimate_text(study: Study, mfu: float | None = None) -> str:
-    return estimate(study, mfu=mfu).text()
