@@ -121,8 +121,8 @@ def cluster(sp: argparse.ArgumentParser) -> None:
                     "(default: RAY_ADDRESS, else a local cluster)")
     sp.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                     help="auto: GPU when the cluster has one and the study asks for it (default)")
-    sp.add_argument("--num-cpus", type=count, metavar="N", help="CPUs of the local cluster (default: all); not "
-                    "with --address, whose cluster has its own")
+    sp.add_argument("--num-cpus", type=count, metavar="N", help="CPUs of the local Ray cluster (default: all); "
+                    "not with --address, whose cluster has its own, nor with --executor local")
     sp.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 with the local "
                     "cluster (a joined cluster has its own)")
 
@@ -155,6 +155,10 @@ def check_cluster(args) -> None:
             if value:
                 raise UserError(flag, "needs Ray, and --executor local runs without it",
                                 f"drop {flag}, or use --executor ray")
+        if args.num_cpus is not None:
+            raise UserError("--num-cpus", "sizes the local Ray cluster, and --executor local runs one trial at a "
+                            "time in this process", "drop --num-cpus (a trial's threads: resources.cpu), or use "
+                            "--executor ray")
         return
     address = args.address or os.environ.get("RAY_ADDRESS")
     given = "--address" if args.address else "RAY_ADDRESS"
@@ -171,7 +175,7 @@ def executor(args):
     if args.executor == "local":
         from orchestrator.sweep.executor import LocalExecutor
 
-        return LocalExecutor(args.num_cpus)
+        return LocalExecutor()
     from orchestrator.ray import environment
 
     if not (args.address or os.environ.get("RAY_ADDRESS")):

@@ -60,9 +60,6 @@ class LocalExecutor:
 
     local = True
 
-    def __init__(self, num_cpus: int | None = None):
-        self.num_cpus = num_cpus
-
     def check(self, study: Study, where: str) -> None:
         """Refuse what this executor cannot do before anything starts: MLflow and W&B log through Ray."""
         for name in ("mlflow", "wandb"):
@@ -71,10 +68,10 @@ class LocalExecutor:
                                 f"use the Ray executor (the default), or turn it off (--set tracking.{name}=null)")
 
     def start(self) -> dict[str, float]:
-        return local_node(self.num_cpus)
+        return local_node(None)
 
     def nodes(self) -> list[dict[str, float]]:
-        return [local_node(self.num_cpus)]
+        return [local_node(None)]
 
     def run(self, work: Work, *, run: RunDir, experiment: str, study: Study, device: str, live: Progress) -> None:
         boards = TensorBoard(run, experiment) if study.tracking.tensorboard else None

@@ -102,6 +102,8 @@ IGNORED = {
     "dashboard-with-address": (["evaluate", "{tmp}/run", "--dashboard", "--address", "10.0.0.1:6379"],
                                ["--dashboard", "joins one"]),
     "dashboard-without-ray": (["sweep", "digits", "--executor", "local", "--dashboard"], ["--dashboard", "needs Ray"]),
+    "num-cpus-without-ray": (["evaluate", "{tmp}/run", "--executor", "local", "--num-cpus", "1"],
+                             ["--num-cpus", "--executor local runs one trial at a time"]),
 }
 
 
