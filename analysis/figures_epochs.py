@@ -103,10 +103,11 @@ def lambda_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], col
     fig, axes = plotting.new_figure(rows, cols, width=plotting.TWO_COLUMNS, panel_height=2.6)
     flat = list(axes.flat)
     for ax, ((symbol, meaning), lines) in zip(flat, panels.items(), strict=False):
-        for arm, curve, chosen in lines:
+        widths = _nested_widths([curve for _, curve, _ in lines])
+        for (arm, curve, chosen), width in zip(lines, widths, strict=True):
             x, mean = curve["epoch"].to_numpy(), curve["lambda_mean_mean"].to_numpy(float)
             label = plotting.label_text(f"{arm} ({chosen['kind']}, {chosen['setting']})")
-            ax.plot(x, np.where(mean > 0, mean, np.nan), color=colors[arm], label=label)
+            ax.plot(x, np.where(mean > 0, mean, np.nan), color=colors[arm], label=label, linewidth=width)
             low, high = curve["lambda_min_min"].to_numpy(float), curve["lambda_max_max"].to_numpy(float)
             ax.fill_between(x, np.where(low > 0, low, np.nan), np.where(high > 0, high, np.nan), color=colors[arm],
                             alpha=0.18, linewidth=0)
@@ -120,9 +121,22 @@ def lambda_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], col
         plotting.epoch_axis(ax)
         ax.set_ylabel(f"{symbol} per step (log)")
         ax.set_title(f"{symbol}: {meaning}", fontsize="small")
-        ax.legend(loc="best", fontsize="small")
     plotting.hide_unused(axes, len(panels))
+    plotting.legend_below(fig, flat[: len(panels)], ncols=2)  # under the panels: it never hides a curve
     return fig
+
+
+def _nested_widths(curves: list[pd.DataFrame], base: float = 1.5, step: float = 1.3) -> list[float]:
+    """Line widths for curves drawn in order: a curve that later ones coincide with (a fixed λ and a window
+    of it) is drawn wider by `step` per curve on top of it at one epoch, so each shows as a line inside a
+    line instead of one hiding the other; the others are `base` wide."""
+    values = [dict(zip(c["epoch"], c["lambda_mean_mean"].to_numpy(float), strict=True)) for c in curves]
+    widths = []
+    for i, mine in enumerate(values):
+        depth = max((sum(1 for later in values[i + 1:] if epoch in later and np.isclose(later[epoch], value))
+                     for epoch, value in mine.items() if value > 0), default=0)
+        widths.append(base + step * depth)
+    return widths
 
 
 def norms_figure(curves: pd.DataFrame, best: pd.DataFrame, arms: list[str], colors: dict) -> Figure:

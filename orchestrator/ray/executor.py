@@ -33,6 +33,7 @@ from orchestrator.study import plan
 from orchestrator.study.checks import local_node
 from orchestrator.study.plan import Entry
 from orchestrator.study.schema import Study
+from trials.config import TrialConfig
 from trials.evaluation import sanity_problems
 
 
@@ -315,12 +316,19 @@ def study_of(run: RunDir) -> Study:
     return _study(run.location, hashlib.sha256(run.read_bytes(STUDY)).hexdigest())
 
 
+EXECUTOR_KEYS = ("run_dir", "device", "threads", "key")  # the config's keys that are not the entry's parameters
+
+
+def entry_members(study: Study, config: dict) -> tuple[TrialConfig, ...]:
+    """The member trials of the entry whose flat parameters a trial's Tune config carries."""
+    return plan.members(study, {k: v for k, v in config.items() if k not in EXECUTOR_KEYS})
+
+
 def trainable(config: dict) -> None:
     """The Ray Tune function trainable: the entry's members trained from their records, one report per epoch
     (and one when every member had already ended)."""
     run = RunDir(config["run_dir"])
-    params = {k: v for k, v in config.items() if k not in ("run_dir", "device", "threads", "key")}
-    members = plan.members(study_of(run), params)
+    members = entry_members(study_of(run), config)
     node = ray.get_runtime_context().get_node_id()
     first = True
 

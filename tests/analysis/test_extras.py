@@ -87,6 +87,23 @@ def test_a_constant_decay_gets_a_readable_log_axis():
     assert low < 5e-4 / 2 and high > 5e-4 * 2, (low, high)  # not a sliver around one value, labelled 0.0005 × 5
 
 
+def test_coinciding_decays_are_drawn_one_inside_the_other_and_the_legend_covers_no_curve():
+    from analysis.figures_epochs import lambda_figure
+
+    epochs = np.arange(1, 7)
+    early = np.where(epochs <= 3, 5e-3, 0.0)  # a window of wd's λ: the same value in its first half, then none
+    curves = pd.DataFrame({"method": ["wd"] * 6 + ["early"] * 6 + ["awd"] * 6, "epoch": np.tile(epochs, 3),
+                           "lambda_mean_mean": [*[5e-3] * 6, *early, *np.linspace(1e-3, 8e-3, 6)]})
+    curves["lambda_min_min"] = curves["lambda_max_max"] = curves["lambda_mean_mean"]
+    best = pd.DataFrame({"method": ["wd", "early", "awd"], "kind": ["fixed", "windowed", "adaptive"],
+                         "setting": ["λ=0.005", "λ=0.005, stop=0.5", "λ_awd=0.02"]})
+    fig = lambda_figure(curves, best, ["wd", "early", "awd"], {"wd": "#0072B2", "early": "#E69F00", "awd": "#D55E00"})
+    (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+    widths = {line.get_label().split(" ")[0]: line.get_linewidth() for line in ax.lines}
+    assert widths["wd"] > widths["early"] == widths["awd"]  # wd shows around early, awd is not widened
+    assert ax.get_legend() is None and len(fig.legends) == 1  # under the panels, not over a curve
+
+
 @pytest.mark.slow
 def test_importance_is_computed_per_arm_with_the_arms_own_parameters(many):
     table = pd.read_csv(many.parent / "tables" / "importance.csv")

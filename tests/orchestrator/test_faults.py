@@ -520,15 +520,6 @@ def troubled_local(tmp_path_factory) -> Troubled:
                           TROUBLED)
 
 
-@pytest.mark.slow
-@pytest.mark.ray
-def test_a_killed_worker_is_retried_from_its_checkpoint(troubled_ray):
-    epochs = pd.read_parquet(troubled_ray.run / "epochs.parquet")
-    assert epochs.loc[epochs["trial_id"] == KILLED, "epoch"].tolist() == [1, 2, 3]  # each row exactly once
-    trials = pd.read_parquet(troubled_ray.run / "trials.parquet").set_index("trial_id")
-    assert trials.loc[KILLED, "status"] == "ok"
-
-
 def assert_failed_every_attempt(troubled: Troubled) -> None:
     out = troubled.out
     assert out.returncode == 1 and "Traceback" not in out.stderr.split("failed: RuntimeError")[-1]
@@ -543,7 +534,13 @@ def assert_failed_every_attempt(troubled: Troubled) -> None:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_trial_failing_every_attempt_is_marked_failed_and_the_rest_finish(troubled_ray):
+def test_on_ray_a_killed_worker_is_retried_and_a_trial_failing_every_attempt_is_marked_failed(troubled_ray):
+    """One sweep, two faults: a worker SIGKILLed once resumes its trial from the checkpoint (each epoch's row
+    exactly once); a trial raising on every attempt is recorded as failed while the rest finish."""
+    epochs = pd.read_parquet(troubled_ray.run / "epochs.parquet")
+    assert epochs.loc[epochs["trial_id"] == KILLED, "epoch"].tolist() == [1, 2, 3], "the killed worker's trial"
+    trials = pd.read_parquet(troubled_ray.run / "trials.parquet").set_index("trial_id")
+    assert trials.loc[KILLED, "status"] == "ok"
     assert_failed_every_attempt(troubled_ray)
 
 

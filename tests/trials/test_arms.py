@@ -465,15 +465,15 @@ def test_trades_attack_increases_the_kl_within_the_ball_in_eval_mode():
 # ------------------------------------------------------------------------ every arm, end to end
 
 
-@pytest.mark.slow
-def test_a_study_with_every_arm_validates_sweeps_and_reports(tmp_path):
-    """studies/digits_arms.yaml shrunk (300 images, 2 epochs, 1 seed): every kind through Ray to a report."""
-    import pandas as pd
+def every_arm_study(tmp_path, confirm: bool = False):
+    """studies/digits_arms.yaml shrunk (300 images, 2 epochs, 1 seed), with every kind and several values of
+    some; without its confirmation stage unless `confirm`. Returns the study file's path and its sections."""
     import yaml
-    from helpers.sweep import REPO, decaylab
+    from helpers.sweep import REPO
 
     study = yaml.safe_load((REPO / "studies" / "digits_arms.yaml").read_text())
-    study.pop("confirm")  # tuning trials only: the confirmation stage has its own tests
+    if not confirm:
+        study.pop("confirm")  # tuning trials only: the confirmation stage has its own tests
     study |= {"name": "arms", "seeds": [0], "train": {**study["train"], "epochs": 2},
               "data": {**study["data"], "subset": 300},
               "eval": {"val_examples": 100, "test_examples": 100, "train_examples": 100}}
@@ -483,8 +483,42 @@ def test_a_study_with_every_arm_validates_sweeps_and_reports(tmp_path):
                          "replay": {"kind": "scheduled", "schedule": ["down"], "schedules": {"down": [5e-3, 5e-4]}}}
     path = tmp_path / "arms.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path, study
+
+
+def test_every_arms_entries_reach_a_ray_worker_as_the_same_trials(tmp_path):
+    """What the Ray executor adds to the local one, for an arm: each entry's flat parameters travel in a Tune
+    config, pickled to a worker, which rebuilds the member trials from them (`entry_members`, the function
+    the worker calls). Checked here for every kind, tuning and confirmation entries, without a cluster; the
+    Ray path itself runs in the tests marked `ray`."""
+    import pickle
+
+    from orchestrator.ray.executor import entry_members
+    from orchestrator.study.load import load_study
+    from orchestrator.study.plan import confirmation_entries, grid_entries
+
+    path, _ = every_arm_study(tmp_path, confirm=True)
+    study = load_study(path)
+    selected = {(arm, 0.0): (grid.points()[-1], study.lr[-1]) for arm, grid in study.arms.items()}
+    entries = grid_entries(study) + confirmation_entries(study, selected)
+    assert {e.params["kind"] for e in entries} == set(arms.KINDS)
+    assert {e.params["stage"] for e in entries} == {"tune", "confirm"}
+    for entry in entries:
+        config = {"run_dir": str(tmp_path), "device": "cpu", "threads": 1, "key": entry.key, **entry.params}
+        assert all(isinstance(k, str) and "/" not in k for k in config), "Tune nests a key holding '/'"
+        assert entry_members(study, pickle.loads(pickle.dumps(config))) == entry.members, entry.key
+
+
+@pytest.mark.slow
+def test_a_study_with_every_arm_validates_sweeps_and_reports(tmp_path):
+    """Every kind, several values of some, from the study file to a report (the local executor: what Ray adds
+    for an arm is checked above)."""
+    import pandas as pd
+    from helpers.sweep import decaylab
+
+    path, study = every_arm_study(tmp_path)
     assert decaylab("validate", path).returncode == 0
-    out = decaylab("sweep", path, "--storage", tmp_path / "r", timeout=900)
+    out = decaylab("sweep", path, "--storage", tmp_path / "r", "--executor", "local", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "r" / "arms"
     trials = pd.read_parquet(run / "trials.parquet")
