@@ -3,6 +3,7 @@ cluster/ray-nodes.sh, the ones cluster/slurm.sbatch starts a SLURM job's nodes w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -56,13 +57,16 @@ def raylet_of(node: subprocess.Popen) -> int:
 
 
 def stop(proc: subprocess.Popen) -> None:
+    """Stop a node and every process it started (its process group). `ray start --block` stops its node on
+    SIGTERM, but a worker node then waits about half a minute on a head that is going too: after a few
+    seconds the group is killed, which leaves nothing behind either."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # graceful: `ray start --block` drains and stops its node
-        try:
-            proc.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=8)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the node's raylet, GCS and workers: none outlives the test
+        proc.wait()
 
 
 @pytest.fixture

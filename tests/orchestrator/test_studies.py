@@ -250,11 +250,12 @@ def test_cpu_studies_are_small(roots):
 
 def one_epoch_sets(root: Path, dataset: str) -> list[str]:
     """Everything shrunk but the network: one training image per class (all 20 written files for
-    CIFAR-100, whose subset may not be smaller than its 100 classes), 2 val/test/final-evaluation images."""
+    CIFAR-100, whose subset may not be smaller than its 100 classes), 2 val/test/final-evaluation images,
+    PGD-2 for evaluation."""
     subset = "null" if dataset in ("cifar100", "flowers102") else "10"
     return [f"data.root={root}", "train.epochs=1", "eval.autoattack.enabled=false", "data.val_fraction=0.5",
             f"data.subset={subset}", "eval.val_examples=2", "eval.test_examples=2", "eval.train_examples=2",
-            "eval.final_examples=2", "eval.pruning.examples=2"]
+            "eval.final_examples=2", "eval.pruning.examples=2", "attack.eval.steps=2"]
 
 
 # Networks shrunk here (a CPU epoch of WRN-28-10 or of PreAct-18 at 64×64 takes tens of seconds): the study's
