@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import checks, compare, displays, extras, output, plotting, published, summary_json, wording
+from analysis import compare, displays, extras, output, plotting, published, sanity, summary_json, wording
 from analysis import figures_epochs as fe
 from analysis import figures_lr as fl
 from analysis import figures_tuning as ft
@@ -638,7 +638,7 @@ def _sanity(a: Analysis, w: ReportWriter) -> None:
     if a.run.evaluations is None:
         w.text("No `evaluations.parquet`: there are no clean/FGSM/PGD/AutoAttack evaluations to cross-check.")
         return
-    warnings = checks.sanity_warnings(a.run.evaluations)
+    warnings = sanity.sanity_warnings(a.run.evaluations)
     if not warnings:
         w.text("None raised: AutoAttack ≤ PGD ≤ FGSM ≤ clean on every evaluation row.")
         return

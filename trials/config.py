@@ -20,7 +20,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from trials import arms
 from trials.arms.base import format_value
-from trials.checks import (
+from trials.datasets import DATASET_NAMES
+from trials.fields import (
     Fraction,
     Int,
     Number,
@@ -33,7 +34,6 @@ from trials.checks import (
     grid,
     unit_interval,
 )
-from trials.datasets import DATASET_NAMES
 
 # 2**63: seeds feed numpy's and torch's generators, which take 64-bit integers
 MAX_SEED = 2**63 - 1

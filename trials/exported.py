@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trials.checks import Text
 from trials.config import ModelConfig
+from trials.fields import Text
 from trials.files import read_regular
 from trials.safe_torch import UnsafeFile, load_bytes
 

@@ -19,7 +19,7 @@ from orchestrator.errors import UserError
 from orchestrator.run import results
 from orchestrator.run.directory import open_run
 from trials.arms.base import format_value
-from trials.checks import control_character
+from trials.fields import control_character
 
 
 def resolve_schedules(raw: dict, where: str) -> dict:

@@ -20,8 +20,8 @@ from orchestrator.study.errors import did_you_mean, show, to_user_error
 from orchestrator.study.plan import trial_config
 from orchestrator.study.schema import Study
 from trials import arms
-from trials.checks import Fraction, control_character
 from trials.config import Seed, TrialConfig
+from trials.fields import Fraction, control_character
 
 # ------------------------------------------------------------------------------- YAML
 

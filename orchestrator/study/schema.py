@@ -16,7 +16,8 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from orchestrator.errors import UserError
 from trials import arms
-from trials.checks import (
+from trials.config import AttackConfig, DataConfig, EvalConfig, ModelConfig, Section, Seed, TrainConfig
+from trials.fields import (
     MAX_AXIS,
     Fraction,
     Int,
@@ -33,7 +34,6 @@ from trials.checks import (
     grid,
     positive,
 )
-from trials.config import AttackConfig, DataConfig, EvalConfig, ModelConfig, Section, Seed, TrainConfig
 
 # --------------------------------------------------------------------------- study classes
 

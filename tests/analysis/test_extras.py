@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from helpers import analysis as fx
 
-from analysis import checks, importance, plotting
+from analysis import importance, plotting, sanity
 from analysis.load import load_run
 from analysis.pipeline import analyse
 from analysis.report import write_report
@@ -147,7 +147,7 @@ def test_sanity_section_lists_the_crafted_row(many):
 
 
 def test_sanity_warnings_flag_exactly_the_bad_rows():
-    messages = checks.sanity_warnings(fx.bad_evaluations())
+    messages = sanity.sanity_warnings(fx.bad_evaluations())
     assert len(messages) == 5
     assert "autoattack_acc 0.5500 > pgd_acc 0.5000" in messages[0] and "checkpoint last" in messages[0]
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from trials.arms.base import ArmGrid
-from trials.checks import Number, Positive, fraction, grid, positive
+from trials.fields import Number, Positive, fraction, grid, positive
 
 
 class Grid(ArmGrid):

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from trials.arms.base import ArmGrid, Hooks, torch
-from trials.checks import NonNegative, grid, non_negative
+from trials.fields import NonNegative, grid, non_negative
 
 
 class Grid(ArmGrid):

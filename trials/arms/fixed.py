@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from trials.arms.base import ArmGrid
-from trials.checks import NonNegative, grid, non_negative
+from trials.fields import NonNegative, grid, non_negative
 
 
 class Grid(ArmGrid):

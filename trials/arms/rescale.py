@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from trials.arms.base import ArmGrid, Hooks, global_norm, torch
-from trials.checks import NonNegative, grid, non_negative
+from trials.fields import NonNegative, grid, non_negative
 
 TAKES_MODEL = True  # needs the network's structure, not just its parameters
 

@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from trials.arms.base import ArmGrid, Hooks, torch
-from trials.checks import Positive, grid, positive
+from trials.fields import Positive, grid, positive
 
 
 class Grid(ArmGrid):

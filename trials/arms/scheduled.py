@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from trials.arms.base import ArmGrid, Hooks, global_norm, torch
-from trials.checks import NonNegative, as_tuple, checked, fail, grid
+from trials.fields import NonNegative, as_tuple, checked, fail, grid
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")  # part of trial ids, which are directory names
 

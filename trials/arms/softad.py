@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from trials.arms.base import ArmGrid, Hooks, torch
-from trials.checks import NonNegative, Positive, grid, non_negative, positive
+from trials.fields import NonNegative, Positive, grid, non_negative, positive
 
 
 class Grid(ArmGrid):

@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from trials.arms.base import ArmGrid, Hooks, torch
-from trials.checks import NonNegative, UnitInterval, fraction, grid, non_negative, unit_interval
-from trials.checks import Number as _Number
+from trials.fields import NonNegative, UnitInterval, fraction, grid, non_negative, unit_interval
+from trials.fields import Number as _Number
 
 
 class Grid(ArmGrid):
