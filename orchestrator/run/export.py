@@ -68,10 +68,18 @@ def finished_checkpoint(run: RunDir, trial_id: str) -> dict:
     if not records.valid_trial_id(trial_id) or not run.exists(records.TRIALS, trial_id):
         raise UserError(f"--trial {trial_id}", "no such trial in the run",
                         f"`decaylab status {run.location}` lists the trials")
-    state, warning = records.load_checkpoint(run, trial_id, exportable)
-    if state is None and warning:
-        raise UserError(trial_id, f"no usable final checkpoint: {warning.rsplit(': ', 1)[0]}",
-                        "train it again with `decaylab resume`, or export another trial")
+    # the newest checkpoint only, read without the fallback of `records.load_checkpoint`: an older one is never
+    # final, and that fallback drops the rows of later epochs, which a command that only reads must not do
+    files = records.checkpoint_files(run, trial_id)
+    state = None
+    if files:
+        epoch, name = files[0]
+        records.require_safe_torch()
+        try:
+            state = exportable(records.read_checkpoint(run, trial_id, epoch, name))
+        except Exception as e:  # truncated, corrupted, foreign, or without what export reads
+            raise UserError(trial_id, f"no usable final checkpoint: {records.unusable(trial_id, name, e)}",
+                            "train it again with `decaylab resume`, or export another trial") from None
     if state is None or state["status"] not in results.FINISHED:
         raise UserError(trial_id, "the trial has not finished (no final checkpoint)",
                         "finish it with `decaylab resume`, or export another trial")
@@ -83,9 +91,7 @@ WEIGHTS = ("model", "best_model")
 NEEDED = ("status", "config", "epoch", "best_epoch", *WEIGHTS)
 
 
-def exportable(state: dict | None) -> dict | None:
-    if state is None:
-        return None
+def exportable(state: dict) -> dict:
     missing = [k for k in NEEDED if k not in state]
     if missing:
         raise records.DamagedRecord(f"it lacks {', '.join(missing)}")

@@ -166,6 +166,19 @@ def load_state_bytes(data: bytes) -> dict:
     return state
 
 
+def read_checkpoint(run: RunDir, trial_id: str, epoch: int, name: str) -> dict:
+    """The state in one checkpoint file of a trial (`checkpoint_files`), checked to be that trial's at that
+    epoch; reads only. `DamagedRecord` (or the loader's error) when it is not."""
+    state = load_state_bytes(run.read_bytes(TRIALS, trial_id, name, cap=MAX_CHECKPOINT))
+    if state["trial_id"] != trial_id or state["epoch"] != epoch:
+        raise DamagedRecord(f"it holds trial {str(state['trial_id'])[:80]!r} epoch {state['epoch']!r}")
+    return state
+
+
+def unusable(trial_id: str, name: str, error: Exception) -> str:
+    return f"{TRIALS}/{trial_id}/{name} is unusable ({type(error).__name__}: {str(error)[:120]})"
+
+
 def load_checkpoint(run: RunDir, trial_id: str, use: Callable[[dict | None], T] = lambda state: state
                     ) -> tuple[T, str]:
     """`use(state)` of the newest checkpoint of a trial that loads and that `use` accepts (it raises
@@ -176,12 +189,9 @@ def load_checkpoint(run: RunDir, trial_id: str, use: Callable[[dict | None], T] 
     problems = []
     for epoch, name in checkpoint_files(run, trial_id):
         try:
-            state = load_state_bytes(run.read_bytes(TRIALS, trial_id, name, cap=MAX_CHECKPOINT))
-            if state["trial_id"] != trial_id or state["epoch"] != epoch:
-                raise DamagedRecord(f"it holds trial {str(state['trial_id'])[:80]!r} epoch {state['epoch']!r}")
-            used = use(state)
+            used = use(read_checkpoint(run, trial_id, epoch, name))
         except Exception as e:  # a truncated, corrupted or foreign file: fall back to the one before
-            problems.append(f"{TRIALS}/{trial_id}/{name} is unusable ({type(e).__name__}: {str(e)[:120]})")
+            problems.append(unusable(trial_id, name, e))
             log.warning("%s", problems[-1])
             continue
         drop_rows_after(run, trial_id, epoch)

@@ -94,10 +94,12 @@ def test_export_of_a_checkpoint_without_what_it_reads_is_a_clear_error(trained, 
     state = torch.load(path, weights_only=True)
     change(state)
     torch.save(state, path)
+    before = sorted(p.name for p in (run / "trials" / TRIAL).iterdir())
     assert main(["export", str(run), "--trial", TRIAL, "--output", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert "no usable final checkpoint" in err and says in err and "Traceback" not in err
     assert not (tmp_path / "m.pt").exists() and (run / "trials" / TRIAL / "result.json").exists()
+    assert sorted(p.name for p in (run / "trials" / TRIAL).iterdir()) == before  # export only reads
 
 
 def row(setting: str, lr: float, seed: int, score: float, status: str = "ok") -> dict:
